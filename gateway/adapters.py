@@ -1,0 +1,61 @@
+"""The adapters one gateway process uses, built once from Settings.
+
+This is where vendor clients (redis, boto3, clamd) are constructed; services
+receive the small protocols (`Scanner`, `DocumentStore`) and never build them.
+Constructing a client opens no connection: nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from gateway.db import Database
+from gateway.scanning import ClamdScanner, Scanner
+from gateway.settings import Settings
+from gateway.storage import DocumentStore, S3DocumentStore
+
+
+@dataclass
+class Adapters:
+    """Everything outside the process that the gateway talks to."""
+
+    settings: Settings
+    db: Database
+    redis: redis.Redis
+    scanner: Scanner
+    store: DocumentStore
+
+
+def build_redis(settings: Settings) -> redis.Redis:
+    """A Redis client with short timeouts, so a dead Redis fails fast instead of hanging requests."""
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5,
+                                health_check_interval=30)
+
+
+def build_store(settings: Settings) -> S3DocumentStore:
+    """The S3 document store; a local endpoint gets moto's throwaway credentials if none are set."""
+    access_key, secret_key = settings.aws_access_key_id, settings.aws_secret_access_key
+    if settings.s3_endpoint_url and not access_key:
+        access_key, secret_key = "testing", "testing"
+    return S3DocumentStore.build(
+        endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+        bucket=settings.s3_bucket, kms_key_id=settings.kms_key_id,
+        access_key=access_key, secret_key=secret_key,
+        connect_timeout=settings.storage_timeout, read_timeout=settings.storage_timeout * 3,
+    )
+
+
+def build_adapters(settings: Settings, **overrides) -> Adapters:
+    """Build every adapter from settings; tests may override any of them by name."""
+    parts = {
+        "db": overrides.pop("db", None) or Database.from_settings(settings),
+        "redis": overrides.pop("redis", None) or build_redis(settings),
+        "scanner": overrides.pop("scanner", None)
+        or ClamdScanner(list(settings.clamd_addresses), timeout=settings.clamd_timeout),
+        "store": overrides.pop("store", None) or build_store(settings),
+    }
+    if overrides:
+        raise TypeError(f"unknown adapters: {sorted(overrides)}")
+    return Adapters(settings=settings, **parts)

@@ -1,0 +1,122 @@
+"""The application factory: the one composition root of the gateway."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from gateway import errors
+from gateway.adapters import build_adapters
+from gateway.logs import configure_logging
+from gateway.metrics import Metrics
+from gateway.schemas import ProblemSchema
+from gateway.settings import Settings
+from gateway.web import close_db_session
+
+# A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class GatewayApi(Api):
+    """flask-smorest's Api documenting our problem+json error shape instead of its own."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self):
+        # Our handlers (gateway.errors) render every error; flask-smorest's would differ.
+        pass
+
+
+def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
+    """Build a gateway application; every adapter comes from `settings` (or an override)."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_json)
+
+    app = Flask("gateway")
+    app.config.update(
+        API_TITLE="Records Request Gateway",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["gateway"] = build_adapters(settings, **adapter_overrides)
+    app.extensions["gateway.metrics"] = Metrics()
+
+    if settings.trusted_proxy_count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count,
+                                x_proto=settings.trusted_proxy_count)
+    register_request_hooks(app)
+    register_blueprints(app)
+    register_security(app, settings)
+    errors.register_error_handlers(app)
+    app.teardown_appcontext(close_db_session)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount every domain's routes on one flask-smorest Api (one OpenAPI document)."""
+    from gateway import health
+    from gateway.audit import views as audit
+    from gateway.auth import views as auth
+    from gateway.facilities import views as facilities
+
+    api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
+    for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp):
+        api.register_blueprint(blueprint)
+    app.extensions["gateway.api"] = api
+
+
+def register_security(app: Flask, settings: Settings) -> None:
+    """Authentication on every non-public route, then per-principal rate limits."""
+    from gateway.auth import web as auth_web
+    from gateway.auth.ratelimit import install_rate_limits
+    from gateway.auth.tokens import TokenService
+
+    db = app.extensions["gateway"].db
+    from gateway.auth.oidc import OidcVerifier
+
+    auth_web.install(app, TokenService.from_settings(settings, db), OidcVerifier.from_settings(settings))
+    install_rate_limits(app, settings)
+
+
+def register_request_hooks(app: Flask) -> None:
+    """Request id, timing, metrics and the access log."""
+    import logging
+
+    access_log = logging.getLogger("gateway.access")
+
+    @app.before_request
+    def _start():
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        route = request.url_rule.rule if request.url_rule else "<unmatched>"
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        app.extensions["gateway.metrics"].observe(request.method, route, response.status_code, seconds)
+        # The route template, never the raw path or query string: those can carry references.
+        access_log.info("request", extra={
+            "request_id": g.get("request_id"), "method": request.method, "route": route,
+            "status": response.status_code, "ms": round(seconds * 1000, 1),
+            "principal": getattr(g.get("principal"), "audit_actor", None),
+        })
+        return response
+
+
+API_DESCRIPTION = """Medical-records requests from attorneys, insurers and healthcare providers
+to the hospital system's records teams. Every error is RFC 9457 `application/problem+json`
+with a stable `code`; see the `Problem` schema."""

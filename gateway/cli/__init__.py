@@ -1,0 +1,130 @@
+"""The `gateway` console script: operators' and scripts' commands, each with `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+
+import click
+
+from gateway.settings import Settings
+
+
+class Context:
+    """What commands share: settings from the environment and a database built on first use."""
+
+    def __init__(self):
+        self.settings = Settings.from_env()
+
+    @cached_property
+    def db(self):
+        from gateway.db import Database
+
+        return Database.from_settings(self.settings)
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def emit(data, as_json: bool, human: str | None = None) -> None:
+    """Print `data` as JSON for scripts, or a human line."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+    else:
+        click.echo(human if human is not None else json.dumps(data, indent=2, default=str))
+
+
+def fail(message: str, as_json: bool, code: str = "ERROR", exit_code: int = 1):
+    """Report a failure the same way in both output modes, then exit non-zero."""
+    if as_json:
+        click.echo(json.dumps({"error": {"code": code, "message": message}}), err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
+@click.group()
+def main():
+    """Records Request Gateway administration."""
+    from gateway.logs import configure_logging
+
+    configure_logging(Settings.from_env().log_level)
+
+
+def run():
+    """Console-script entry point: the command groups of every domain, then click."""
+    from gateway.cli import identity  # noqa: F401  (registers its commands on `main`)
+
+    main()
+
+
+@main.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@json_option
+@pass_context
+def db_upgrade(ctx: Context, revision: str, as_json: bool):
+    """Apply migrations up to REVISION."""
+    from gateway import migrate
+
+    migrate.upgrade(ctx.settings.database_url, revision)
+    current = migrate.current_revision(ctx.db.engine)
+    emit({"revision": current}, as_json, f"database at revision {current}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@json_option
+@pass_context
+def db_downgrade(ctx: Context, revision: str, as_json: bool):
+    """Revert migrations down to REVISION ("base" empties the schema)."""
+    from gateway import migrate
+
+    migrate.downgrade(ctx.settings.database_url, revision)
+    current = migrate.current_revision(ctx.db.engine)
+    emit({"revision": current}, as_json, f"database at revision {current}")
+
+
+@db.command("current")
+@json_option
+@pass_context
+def db_current(ctx: Context, as_json: bool):
+    """Show the database's revision and the code's head."""
+    from gateway import migrate
+
+    data = {"revision": migrate.current_revision(ctx.db.engine),
+            "head": migrate.head_revision(ctx.settings.database_url)}
+    emit(data, as_json, f"database {data['revision']}, code head {data['head']}")
+
+
+@main.command("config")
+@json_option
+@pass_context
+def show_config(ctx: Context, as_json: bool):
+    """Show the effective settings, secrets masked."""
+    emit(ctx.settings.redacted(), as_json)
+
+
+@main.command("worker")
+@click.option("--facility", "facilities", multiple=True, help="Facility code (repeatable); default all queues.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@pass_context
+def worker(ctx: Context, facilities: tuple[str, ...], burst: bool):
+    """Run an RQ worker on the given facilities' queues (SIGTERM finishes the job in hand)."""
+    from gateway.facilities.service import list_facilities
+    from gateway.routing import queues
+    from gateway.routing.workers import run_worker
+
+    with ctx.db.transaction() as session:
+        known = [f.code for f in list_facilities(session)]
+    unknown = sorted(set(facilities) - set(known))
+    if unknown:
+        fail(f"unknown facility: {', '.join(unknown)}", False, "FACILITY_UNKNOWN", 2)
+    names = [queues.facility_queue(code) for code in facilities] or queues.all_queues(known)
+    run_worker(ctx.settings, names, burst=burst)

@@ -1,0 +1,1 @@
+"""Facilities of the hospital system: the catalogue requesters choose from and its policy values."""

@@ -1,0 +1,18 @@
+"""Reading the facility catalogue."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.facilities.models import Facility
+
+
+def list_facilities(session: Session) -> list[Facility]:
+    """Every facility, in a stable order."""
+    return list(session.scalars(select(Facility).order_by(Facility.name)))
+
+
+def get_facility(session: Session, code: str) -> Facility | None:
+    """One facility by code, or None."""
+    return session.get(Facility, code)

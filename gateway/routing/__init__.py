@@ -1,0 +1,1 @@
+"""Routing of submitted requests to facility queues, workers and the staff workflow."""

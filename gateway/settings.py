@@ -1,0 +1,167 @@
+"""One settings object for the whole gateway, built once from the environment.
+
+Every adapter is built from this object by the application factory
+(`gateway.app.create_app`); nothing else reads the environment.  All variables
+carry the `GATEWAY_` prefix and are documented in README.md.  The defaults are
+the local stack that `make run` starts, so that the `gateway` command run from
+`.venv` with no environment talks to the same database, Redis, S3 endpoint and
+clamd as `make run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "GATEWAY_"
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """The per-user data directory (XDG), where the default SQLite file and dev keys live."""
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "share")
+    return Path(base) / "records-gateway"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one gateway process; immutable once built."""
+
+    env: str = "development"
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # clamd: several addresses form a pool tried in turn.
+    clamd_addresses: tuple[str, ...] = ("127.0.0.1:3310",)
+    clamd_timeout: float = 120.0
+    # S3: an endpoint URL is set for the local moto server; empty means AWS itself.
+    s3_endpoint_url: str | None = "http://127.0.0.1:5005"
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "records-gateway-documents"
+    kms_key_id: str = "alias/records-gateway-documents"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    storage_timeout: float = 10.0
+    max_upload_bytes: int = 512 * MIB
+    # Encrypts signing keys at rest (and signs portal sessions). Required in production;
+    # in development one is generated once into the data directory.
+    secret_key: str = field(default="", repr=False)
+    # Identity.
+    jwt_issuer: str = "records-gateway"
+    jwt_audience: str = "records-gateway-api"
+    access_token_ttl: int = 900
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 900
+    api_rate_limit: str = "600 per minute"
+    # Network placement: how many reverse proxies sit in front (for the client IP).
+    trusted_proxy_count: int = 0
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def is_production(self) -> bool:
+        """True when running for real; development conveniences are then refused."""
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Build settings from `GATEWAY_*` variables; keyword overrides win (tests use them)."""
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        if "data_dir" not in values:
+            values["data_dir"] = default_data_dir(environ)
+        settings = cls(**values)
+        if not settings.database_url:
+            settings = dataclasses.replace(
+                settings, database_url=f"sqlite:///{Path(settings.data_dir) / 'gateway.db'}"
+            )
+        if not settings.secret_key and not settings.is_production:
+            settings = dataclasses.replace(settings, secret_key=_development_secret(Path(settings.data_dir)))
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that would be unsafe or cannot work."""
+        if self.env not in {"development", "test", "production"}:
+            raise SettingsError(f"GATEWAY_ENV must be development, test or production, not {self.env!r}")
+        if not self.clamd_addresses:
+            raise SettingsError("GATEWAY_CLAMD_ADDRESSES needs at least one host:port")
+        for address in self.clamd_addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(f"clamd address {address!r} is not host:port")
+        if not 60 <= self.access_token_ttl <= 900:
+            raise SettingsError("GATEWAY_ACCESS_TOKEN_TTL must be between 60 and 900 seconds")
+        if self.max_upload_bytes <= 0:
+            raise SettingsError("GATEWAY_MAX_UPLOAD_BYTES must be positive")
+        if len(self.secret_key) < 32:
+            raise SettingsError("GATEWAY_SECRET_KEY must be at least 32 characters")
+        if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
+            raise SettingsError("GATEWAY_OIDC_ISSUER and GATEWAY_OIDC_JWKS_URL go together")
+
+    def redacted(self) -> dict:
+        """The settings as a dict with secrets and credentials in URLs masked, for logs and `gateway config`."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"aws_secret_access_key", "secret_key"} and value:
+                value = "***"
+            elif isinstance(value, str) and "://" in value and "@" in value:
+                scheme, rest = value.split("://", 1)
+                value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _development_secret(data_dir: Path) -> str:
+    """Read, or create once with owner-only permissions, the development secret key."""
+    import secrets
+
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    """Turn one environment string into the field's type."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind == "Path":
+            return Path(raw)
+        if "None" in kind:
+            return raw or None
+        return raw
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{f.name.upper()}: cannot read {raw!r} as {kind}") from None

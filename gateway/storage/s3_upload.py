@@ -1,0 +1,262 @@
+"""The S3 side of one upload: a single PUT for small files, a bounded multipart stream otherwise.
+
+Where the SHA-256 lives: in the object tag ``sha256``, written together with
+``scan-status=pending`` when the upload completes (``promote`` keeps it when it
+flips the status). Object metadata is fixed when a multipart upload starts,
+long before the digest is known; copying the object at promote time to add
+metadata would rewrite every document (a second KMS encryption, an extra
+version to clean up, the 5 GB CopyObject limit) for a value the database
+already holds authoritatively. The tag costs one request, lives on the same
+version as the scan status, and the store checks it against the bytes it
+actually wrote. Integrity in transit is S3's job: single PUTs carry
+``ChecksumSHA256`` of the whole body, multipart uploads SHA256 per part.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import urllib3.exceptions
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gateway.storage.store import (
+    PENDING,
+    SCAN_STATUS_TAG,
+    SHA256_TAG,
+    StorageUnavailable,
+    StoredObjectMissing,
+    check_sha256_hex,
+)
+
+if TYPE_CHECKING:
+    from gateway.storage.s3 import S3DocumentStore
+
+MAX_PARTS = 10_000
+
+# Codes meaning "that object (or version) is not there"; anything else, a
+# missing bucket included, is an outage or a misconfiguration: unavailable.
+MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+
+
+@contextmanager
+def translated(operation: str, key: str | None = None) -> Iterator[None]:
+    """Turn botocore/urllib3 failures inside the block into the store's two exceptions."""
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "")) or "unknown"
+        if key is not None and code in MISSING_CODES:
+            raise StoredObjectMissing(f"{operation}: no object at {key}") from exc
+        raise StorageUnavailable(f"S3 {operation} failed ({code})") from exc
+    except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
+        # Connection refused, timeouts, truncated bodies, exhausted retries.
+        raise StorageUnavailable(f"S3 {operation} failed ({type(exc).__name__})") from exc
+
+
+def tag_set(tags: dict[str, str]) -> dict[str, Any]:
+    """Return tags in the TagSet shape the S3 API takes."""
+    return {"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
+class S3StagedUpload:
+    """One pending object being written: a single PUT, or multipart when large.
+
+    Memory stays near ``part_size * (max_parts_in_flight + 1)``: the buffer
+    being filled plus the parts handed to background threads. If that many
+    parts are still uploading, ``write`` waits for the oldest one. A failed
+    part surfaces as StorageUnavailable on the next ``write`` or ``complete``;
+    after any exception the caller must call ``abort``.
+    """
+
+    def __init__(self, store: S3DocumentStore, key: str, content_type: str) -> None:
+        self._store = store
+        self._client = store.client
+        self._key = key
+        self._content_type = content_type
+        self._buffer = bytearray()
+        self._digest = hashlib.sha256()
+        self._upload_id: str | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: deque[Future] = deque()
+        self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+        self._object_may_exist = False
+        self._state = "open"  # open -> completed | failed -> aborted
+
+    def write(self, chunk: bytes) -> None:
+        """Append bytes; ship a part whenever more than part_size is buffered."""
+        self._require("open")
+        self._collect_finished()
+        if not chunk:
+            return
+        self._digest.update(chunk)
+        self._buffer += chunk
+        # Strictly more than one part: a file of exactly part_size stays a single PUT.
+        while len(self._buffer) > self._store.part_size:
+            self._ship(self._store.part_size)
+
+    def complete(self, *, sha256_hex: str) -> None:
+        """Finish the object, tagged scan-status=pending and sha256=<digest>."""
+        check_sha256_hex(sha256_hex)
+        self._require("open")
+        self._collect_finished()
+        if self._digest.hexdigest() != sha256_hex:
+            # The tag must describe the bytes actually stored.
+            raise ValueError("sha256_hex does not match the bytes written")
+        tags = {SCAN_STATUS_TAG: PENDING, SHA256_TAG: sha256_hex}
+        try:
+            if self._upload_id is None:
+                self._put_whole(tags)
+            else:
+                self._finish_multipart(tags)
+        except StorageUnavailable:
+            self._state = "failed"
+            raise
+        self._state = "completed"
+        self._shutdown()
+
+    def abort(self) -> None:
+        """Remove everything written so far (parts, upload, object); safe to repeat."""
+        if self._state == "aborted":
+            return
+        self._state = "aborting"
+        # Parts still on the wire could land after AbortMultipartUpload and
+        # keep storage alive, so let them finish (or fail) first.
+        for future in self._in_flight:
+            future.cancel()
+        wait_futures(list(self._in_flight))
+        self._in_flight.clear()
+        self._shutdown()
+        self._buffer = bytearray()
+        if self._upload_id is not None:
+            self._store.abort_multipart(self._key, self._upload_id)
+            self._upload_id = None
+        if self._object_may_exist:
+            self._store.delete(self._key)
+        self._state = "aborted"
+
+    # -- internals ---------------------------------------------------------
+
+    def _require(self, state: str) -> None:
+        if self._state == "failed":
+            raise StorageUnavailable("an earlier S3 request for this upload failed; abort it")
+        if self._state != state:
+            raise RuntimeError(f"upload is {self._state}, expected {state}")
+
+    def _take(self, size: int) -> bytes:
+        with memoryview(self._buffer) as view:
+            part = bytes(view[:size])
+        del self._buffer[:size]
+        return part
+
+    def _ship(self, size: int) -> None:
+        if self._upload_id is None:
+            self._start_multipart()
+        if self._next_part > MAX_PARTS:
+            raise ValueError("object exceeds the S3 part limit; raise part_size")
+        # Bounded memory: wait for the oldest part rather than queueing more,
+        # and only then cut the next part, so at most max_parts_in_flight
+        # parts plus the buffer are ever held.
+        while len(self._in_flight) >= self._store.max_parts_in_flight:
+            self._collect(self._in_flight.popleft())
+        assert self._executor is not None
+        part = self._take(size)
+        self._in_flight.append(self._executor.submit(self._upload_part, self._next_part, part))
+        self._next_part += 1
+
+    def _start_multipart(self) -> None:
+        with translated("create_multipart_upload"):
+            response = self._client.create_multipart_upload(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                ContentType=self._content_type,
+                # Tagged from the first byte: the bucket policy denies reads
+                # of anything not tagged clean, and the sweeper finds it.
+                Tagging=urlencode({SCAN_STATUS_TAG: PENDING}),
+                ChecksumAlgorithm="SHA256",
+                **self._store.encryption_args(),
+            )
+        self._upload_id = response["UploadId"]
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._store.max_parts_in_flight, thread_name_prefix="s3-part"
+        )
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        with translated("upload_part"):
+            response = self._client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",
+            )
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        if response.get("ChecksumSHA256"):
+            part["ChecksumSHA256"] = response["ChecksumSHA256"]
+        return part
+
+    def _collect(self, future: Future) -> None:
+        try:
+            self._parts.append(future.result())
+        except StorageUnavailable:
+            self._state = "failed"
+            raise
+
+    def _collect_finished(self) -> None:
+        # Non-blocking: surface a failed part early, collect finished ones.
+        for future in self._in_flight:
+            if future.done() and future.exception() is not None:
+                self._state = "failed"
+                raise StorageUnavailable("a multipart part upload failed") from future.exception()
+        while self._in_flight and self._in_flight[0].done():
+            self._collect(self._in_flight.popleft())
+
+    def _put_whole(self, tags: dict[str, str]) -> None:
+        body = bytes(self._buffer)
+        self._buffer = bytearray()
+        self._object_may_exist = True
+        with translated("put_object"):
+            self._client.put_object(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                Body=body,
+                ContentType=self._content_type,
+                Tagging=urlencode(tags),
+                # S3 recomputes this and refuses the PUT on a mismatch.
+                ChecksumSHA256=base64.b64encode(self._digest.digest()).decode("ascii"),
+                **self._store.encryption_args(),
+            )
+
+    def _finish_multipart(self, tags: dict[str, str]) -> None:
+        if self._buffer:
+            self._ship(len(self._buffer))
+        while self._in_flight:
+            self._collect(self._in_flight.popleft())
+        self._object_may_exist = True
+        with translated("complete_multipart_upload"):
+            response = self._client.complete_multipart_upload(
+                Bucket=self._store.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._upload_id = None  # nothing left to abort; the object exists now
+        version = {"VersionId": response["VersionId"]} if response.get("VersionId") else {}
+        with translated("put_object_tagging"):
+            self._client.put_object_tagging(
+                Bucket=self._store.bucket, Key=self._key, Tagging=tag_set(tags), **version
+            )
+
+    def _shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

@@ -1,0 +1,1 @@
+"""Who is calling and what they may touch: principals, tokens, API keys, roles, tenancy."""

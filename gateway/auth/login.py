@@ -1,0 +1,126 @@
+"""Password sign-in with lockouts per account and per client address.
+
+Counters live in the database, not Redis, so brute-force protection holds
+even while Redis is down.  Every attempt, allowed or not, is audited, and the
+audit entry commits even when the sign-in fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.audit.service import record
+from gateway.auth.models import LoginThrottle, Organization
+from gateway.auth.passwords import verify_password
+from gateway.auth.service import find_user_by_email
+from gateway.auth.tokens import IssuedToken, TokenService
+from gateway.db import Database, utcnow
+
+# Offices share one address, so the per-address limit is looser than the per-account one.
+ADDRESS_FACTOR = 4
+
+
+class LoginFailed(Exception):
+    """Wrong email or password (one answer for both)."""
+
+
+class LoginLocked(Exception):
+    """Too many failures; `retry_after` seconds until the lock lifts."""
+
+    def __init__(self, retry_after: int):
+        super().__init__("locked")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How many failures within the window lock for how long."""
+
+    max_failures: int
+    lockout_seconds: int
+
+
+def _account_subject(email: str) -> str:
+    return "account:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:64]
+
+
+def _throttle(session: Session, subject: str, now: datetime) -> LoginThrottle:
+    row = session.scalars(select(LoginThrottle).where(LoginThrottle.subject == subject)
+                          .with_for_update()).one_or_none()
+    if row is None:
+        try:
+            with session.begin_nested():
+                row = LoginThrottle(subject=subject, failures=0, window_started_at=now)
+                session.add(row)
+                session.flush()
+        except IntegrityError:  # a concurrent attempt created it first
+            row = session.scalars(select(LoginThrottle).where(LoginThrottle.subject == subject)
+                                  .with_for_update()).one()
+    return row
+
+
+def _locked_for(row: LoginThrottle, now: datetime) -> int:
+    if row.locked_until and row.locked_until > now:
+        return int((row.locked_until - now).total_seconds()) + 1
+    return 0
+
+
+def _count_failure(row: LoginThrottle, limit: int, policy: ThrottlePolicy, now: datetime) -> None:
+    window = timedelta(seconds=policy.lockout_seconds)
+    if now - row.window_started_at > window:
+        row.failures, row.window_started_at = 0, now
+    row.failures += 1
+    if row.failures >= limit:
+        row.locked_until, row.failures, row.window_started_at = now + window, 0, now
+
+
+def sign_in(db: Database, tokens: TokenService, *, email: str, password: str, ip: str | None,
+            request_id: str | None, policy: ThrottlePolicy) -> IssuedToken:
+    """Check the password and issue a token, or raise LoginFailed / LoginLocked."""
+    now = utcnow()
+    outcome: Exception | None = None
+    claims = None
+    with db.transaction() as session:
+        account = _throttle(session, _account_subject(email), now)
+        address = _throttle(session, f"ip:{ip or 'unknown'}", now)
+        user = find_user_by_email(session, email)
+        audit = {"ip": ip, "request_id": request_id,
+                 "actor": f"user:{user.id}" if user else "anonymous",
+                 "org_id": user.org_id if user else None, "object_type": "user",
+                 "object_id": user.id if user else None}
+        wait = max(_locked_for(account, now), _locked_for(address, now))
+        if wait:
+            # Don't even check the password while locked: a correct guess must not be confirmed.
+            record(session, action="auth.login", result="blocked", **audit)
+            outcome = LoginLocked(wait)
+        elif (user is None or not user.active
+              or not verify_password(user.password_hash if user else None, password)
+              or not _org_active(session, user)):
+            _count_failure(account, policy.max_failures, policy, now)
+            _count_failure(address, policy.max_failures * ADDRESS_FACTOR, policy, now)
+            record(session, action="auth.login", result="failure", **audit)
+            outcome = LoginFailed()
+        else:
+            account.failures, account.locked_until = 0, None
+            user.last_login_at = now
+            record(session, action="auth.login", result="success", **audit)
+            claims = {"subject": user.id, "org_id": user.org_id, "roles": list(user.roles),
+                      "facilities": list(user.facilities)}
+    if outcome is not None:
+        raise outcome
+    # Signed after the commit: signing may create the first key in its own transaction,
+    # which must not wait on this one's write lock (SQLite has a single writer).
+    return tokens.issue(**claims)
+
+
+def _org_active(session: Session, user) -> bool:
+    if user.org_id is None:
+        return True
+    org = session.get(Organization, user.org_id)
+    return org is not None and org.active

@@ -1,0 +1,44 @@
+"""Password hashing with Argon2id (argon2-cffi's RFC 9106 low-memory profile)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIN_LENGTH = 12
+MAX_LENGTH = 256  # bounds the hashing work one request can ask for
+
+_hasher = PasswordHasher()
+
+
+class WeakPassword(ValueError):
+    """The password does not meet the policy."""
+
+
+def check_policy(password: str) -> None:
+    """Length is what matters (NIST SP 800-63B); composition rules are not imposed."""
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        raise WeakPassword(f"passwords are {MIN_LENGTH} to {MAX_LENGTH} characters")
+
+
+def hash_password(password: str) -> str:
+    """A salted Argon2id hash of a policy-conforming password."""
+    check_policy(password)
+    return _hasher.hash(password)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher.hash("not a real password, used to even out timing")
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Check a password; with no stored hash, spend the same time and say no."""
+    if len(password) > MAX_LENGTH:
+        return False
+    try:
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,87 @@
+"""Provisioning organizations, users, records staff and auditors."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.auth.models import ORG_KINDS, Organization, User
+from gateway.auth.passwords import hash_password
+from gateway.facilities.service import get_facility
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+class ProvisioningError(ValueError):
+    """A provisioning request cannot be carried out; `code` is stable."""
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.code, self.field = code, field
+
+
+def normalize_email(email: str) -> str:
+    """Login names compare case-insensitively."""
+    email = (email or "").strip().lower()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise ProvisioningError("EMAIL_INVALID", "not a valid email address", "email")
+    return email
+
+
+def create_organization(session: Session, *, name: str, kind: str) -> Organization:
+    """A new requester organization; names are unique."""
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ProvisioningError("NAME_INVALID", "name must be 1 to 200 characters", "name")
+    if kind not in ORG_KINDS:
+        raise ProvisioningError("ORG_KIND_INVALID", f"kind must be one of {', '.join(ORG_KINDS)}", "kind")
+    org = Organization(name=name, kind=kind)
+    return _insert(session, org, "ORG_EXISTS", "an organization with that name exists")
+
+
+def create_user(session: Session, *, email: str, password: str, roles: list[str],
+                org_id: str | None = None, facilities: list[str] = ()) -> User:
+    """A new user; requester roles need an organization, staff need known facilities."""
+    requester_roles = {"requester", "requester_admin"}
+    if set(roles) & requester_roles:
+        if not org_id or session.get(Organization, org_id) is None:
+            raise ProvisioningError("ORG_NOT_FOUND", "no such organization", "org")
+        if not set(roles) <= requester_roles:
+            raise ProvisioningError("ROLES_INVALID", "requester users cannot hold staff or operator roles", "role")
+    elif org_id:
+        raise ProvisioningError("ROLES_INVALID", "only requester users belong to an organization", "org")
+    if "facility_staff" in roles:
+        if not facilities:
+            raise ProvisioningError("FACILITY_REQUIRED", "records staff need at least one facility", "facility")
+        unknown = [code for code in facilities if get_facility(session, code) is None]
+        if unknown:
+            raise ProvisioningError("FACILITY_UNKNOWN", f"unknown facility: {', '.join(unknown)}", "facility")
+    try:
+        password_hash = hash_password(password)
+    except ValueError as error:
+        raise ProvisioningError("PASSWORD_WEAK", str(error), "password") from None
+    user = User(email=normalize_email(email), password_hash=password_hash, org_id=org_id,
+                roles=sorted(set(roles)), facilities=sorted(set(facilities)))
+    return _insert(session, user, "EMAIL_EXISTS", "a user with that email exists")
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    """The user who signs in with this email, if any."""
+    try:
+        email = normalize_email(email)
+    except ProvisioningError:
+        return None
+    return session.scalars(select(User).where(User.email == email)).one_or_none()
+
+
+def _insert(session: Session, row, code: str, message: str):
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise ProvisioningError(code, message) from None
+    return row

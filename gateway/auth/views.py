@@ -1,0 +1,226 @@
+"""Sign-in, the public keys, the caller's identity, and an organization's API keys and users."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from gateway.audit.service import record
+from gateway.auth import api_keys, login, service
+from gateway.auth.models import ROLES, SCOPES, ApiKey, Organization, User
+from gateway.auth.tenancy import get_visible, visible_select
+from gateway.auth.web import audit_context, current_principal, requires
+from gateway.errors import FieldError, NotFound, TooManyRequests, Unauthenticated, Unprocessable
+from gateway.pagination import PageArgsSchema, keyset_page
+from gateway.web import adapters, db_session, settings
+
+blp = Blueprint("auth", __name__, description="Authentication, API keys and organization users.")
+
+
+class TokenRequestSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(1, 320))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(1, 256))
+
+
+class TokenSchema(Schema):
+    access_token = fields.String()
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(metadata={"example": 900})
+
+
+class MeSchema(Schema):
+    kind = fields.String(metadata={"description": "user or api_key"})
+    id = fields.String()
+    org = fields.String(attribute="org_id", allow_none=True)
+    org_kind = fields.String(allow_none=True)
+    roles = fields.List(fields.String())
+    facilities = fields.List(fields.String())
+    scopes = fields.List(fields.String())
+
+
+class ApiKeyCreateSchema(Schema):
+    name = fields.String(load_default="", validate=validate.Length(max=100))
+    scopes = fields.List(fields.String(validate=validate.OneOf(SCOPES)), required=True,
+                         validate=validate.Length(min=1, max=len(SCOPES)))
+    expires_in_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 730))
+
+
+class ApiKeySchema(Schema):
+    id = fields.String()
+    org = fields.String(attribute="org_id")
+    name = fields.String()
+    prefix = fields.Function(lambda key: f"rgw_{key.public_id}_",
+                             metadata={"description": "identifies the key; not secret"})
+    scopes = fields.List(fields.String())
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(allow_none=True)
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    key = fields.String(metadata={"description": "The full key. Shown once; store it now."})
+
+
+class ApiKeyListSchema(Schema):
+    items = fields.List(fields.Nested(ApiKeySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class UserCreateSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(1, 320))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(12, 256))
+    role = fields.String(load_default="requester", validate=validate.OneOf(["requester", "requester_admin"]))
+
+
+class UserSchema(Schema):
+    id = fields.String()
+    email = fields.String()
+    org = fields.String(attribute="org_id", allow_none=True)
+    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)))
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+    last_login_at = fields.DateTime(allow_none=True)
+
+
+class UserListSchema(Schema):
+    items = fields.List(fields.Nested(UserSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+@blp.route("/v1/auth/token", methods=["POST"])
+@blp.arguments(TokenRequestSchema)
+@blp.response(200, TokenSchema)
+@blp.alt_response(401, description="Wrong email or password")
+@blp.alt_response(429, description="Locked out after repeated failures; see Retry-After")
+def issue_token(body):
+    """Sign in with email and password; returns a short-lived access token."""
+    s = settings()
+    ctx = audit_context()
+    try:
+        issued = login.sign_in(
+            adapters().db, current_app.extensions["gateway.auth"].tokens,
+            email=body["email"], password=body["password"], ip=ctx["ip"], request_id=ctx["request_id"],
+            policy=login.ThrottlePolicy(s.login_max_failures, s.login_lockout_seconds))
+    except login.LoginLocked as locked:
+        raise TooManyRequests("Too many failed sign-ins; try again later.", retry_after=locked.retry_after,
+                              code="LOGIN_LOCKED") from None
+    except login.LoginFailed:
+        raise Unauthenticated() from None
+    return {"access_token": issued.access_token, "token_type": issued.token_type,
+            "expires_in": issued.expires_in}
+
+
+@blp.route("/.well-known/jwks.json")
+@blp.doc(summary="Public keys verifying the gateway's access tokens")
+def jwks():
+    """The JSON Web Key Set of the gateway's token-signing keys (current and recently rotated)."""
+    return current_app.extensions["gateway.auth"].tokens.jwks()
+
+
+@blp.route("/v1/me")
+@blp.response(200, MeSchema)
+def me():
+    """Who the credential belongs to: roles, organization, facilities and scopes."""
+    principal = current_principal()
+    return {"kind": principal.kind, "id": principal.id, "org_id": principal.org_id,
+            "org_kind": principal.org_kind, "roles": sorted(principal.roles),
+            "facilities": sorted(principal.facilities), "scopes": sorted(principal.scopes)}
+
+
+def _visible_org(org_id: str) -> Organization:
+    return get_visible(db_session(), current_principal(), Organization, org_id,
+                       db=adapters().db, audit_context=audit_context())
+
+
+@blp.route("/v1/orgs/<org_id>/api-keys", methods=["POST"])
+@requires("requester_admin", "gateway_admin")
+@blp.arguments(ApiKeyCreateSchema)
+@blp.response(201, ApiKeyCreatedSchema)
+def create_api_key(body, org_id):
+    """Create an API key for the organization's systems; the key is in this response only."""
+    org = _visible_org(org_id)
+    principal, session = current_principal(), db_session()
+    key, plaintext = api_keys.create_api_key(session, org_id=org.id, scopes=body["scopes"], name=body["name"],
+                                             expires_in_days=body["expires_in_days"],
+                                             created_by=principal.audit_actor)
+    record(session, actor=principal.audit_actor, org_id=org.id, action="api_key.create",
+           object_type="api_key", object_id=key.id, **audit_context())
+    session.commit()
+    key.key = plaintext
+    return key, 201, {"Location": url_for("auth.get_api_key", org_id=org.id, key_id=key.id)}
+
+
+@blp.route("/v1/orgs/<org_id>/api-keys", methods=["GET"])
+@requires("requester_admin", "gateway_admin")
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, ApiKeyListSchema)
+def list_api_keys(page, org_id):
+    """The organization's API keys (never their secrets), newest first."""
+    org = _visible_org(org_id)
+    query = visible_select(current_principal(), ApiKey).where(ApiKey.org_id == org.id)
+    items, next_cursor = keyset_page(db_session(), query, columns=[ApiKey.created_at, ApiKey.id], **page)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@blp.route("/v1/orgs/<org_id>/api-keys/<key_id>", methods=["GET"])
+@requires("requester_admin", "gateway_admin")
+@blp.response(200, ApiKeySchema)
+def get_api_key(org_id, key_id):
+    """One API key's metadata."""
+    return _org_key(org_id, key_id)
+
+
+@blp.route("/v1/orgs/<org_id>/api-keys/<key_id>", methods=["DELETE"])
+@requires("requester_admin", "gateway_admin")
+@blp.response(204)
+def revoke_api_key(org_id, key_id):
+    """Revoke an API key; it stops working at once."""
+    key = _org_key(org_id, key_id)
+    principal, session = current_principal(), db_session()
+    if api_keys.revoke_api_key(key):
+        record(session, actor=principal.audit_actor, org_id=key.org_id, action="api_key.revoke",
+               object_type="api_key", object_id=key.id, **audit_context())
+        session.commit()
+
+
+def _org_key(org_id: str, key_id: str) -> ApiKey:
+    org = _visible_org(org_id)
+    key = get_visible(db_session(), current_principal(), ApiKey, key_id, db=adapters().db,
+                      audit_context=audit_context())
+    if key.org_id != org.id:  # keys are addressed under their organization
+        raise NotFound()
+    return key
+
+
+@blp.route("/v1/orgs/<org_id>/users", methods=["POST"])
+@requires("requester_admin", "gateway_admin")
+@blp.arguments(UserCreateSchema)
+@blp.response(201, UserSchema)
+def create_org_user(body, org_id):
+    """Add a portal user to the organization (role requester or requester_admin)."""
+    org = _visible_org(org_id)
+    principal, session = current_principal(), db_session()
+    try:
+        user = service.create_user(session, email=body["email"], password=body["password"],
+                                   roles=[body["role"]], org_id=org.id)
+    except service.ProvisioningError as error:
+        raise Unprocessable(str(error), code=error.code,
+                            errors=[FieldError(error.code, error.field, str(error))]) from None
+    record(session, actor=principal.audit_actor, org_id=org.id, action="user.create",
+           object_type="user", object_id=user.id, **audit_context())
+    session.commit()
+    return user
+
+
+@blp.route("/v1/orgs/<org_id>/users", methods=["GET"])
+@requires("requester_admin", "gateway_admin")
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, UserListSchema)
+def list_org_users(page, org_id):
+    """The organization's portal users, newest first."""
+    org = _visible_org(org_id)
+    query = visible_select(current_principal(), User).where(User.org_id == org.id)
+    items, next_cursor = keyset_page(db_session(), query, columns=[User.created_at, User.id], **page)
+    return {"items": items, "next_cursor": next_cursor}

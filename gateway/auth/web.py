@@ -1,0 +1,171 @@
+"""Authentication of every request and the role/scope checks views declare.
+
+Every route requires a credential unless its URL rule is on PUBLIC_RULES; a
+route added later without thinking about auth is therefore closed, and the
+test that walks the URL map keeps it so.  Both credential kinds arrive as
+`Authorization: Bearer`; a credential in the query string is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+
+from gateway.audit.service import AuditUnavailable, record_now
+from gateway.auth.api_keys import authenticate_api_key, looks_like_api_key
+from gateway.auth.models import Organization, User
+from gateway.auth.principal import Principal, scopes_for_roles
+from gateway.auth.tokens import InvalidToken, TokenService
+from gateway.errors import Forbidden, Unauthenticated
+from gateway.web import adapters
+
+log = logging.getLogger("gateway.auth")
+
+PUBLIC_RULES = frozenset({
+    "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/",
+    "/v1/facilities", "/v1/auth/token", "/.well-known/jwks.json",
+})
+# Query parameters that look like someone put a credential in a URL (where logs and proxies keep it).
+_CREDENTIAL_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "key", "jwt", "auth",
+                                "authorization", "bearer"})
+
+
+@dataclass
+class AuthServices:
+    """What the hook needs, built once per app by `install`."""
+
+    tokens: TokenService
+    oidc: object | None
+
+
+def install(app, tokens: TokenService, oidc=None) -> None:
+    """Attach the authentication hook; must run before the rate limiter's own hook."""
+    app.extensions["gateway.auth"] = AuthServices(tokens=tokens, oidc=oidc)
+    app.before_request(authenticate_request)
+
+
+def client_ip() -> str | None:
+    """The caller's address (ProxyFix has already applied the trusted-proxy setting)."""
+    return request.remote_addr
+
+
+def audit_context() -> dict:
+    """ip and request id for audit entries written on behalf of this request."""
+    return {"ip": client_ip(), "request_id": g.get("request_id")}
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of this request."""
+    principal = g.get("principal")
+    if principal is None:  # only reachable if a public route asks for a principal
+        raise Unauthenticated()
+    return principal
+
+
+def _deny(reason: str) -> Unauthenticated:
+    # The reason goes to the audit trail, never to the caller: every 401 is identical.
+    try:
+        record_now(adapters().db, actor="anonymous", action="auth.credential", result="denied",
+                   object_type="route", object_id=(request.url_rule.rule[:64] if request.url_rule else None),
+                   **audit_context())
+    except AuditUnavailable:
+        pass  # refusing access needs no audit to stay safe
+    log.info("credential rejected", extra={"reason": reason, "request_id": g.get("request_id")})
+    return Unauthenticated()
+
+
+def authenticate_request():
+    """before_request: establish g.principal or answer 401."""
+    g.principal = None
+    if request.routing_exception is not None or request.method == "OPTIONS":
+        return None  # 404/405 answer as such; there is nothing to protect
+    if request.url_rule is not None and request.url_rule.rule in PUBLIC_RULES:
+        return None
+    if _CREDENTIAL_PARAMS & {name.lower() for name in request.args}:
+        raise _deny("credential in query string")
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise _deny("missing bearer credential")
+    services: AuthServices = current_app.extensions["gateway.auth"]
+    principal = (_principal_from_api_key(credential) if looks_like_api_key(credential)
+                 else _principal_from_token(services, credential))
+    if principal is None:
+        raise _deny("invalid credential")
+    g.principal = principal
+    return None
+
+
+def _principal_from_api_key(credential: str) -> Principal | None:
+    with adapters().db.transaction() as session:
+        key = authenticate_api_key(session, credential)
+        if key is None:
+            return None
+        org = session.get(Organization, key.org_id)
+        if org is None or not org.active:
+            return None
+        return Principal(kind="api_key", id=key.id, org_id=org.id, org_kind=org.kind,
+                         roles=frozenset({"requester"}), scopes=frozenset(key.scopes))
+
+
+def _principal_from_token(services: AuthServices, credential: str) -> Principal | None:
+    try:
+        claims = services.tokens.verify(credential)
+    except InvalidToken as own_error:
+        if services.oidc is None:
+            log.info("token rejected", extra={"why": str(own_error)})
+            return None
+        try:
+            return _principal_from_oidc(services.oidc.verify(credential))
+        except InvalidToken:
+            return None
+    # The user is re-read so a deactivated account stops working at once, not at token expiry.
+    return _principal_for_user(lambda session: session.get(User, claims["sub"]))
+
+
+def _principal_from_oidc(claims: dict) -> Principal | None:
+    # The external IdP proves who the person is; what they may do is still ours to say.
+    from sqlalchemy import select
+
+    email = str(claims.get("email", "")).lower()
+    if not email or claims.get("email_verified") is False:
+        return None
+    return _principal_for_user(lambda session: session.scalars(
+        select(User).where(User.email == email)).one_or_none())
+
+
+def _principal_for_user(load) -> Principal | None:
+    with adapters().db.transaction() as session:
+        user = load(session)
+        if user is None or not user.active:
+            return None
+        org = session.get(Organization, user.org_id) if user.org_id else None
+        if user.org_id and (org is None or not org.active):
+            return None
+        return Principal(kind="user", id=user.id, org_id=user.org_id, org_kind=org.kind if org else None,
+                         roles=frozenset(user.roles), facilities=frozenset(user.facilities),
+                         scopes=scopes_for_roles(user.roles))
+
+
+def requires(*roles: str, scope: str | None = None):
+    """Decorator: the caller must hold one of `roles` (and `scope`, for API keys); else 403, audited."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = current_principal()
+            if not principal.has_role(*roles) or (scope and not principal.has_scope(scope)):
+                try:
+                    record_now(adapters().db, actor=principal.audit_actor, org_id=principal.org_id,
+                               action="access.denied", result="denied", object_type="route",
+                               object_id=request.url_rule.rule[:64], **audit_context())
+                except AuditUnavailable:
+                    pass  # refusing needs no audit to stay safe; the 403 stands
+                raise Forbidden("Your role does not allow this operation.")
+            return view(*args, **kwargs)
+        wrapper.required_roles = roles
+        return wrapper
+    return decorate

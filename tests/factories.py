@@ -1,0 +1,60 @@
+"""Test data made through the real service functions (no hand-built rows)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from gateway.auth.api_keys import create_api_key
+from gateway.auth.service import create_organization, create_user
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Tenant:
+    """A requester organization with an admin, a requester and an API key."""
+
+    org_id: str
+    kind: str
+    admin_email: str
+    requester_email: str
+    admin_id: str
+    requester_id: str
+    api_key: str
+    api_key_id: str
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_tenant(db, kind: str = "law_firm", scopes=("requests:write", "requests:read", "documents:read")) -> Tenant:
+    """A fresh organization with users and a key, committed."""
+    with db.transaction() as session:
+        org = create_organization(session, name=unique("Org"), kind=kind)
+        admin = create_user(session, email=f"{unique('admin')}@example.test", password=PASSWORD,
+                            roles=["requester_admin"], org_id=org.id)
+        requester = create_user(session, email=f"{unique('req')}@example.test", password=PASSWORD,
+                                roles=["requester"], org_id=org.id)
+        key, plaintext = create_api_key(session, org_id=org.id, scopes=list(scopes), name="test")
+        return Tenant(org.id, kind, admin.email, requester.email, admin.id, requester.id, plaintext, key.id)
+
+
+def make_user(db, roles: list[str], facilities: list[str] = ()) -> str:
+    """A staff, auditor or admin user; returns the email."""
+    email = f"{unique('-'.join(roles))}@example.test"
+    with db.transaction() as session:
+        create_user(session, email=email, password=PASSWORD, roles=roles, facilities=list(facilities))
+    return email
+
+
+def sign_in(client, email: str, password: str = PASSWORD) -> dict:
+    """Authorization header for a portal user."""
+    response = client.post("/v1/auth/token", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['access_token']}"}
+
+
+def bearer(credential: str) -> dict:
+    return {"Authorization": f"Bearer {credential}"}

@@ -11,7 +11,7 @@ from tests.auth.test_tokens import OIDC_AUDIENCE, OIDC_ISSUER, idp  # noqa: F401
 from tests.factories import make_tenant
 
 
-def test_app_accepts_external_idp_tokens_for_known_users_only(idp, settings, db):
+def test_app_accepts_external_idp_tokens_for_known_users_only(idp, settings, db):  # noqa: F811  (fixture)
     """Through the app: the IdP proves who the person is; roles come from the gateway's own user."""
     tenant = make_tenant(db)
     app = create_app(dataclasses.replace(settings, oidc_issuer=OIDC_ISSUER, oidc_audience=OIDC_AUDIENCE,

@@ -18,6 +18,8 @@ from gateway.schemas import ProblemSchema
 from gateway.settings import Settings
 from gateway.web import close_db_session
 
+MAX_JSON_BODY = 1024 * 1024
+STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request"})
 # A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -68,9 +70,11 @@ def register_blueprints(app: Flask) -> None:
     from gateway.audit import views as audit
     from gateway.auth import views as auth
     from gateway.facilities import views as facilities
+    from gateway.intake import document_views
+    from gateway.intake import views as intake
 
     api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
-    for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp):
+    for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
 
@@ -99,6 +103,9 @@ def register_request_hooks(app: Flask) -> None:
         supplied = request.headers.get("X-Request-ID", "")
         g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         g.started = time.perf_counter()
+        # Multipart uploads stream and enforce their own limit; every other body is small JSON.
+        if request.endpoint not in STREAMING_ENDPOINTS or request.mimetype != "multipart/form-data":
+            request.max_content_length = MAX_JSON_BODY
 
     @app.after_request
     def _finish(response):

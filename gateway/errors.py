@@ -128,10 +128,9 @@ _MARSHMALLOW_CODES = {
 }
 
 
-def problem_response(status: int, code: str, title: str, detail: str, *,
-                     errors: Iterable[FieldError] = (), headers: Mapping[str, str] | None = None,
-                     extensions: Mapping | None = None):
-    """Render one problem+json response; the only place error bodies are built."""
+def problem_body(status: int, code: str, title: str, detail: str, *, errors: Iterable[FieldError] = (),
+                 extensions: Mapping | None = None) -> dict:
+    """The problem+json document; the only place error bodies are built."""
     body = {
         "type": f"/problems/{code.lower().replace('_', '-')}",
         "title": title,
@@ -143,6 +142,20 @@ def problem_response(status: int, code: str, title: str, detail: str, *,
     }
     if extensions:
         body.update({k: v for k, v in extensions.items() if k not in body})
+    return body
+
+
+def error_body(error: GatewayError) -> dict:
+    """The problem document of a GatewayError (for storing a response to replay)."""
+    return problem_body(error.status, error.code, error.title, error.detail, errors=error.errors,
+                        extensions=error.extensions)
+
+
+def problem_response(status: int, code: str, title: str, detail: str, *,
+                     errors: Iterable[FieldError] = (), headers: Mapping[str, str] | None = None,
+                     extensions: Mapping | None = None):
+    """Render one problem+json response."""
+    body = problem_body(status, code, title, detail, errors=errors, extensions=extensions)
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_CONTENT_TYPE

@@ -1,8 +1,10 @@
 """Every domain's models imported in one place, so Alembic sees one complete metadata."""
 
+from gateway import idempotency as _idempotency  # noqa: F401
 from gateway.audit import models as _audit  # noqa: F401
 from gateway.auth import models as _auth  # noqa: F401
 from gateway.db import Base
 from gateway.facilities import models as _facilities  # noqa: F401
+from gateway.intake import models as _intake  # noqa: F401
 
 metadata = Base.metadata

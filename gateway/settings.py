@@ -50,6 +50,8 @@ class Settings:
     aws_secret_access_key: str | None = None
     storage_timeout: float = 10.0
     max_upload_bytes: int = 512 * MIB
+    # Dates (authorization expiry, due dates) are judged in the facilities' own calendar.
+    facility_timezone: str = "America/New_York"
     # Encrypts signing keys at rest (and signs portal sessions). Required in production;
     # in development one is generated once into the data directory.
     secret_key: str = field(default="", repr=False)
@@ -107,6 +109,12 @@ class Settings:
                 raise SettingsError(f"clamd address {address!r} is not host:port")
         if not 60 <= self.access_token_ttl <= 900:
             raise SettingsError("GATEWAY_ACCESS_TOKEN_TTL must be between 60 and 900 seconds")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.facility_timezone)
+        except Exception:
+            raise SettingsError(f"GATEWAY_FACILITY_TIMEZONE {self.facility_timezone!r} is not a time zone") from None
         if self.max_upload_bytes <= 0:
             raise SettingsError("GATEWAY_MAX_UPLOAD_BYTES must be positive")
         if len(self.secret_key) < 32:

@@ -37,3 +37,62 @@ def close_db_session(_exc=None) -> None:
     if session is not None:
         session.rollback()
         session.close()
+
+
+IDEMPOTENCY_HEADER = {
+    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 255},
+    "description": "Same key and body within 24 h replays the first response; a different body is 422 "
+                   "IDEMPOTENCY_KEY_REUSED; while the first is running, 409 IDEMPOTENCY_KEY_IN_FLIGHT.",
+}
+
+
+def idempotent(view):
+    """Decorator for JSON POSTs honouring `Idempotency-Key` (see gateway.idempotency)."""
+    import functools
+    import json
+
+    from flask import make_response, request
+    from werkzeug.exceptions import HTTPException
+
+    from gateway import idempotency
+    from gateway.errors import GatewayError
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return view(*args, **kwargs)
+        idempotency.validate_key(key)
+        db, principal = adapters().db, g.principal.audit_actor
+        print_ = idempotency.fingerprint(request.method, request.path, request.get_data())
+        replay = idempotency.claim(db, principal=principal, key=key, print_=print_)
+        if replay is not None:
+            return replay_response(replay)
+        try:
+            response = make_response(view(*args, **kwargs))
+        except (GatewayError, HTTPException) as error:
+            # Client errors are part of the first answer and replay like it; 5xx release the key.
+            response = current_app.handle_user_exception(error)
+        except BaseException:
+            idempotency.release(db, principal=principal, key=key)
+            raise
+        body = json.loads(response.get_data()) if response.is_json else None
+        idempotency.complete(db, principal=principal, key=key, print_=print_, response=idempotency.StoredResponse(
+            response.status_code, body, response.headers.get("Location")))
+        return response
+
+    return wrapper
+
+
+def replay_response(stored):
+    """Rebuild a stored first response, marked as a replay."""
+    from flask import jsonify
+
+    response = jsonify(stored.body)
+    response.status_code = stored.status
+    if stored.status >= 400:
+        response.mimetype = "application/problem+json"
+    if stored.location:
+        response.headers["Location"] = stored.location
+    response.headers["Idempotent-Replayed"] = "true"
+    return response

@@ -15,21 +15,34 @@ pytest_plugins = [
     "tests.fixtures.clamd",
     "tests.fixtures.s3",
     "tests.fixtures.redis",
+    "tests.fixtures.live",
 ]
+
+
+class SessionBucket:
+    """The bucket the session's apps write to; rebuilt the same way after a test restarts moto."""
+
+    def __init__(self, moto_service):
+        from tests.fixtures.s3 import MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, TEST_KMS_ALIAS
+
+        self.endpoint_url, self.region = moto_service.endpoint_url, MOTO_REGION
+        self.bucket = f"gateway-docs-{uuid.uuid4().hex[:16]}"
+        # The alias, as production configures it: it still names the key after moto restarts empty.
+        self.kms_key_id = TEST_KMS_ALIAS
+        self.s3_client, self.kms_client = aws_clients(self.endpoint_url, MOTO_REGION, MOTO_ACCESS_KEY, MOTO_SECRET_KEY)
+        self.rebootstrap()
+
+    def rebootstrap(self) -> None:
+        """Create the bucket and key (idempotent).  moto evaluates the tag-conditional Deny as
+        unconditional, so this bucket goes without the policy; tests/infra asserts the policy."""
+        bootstrap_documents_bucket(self.s3_client, self.kms_client, self.bucket, self.kms_key_id, self.region,
+                                   apply_bucket_policy=False)
 
 
 @pytest.fixture(scope="session")
 def session_bucket(moto_service):
     """One bootstrapped documents bucket shared by the session's apps."""
-    from tests.fixtures.s3 import MOTO_ACCESS_KEY, MOTO_REGION, MOTO_SECRET_KEY, TEST_KMS_ALIAS, S3Bucket
-
-    s3, kms = aws_clients(moto_service.endpoint_url, MOTO_REGION, MOTO_ACCESS_KEY, MOTO_SECRET_KEY)
-    name = f"gateway-docs-{uuid.uuid4().hex[:16]}"
-    # moto evaluates the tag-conditional Deny as unconditional, so the app's bucket goes without
-    # the policy here; tests/infra/test_bucket_bootstrap.py asserts the policy on its own bucket.
-    result = bootstrap_documents_bucket(s3, kms, name, TEST_KMS_ALIAS, MOTO_REGION, apply_bucket_policy=False)
-    return S3Bucket(endpoint_url=moto_service.endpoint_url, bucket=name, kms_key_id=result.kms_key_arn,
-                    region=MOTO_REGION, s3_client=s3, kms_client=kms)
+    return SessionBucket(moto_service)
 
 
 @pytest.fixture(scope="session")

@@ -58,3 +58,45 @@ def sign_in(client, email: str, password: str = PASSWORD) -> dict:
 
 def bearer(credential: str) -> dict:
     return {"Authorization": f"Bearer {credential}"}
+
+
+FACILITY_NAMES = {"lowell-general": "Lowell General Hospital", "melrosewakefield": "MelroseWakefield Hospital",
+                  "tufts-mc": "Tufts Medical Center", "community-practices": "Riverside Family Practice"}
+
+
+def request_body(facility: str = "tufts-mc", *, recipient: str = "Smith & Jones LLP", **changes) -> dict:
+    """A create body that passes every rule once an authorization document is attached."""
+    from datetime import date, timedelta
+
+    today = date.today()
+    body = {
+        "reference": unique("CLAIM"),
+        "facility": facility,
+        "pathway": "authorization",
+        "purpose": "litigation",
+        "patient": {"first_name": "Ana", "last_name": "Silva", "date_of_birth": "1980-02-29",
+                    "other_names": [], "mrn": None, "deceased": False, "minor": False},
+        "records": {"types": ["visit_notes", "lab_results"], "date_from": "2025-01-01",
+                    "date_to": str(today - timedelta(days=30)), "sensitive": [], "format": "electronic"},
+        "delivery": {"method": "secure_download", "recipient": {"name": recipient, "address": "1 Main St, Boston"}},
+        "authorization": {
+            "signed_by": "patient", "signer_name": "Ana Silva", "signed_on": str(today - timedelta(days=10)),
+            "expires_on": str(today + timedelta(days=170)), "expiration_event": None,
+            "discloser": FACILITY_NAMES[facility], "recipient": recipient,
+            "information_description": "All visit notes and lab results 2025-2026",
+            "purpose_statement": "Litigation",
+            "statements": {"right_to_revoke": True, "no_conditioning": True, "redisclosure": True},
+            "representative": None, "specific_consents": [],
+        },
+        "fee_waiver_requested": False,
+        "instructions": None,
+    }
+    if facility == "community-practices":
+        body["practice"] = {"name": "Riverside Family Practice", "address": "10 River Rd, Lowell"}
+    for dotted, value in changes.items():
+        target = body
+        *path, last = dotted.split("__")
+        for key in path:
+            target = target[key]
+        target[last] = value
+    return body

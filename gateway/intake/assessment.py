@@ -1,0 +1,128 @@
+"""What the rules say about a request: deficiencies, required documents, fee estimate, due date.
+
+This module gathers the facts the pure rules need (facility policy, the
+requester organization, the documents, revocations on file, today's date in
+the facilities' calendar) and builds the request resource every read returns.
+A draft is assessed live, so requesters see every problem before they submit;
+from submission on, the fee estimate and due date are the ones fixed then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.auth.models import Organization
+from gateway.facilities.service import get_facility
+from gateway.intake import rules
+from gateway.intake.models import RecordsRequest, Revocation
+from gateway.intake.schemas import SECTIONS
+from gateway.intake.service import body_of
+
+LIVE_STATUSES = ("draft", "returned")
+DEFAULT_TIMEZONE = "America/New_York"
+
+
+@lru_cache(maxsize=1)
+def policy() -> rules.Policy:
+    """The fee schedules and holidays from the packaged policy file (read once)."""
+    return rules.load_policy()
+
+
+def today(timezone: str = DEFAULT_TIMEZONE) -> date:
+    """Today in the facilities' calendar (an authorization expiring today is valid until midnight there)."""
+    return datetime.now(ZoneInfo(timezone)).date()
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything the rules conclude about one request body."""
+
+    deficiencies: list[dict]
+    required_documents: list[dict]
+    fee_estimate: dict
+    due_on: date | None
+
+    @property
+    def valid(self) -> bool:
+        """True when nothing stands in the way of release."""
+        return not self.deficiencies
+
+
+def facility_policy(session: Session, code: str | None) -> rules.FacilityPolicy | None:
+    """The rules' view of a facility row, or None for an unknown code."""
+    facility = get_facility(session, code) if code else None
+    if facility is None:
+        return None
+    return rules.FacilityPolicy(
+        code=facility.code, name=facility.name, aliases=tuple(facility.aliases or ()),
+        turnaround_days=facility.turnaround_days, turnaround_business_days=facility.turnaround_business_days,
+        requires_practice=facility.requires_practice,
+        max_authorization_age_days=facility.max_authorization_age_days)
+
+
+def revocations_for(session: Session, body: dict) -> tuple[rules.Revocation, ...]:
+    """Revocations on file for a patient with this date of birth (names are matched by the rule)."""
+    dob = (body.get("patient") or {}).get("date_of_birth")
+    if not isinstance(dob, date):
+        return ()
+    rows = session.scalars(select(Revocation).where(Revocation.patient_date_of_birth == dob))
+    return tuple(rules.Revocation(patient_first_name=r.patient_first_name, patient_last_name=r.patient_last_name,
+                                  patient_date_of_birth=r.patient_date_of_birth, recipient=r.recipient,
+                                  effective_on=r.effective_on) for r in rows)
+
+
+def context(session: Session, body: dict, *, org: Organization, documents, on: date) -> rules.RuleContext:
+    """The facts the rules need for `body`, as of the date `on`."""
+    return rules.RuleContext(
+        today=on, facility=facility_policy(session, body.get("facility")), requester_org_name=org.name,
+        requester_org_kind=org.kind, documents=tuple(rules.DocumentFacts(d.kind, d.scan_status) for d in documents),
+        revocations=revocations_for(session, body), policy=policy())
+
+
+def assess(session: Session, body: dict, *, org: Organization, documents=(), on: date | None = None,
+           submitted_on: date | None = None) -> Assessment:
+    """Run every rule over a body; `submitted_on` gives the due date (None for an unsubmitted draft)."""
+    on = on or today()
+    ctx = context(session, body, org=org, documents=documents, on=on)
+    return Assessment(
+        deficiencies=[d.to_dict() for d in rules.check_request(body, ctx)],
+        required_documents=rules.required_documents(body, ctx),
+        fee_estimate=rules.fee_estimate(body, ctx),
+        due_on=rules.due_on(body, ctx, submitted_on) if submitted_on else None)
+
+
+def assess_request(session: Session, req: RecordsRequest, *, on: date | None = None,
+                   submitted_on: date | None = None) -> Assessment:
+    """Assess a stored request with its documents."""
+    org = session.get(Organization, req.org_id)
+    return assess(session, body_of(req), org=org, documents=req.documents, on=on, submitted_on=submitted_on)
+
+
+def resource(session: Session, req: RecordsRequest, *, on: date | None = None) -> dict:
+    """The request resource (API.md "The request resource"), assessed as of `on` (default today)."""
+    on = on or today()
+    body = body_of(req)
+    if req.status in LIVE_STATUSES:
+        live = assess_request(session, req, on=on)
+        deficiencies, fee, due = live.deficiencies, live.fee_estimate, req.due_on
+        required = live.required_documents
+    else:
+        deficiencies, fee, due = req.deficiencies or [], req.fee_estimate, req.due_on
+        org = session.get(Organization, req.org_id)
+        required = rules.required_documents(body, context(session, body, org=org, documents=req.documents, on=on))
+    return {
+        **{section: body.get(section) for section in SECTIONS},
+        "id": req.id, "reference": req.reference, "status": req.status, "facility": req.facility,
+        "pathway": req.pathway, "purpose": req.purpose, "public_benefit_claim": req.public_benefit_claim,
+        "fee_waiver_requested": req.fee_waiver_requested, "instructions": req.instructions,
+        "documents": list(req.documents), "required_documents": required, "deficiencies": deficiencies,
+        "routing": {"queue": req.routing_queue, "routed_at": req.routed_at} if req.routing_queue else None,
+        "fee_estimate": fee, "due_on": due,
+        "created_at": req.created_at, "updated_at": req.updated_at, "submitted_at": req.submitted_at,
+    }

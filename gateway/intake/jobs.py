@@ -1,0 +1,28 @@
+"""Housekeeping jobs of intake: plain functions, safe to run any number of times."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from gateway import idempotency
+from gateway.adapters import build_store
+from gateway.db import Database
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.intake.jobs")
+
+# Longer than any upload can take: a staging object this old belongs to a process that died.
+STAGING_GRACE = timedelta(hours=6)
+
+
+def sweep_orphans(settings: Settings | None = None, *, store=None, db: Database | None = None,
+                  older_than: timedelta = STAGING_GRACE) -> dict:
+    """Remove staging objects and multipart uploads left by killed processes; purge expired idempotency keys."""
+    settings = settings or Settings.from_env()
+    store = store or build_store(settings)
+    db = db or Database.from_settings(settings)
+    removed = store.sweep_staging(older_than)
+    purged = idempotency.purge_expired(db)
+    log.info("swept orphaned uploads", extra={"staging_removed": removed, "idempotency_purged": purged})
+    return {"staging_removed": removed, "idempotency_purged": purged}

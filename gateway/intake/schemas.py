@@ -1,0 +1,234 @@
+"""Marshmallow schemas of the request resource (API.md "Requests").
+
+Structure is checked here: unknown fields, over-long strings, control
+characters, impossible dates and values outside the enumerations are 422s with
+one error per field.  Whether the request can be released (expired
+authorization, missing consent, unknown facility...) is the rules' business
+(`gateway.intake.rules`), so a draft may be incomplete.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from gateway.intake.models import DOCUMENT_KINDS, STATUSES
+
+PATHWAYS = ("authorization", "subpoena", "court_order")
+PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
+            "social_security_benefits", "personal", "other")
+RECORD_TYPES = ("full_chart", "visit_notes", "discharge_summaries", "lab_results", "radiology_reports",
+                "radiology_images", "operative_reports", "pathology", "medications", "billing", "psychotherapy_notes")
+SENSITIVE = ("hiv", "genetic", "mental_health", "substance_use_disorder")
+DELIVERY_METHODS = ("provider_direct", "secure_download", "mail", "pickup")
+AUTHORITIES = ("health_care_proxy", "durable_poa_health_care", "advance_directive", "guardian", "conservator",
+               "parent_of_minor", "estate_executor")
+SPECIFIC_CONSENTS = ("hiv", "genetic", "substance_use_disorder", "psychotherapy_notes")
+EARLIEST_DATE = date(1880, 1, 1)  # nobody alive or with records was born earlier
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+class Text(fields.String):
+    """A stripped string without control or bidi-override characters (multi-line when `multiline`)."""
+
+    def __init__(self, max_length: int, *, multiline: bool = False, validate_also=None, **kwargs):
+        if not kwargs.get("required"):
+            kwargs.setdefault("allow_none", True)
+            kwargs.setdefault("load_default", None)
+        checks = [validate.Length(max=max_length), *([validate_also] if validate_also else [])]
+        super().__init__(validate=checks, **kwargs)
+        self.multiline = multiline
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        pattern = _CONTROL if self.multiline else _CONTROL_ONE_LINE
+        if pattern.search(text):
+            raise ValidationError("Control and direction-override characters are not allowed.")
+        return text
+
+
+class PlausibleDate(fields.Date):
+    """An ISO date no earlier than 1880 and no later than the year 2200."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if not EARLIEST_DATE <= parsed <= date(2200, 12, 31):
+            raise ValidationError("Not a plausible date.")
+        return parsed
+
+
+def _date(**kwargs):
+    kwargs.setdefault("allow_none", True)
+    kwargs.setdefault("load_default", None)
+    return PlausibleDate(**kwargs)
+
+
+def _choice(options, **kwargs):
+    return fields.String(validate=validate.OneOf(options), **kwargs)
+
+
+def _choices(options, **kwargs):
+    return fields.List(_choice(options), load_default=list, validate=validate.Length(max=len(options)), **kwargs)
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+        ordered = True
+
+
+class PatientSchema(Strict):
+    first_name = Text(100, required=True, validate_also=validate.Length(min=1))
+    last_name = Text(100, required=True, validate_also=validate.Length(min=1))
+    date_of_birth = PlausibleDate(required=True)
+    other_names = fields.List(Text(100), load_default=list, validate=validate.Length(max=10))
+    mrn = Text(50)
+    deceased = fields.Boolean(load_default=False)
+    minor = fields.Boolean(load_default=False)
+
+
+class RecordsSchema(Strict):
+    types = _choices(RECORD_TYPES)
+    date_from = _date()
+    date_to = _date()
+    sensitive = _choices(SENSITIVE)
+    format = _choice(("electronic", "paper"), load_default="electronic")
+
+
+class PartySchema(Strict):
+    name = Text(200)
+    address = Text(500, multiline=True)
+
+
+class DeliverySchema(Strict):
+    method = _choice(DELIVERY_METHODS, required=True)
+    recipient = fields.Nested(PartySchema, allow_none=True, load_default=None)
+
+
+class RepresentativeSchema(Strict):
+    authority = _choice(AUTHORITIES, allow_none=True, load_default=None)
+    description = Text(500, multiline=True)
+
+
+class StatementsSchema(Strict):
+    right_to_revoke = fields.Boolean(load_default=False)
+    no_conditioning = fields.Boolean(load_default=False)
+    redisclosure = fields.Boolean(load_default=False)
+
+
+class AuthorizationSchema(Strict):
+    signed_by = _choice(("patient", "representative"), allow_none=True, load_default=None)
+    signer_name = Text(200)
+    signed_on = _date()
+    expires_on = _date()
+    expiration_event = Text(300)
+    discloser = Text(200)
+    recipient = Text(200)
+    information_description = Text(2000, multiline=True)
+    purpose_statement = Text(500, multiline=True)
+    statements = fields.Nested(StatementsSchema, load_default=dict)
+    representative = fields.Nested(RepresentativeSchema, allow_none=True, load_default=None)
+    specific_consents = _choices(SPECIFIC_CONSENTS)
+
+
+class LegalProcessSchema(Strict):
+    return_date = _date(metadata={"description": "A subpoena's return date; the due date is no later."})
+
+
+class RequestCreateSchema(Strict):
+    """The body of `POST /v1/requests` and `POST /v1/requests/validate`."""
+
+    reference = Text(100, required=True, validate_also=validate.Length(min=1),
+                     metadata={"description": "Your own reference; unique among your open requests."})
+    facility = Text(64, required=True, validate_also=validate.Length(min=1),
+                    metadata={"description": "A facility code from GET /v1/facilities."})
+    practice = fields.Nested(PartySchema, allow_none=True, load_default=None)
+    pathway = _choice(PATHWAYS, required=True)
+    purpose = _choice(PURPOSES, required=True)
+    patient = fields.Nested(PatientSchema, required=True)
+    records = fields.Nested(RecordsSchema, required=True)
+    delivery = fields.Nested(DeliverySchema, required=True)
+    authorization = fields.Nested(AuthorizationSchema, allow_none=True, load_default=None)
+    legal_process = fields.Nested(LegalProcessSchema, allow_none=True, load_default=None)
+    public_benefit_claim = fields.Boolean(load_default=False, metadata={
+        "description": "The records support a claim or appeal under the Social Security Act or a "
+                       "needs-based benefit program (no fee, M.G.L. c.111 §70)."})
+    fee_waiver_requested = fields.Boolean(load_default=False)
+    instructions = Text(2000, multiline=True)
+
+
+SECTIONS = ("practice", "patient", "records", "delivery", "authorization", "legal_process")
+
+
+class ScanSchema(Schema):
+    status = fields.String(attribute="scan_status", metadata={"example": "clean"})
+    engine = fields.String(attribute="scan_engine")
+    signature_version = fields.String(attribute="scan_signature_version", allow_none=True)
+    scanned_at = fields.DateTime()
+
+
+class DocumentSchema(Schema):
+    id = fields.String()
+    kind = fields.String(validate=validate.OneOf(DOCUMENT_KINDS))
+    filename = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    pages = fields.Integer(allow_none=True)
+    scan = fields.Function(lambda d: ScanSchema().dump(d))
+    uploaded_at = fields.DateTime()
+
+
+class RoutingSchema(Schema):
+    queue = fields.String()
+    routed_at = fields.DateTime()
+
+
+class RequestSchema(RequestCreateSchema):
+    """The request resource every read returns."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    documents = fields.List(fields.Nested(DocumentSchema))
+    required_documents = fields.List(fields.Dict())
+    deficiencies = fields.List(fields.Dict())
+    routing = fields.Nested(RoutingSchema, allow_none=True)
+    fee_estimate = fields.Dict(allow_none=True)
+    due_on = fields.Date(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    submitted_at = fields.DateTime(allow_none=True)
+
+
+class RequestPageSchema(Schema):
+    items = fields.List(fields.Nested(RequestSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class RequestListArgsSchema(Schema):
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    facility = fields.String(validate=validate.Length(1, 64))
+    reference = fields.String(validate=validate.Length(1, 100))
+    created_after = fields.AwareDateTime(default_timezone=None)
+
+
+class EventSchema(Schema):
+    at = fields.DateTime()
+    type = fields.String(metadata={"example": "status_changed"})
+    status = fields.String()
+    actor = fields.String()
+    detail = fields.Dict()
+
+
+class EventPageSchema(Schema):
+    items = fields.List(fields.Nested(EventSchema))
+    next_cursor = fields.String(allow_none=True)

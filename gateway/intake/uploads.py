@@ -1,0 +1,141 @@
+"""Streaming one uploaded file through clamd, a SHA-256 hasher and S3 staging at once.
+
+Each chunk is read once and handed to every sink, so scanning and storing
+overlap (S3 parts go up from a background thread) and memory stays bounded
+by a few chunks and S3 parts whatever the file size.  PDFs are also spooled
+to a temporary file, because the PDF checks need random access.  The type
+comes from the first bytes, never from the name or Content-Type; a file of a
+type we don't accept is still scanned in full (so malware is recorded) but
+never sent to storage.  On any failure everything written so far is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
+from gateway.scanning import MAGIC_BYTES_NEEDED, ScannerUnavailable, ScanResult, sniff_content_type
+from gateway.storage import StorageUnavailable
+
+PDF = "application/pdf"
+
+
+class FileTooLarge(PayloadTooLarge):
+    code, title = "FILE_TOO_LARGE", "File too large"
+
+
+class FileEmpty(Unprocessable):
+    code, title = "FILE_EMPTY", "Empty file"
+
+
+class ScannerDown(ServiceUnavailable):
+    code, title = "SCANNER_UNAVAILABLE", "Virus scanner unavailable"
+
+
+class StorageDown(ServiceUnavailable):
+    code, title = "STORAGE_UNAVAILABLE", "Document storage unavailable"
+
+
+@dataclass
+class Ingested:
+    """What one streamed file turned out to be."""
+
+    storage_key: str | None  # None when the type is not accepted (nothing was stored)
+    content_type: str | None
+    size: int
+    sha256: str
+    verdict: ScanResult
+    spool_path: Path | None
+
+    def discard_spool(self) -> None:
+        """Remove the temporary PDF copy."""
+        if self.spool_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.spool_path.unlink()
+            self.spool_path = None
+
+
+def _first_bytes(chunks) -> tuple[bytes, list[bytes]]:
+    head, seen = b"", []
+    for chunk in chunks:
+        seen.append(chunk)
+        head += chunk[: MAGIC_BYTES_NEEDED - len(head)]
+        if len(head) >= MAGIC_BYTES_NEEDED:
+            break
+    return head, seen
+
+
+def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir: str | None = None) -> Ingested:
+    """Read every chunk once into clamd, the hasher, S3 staging and (PDFs) a spool file."""
+    source = iter(chunks)
+    head, seen = _first_bytes(source)
+    content_type = sniff_content_type(head)
+    hasher, size = hashlib.sha256(), 0
+    staged = spool = scan = None
+    spool_path = None
+    try:
+        try:
+            scan = scanner.stream()
+        except ScannerUnavailable:
+            raise ScannerDown("The virus scanner is unavailable; nothing was stored. Retry shortly.") from None
+        key = f"documents/{uuid.uuid4()}" if content_type else None
+        if key:
+            staged = store.begin_upload(key, content_type=content_type)
+        if content_type == PDF:
+            fd, name = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=spool_dir)
+            spool, spool_path = os.fdopen(fd, "wb", buffering=1024 * 1024), Path(name)
+        for chunk in _chain(seen, source):
+            size += len(chunk)
+            if size > max_bytes:
+                raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+            hasher.update(chunk)
+            scan.write(chunk)
+            if staged is not None:
+                staged.write(chunk)
+            if spool is not None:
+                spool.write(chunk)
+        if size == 0:
+            raise FileEmpty("The file is empty.")
+        if spool is not None:
+            spool.close()
+        verdict = scan.finish()
+        digest = hasher.hexdigest()
+        if staged is not None:
+            staged.complete(sha256_hex=digest)
+        return Ingested(key, content_type, size, digest, verdict, spool_path)
+    except ScannerUnavailable:
+        _cleanup(staged, spool, spool_path)
+        raise ScannerDown("The virus scanner stopped answering; nothing was stored. Retry shortly.") from None
+    except StorageUnavailable:
+        _cleanup(staged, spool, spool_path)
+        raise StorageDown("Document storage is unavailable; nothing was stored. Retry shortly.") from None
+    except BaseException:
+        _cleanup(staged, spool, spool_path)
+        raise
+    finally:
+        if scan is not None:
+            scan.close()
+
+
+def _chain(seen: list[bytes], rest):
+    yield from seen
+    yield from rest
+
+
+def _cleanup(staged, spool, spool_path: Path | None) -> None:
+    if staged is not None:
+        with contextlib.suppress(Exception):  # best effort; the sweeper removes what this misses
+            staged.abort()
+    if spool is not None:
+        with contextlib.suppress(Exception):
+            spool.close()
+    if spool_path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            spool_path.unlink()

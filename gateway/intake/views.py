@@ -1,0 +1,119 @@
+"""`/v1/requests`: create, read, list, cancel, timeline."""
+
+from __future__ import annotations
+
+from flask import request, url_for
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from gateway.auth.web import audit_context, current_principal, requires
+from gateway.errors import BadRequest, Unprocessable, flatten_messages
+from gateway.intake import assessment, service
+from gateway.intake.schemas import (
+    EventPageSchema,
+    RequestCreateSchema,
+    RequestListArgsSchema,
+    RequestPageSchema,
+    RequestSchema,
+)
+from gateway.pagination import PageArgsSchema
+from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, idempotent, settings
+
+blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
+
+REQUESTERS = ("requester", "requester_admin")
+READERS = (*REQUESTERS, "facility_staff")
+
+
+def load_create_body(data) -> dict:
+    """Validate a create body (JSON already decoded); 422 with one error per field."""
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", code="BODY_NOT_JSON")
+    try:
+        return RequestCreateSchema().load(data)
+    except ValidationError as error:
+        raise Unprocessable("The request body has invalid fields; see errors.",
+                            errors=flatten_messages(error.messages)) from None
+
+
+def json_body() -> dict:
+    """The request's JSON body, or 400 BODY_NOT_JSON."""
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("Send a JSON body with Content-Type: application/json.", code="BODY_NOT_JSON")
+    return load_create_body(data)
+
+
+def present(req) -> dict:
+    """The request resource as every read returns it."""
+    return assessment.resource(db_session(), req, on=assessment.today(settings().facility_timezone))
+
+
+@blp.route("", methods=["POST"])
+@requires(*REQUESTERS, scope="requests:write")
+@blp.doc(parameters=[IDEMPOTENCY_HEADER],
+         requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema}}})
+@blp.response(201, RequestSchema)
+@blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference")
+@idempotent
+def create_request():
+    """Create a draft request (JSON body). Upload documents, then submit."""
+    body = json_body()
+    session = db_session()
+    req = service.create_request(session, principal=current_principal(), body=body, audit_ctx=audit_context())
+    session.commit()
+    return present(req), 201, {"Location": url_for("requests.get_request", request_id=req.id)}
+
+
+@blp.route("", methods=["GET"])
+@requires(*READERS, scope="requests:read")
+@blp.arguments(RequestListArgsSchema, location="query")
+@blp.response(200, RequestPageSchema)
+def list_requests(args):
+    """The requests you may see, newest first, filtered by status, facility, reference and creation time."""
+    principal = current_principal()
+    items, next_cursor = service.list_requests(db_session(), principal, **args)
+    service.audit_read(adapters().db, principal, "request.list", "request", None, audit_context())
+    return {"items": [present(req) for req in items], "next_cursor": next_cursor}
+
+
+def visible_request(request_id: str):
+    """The request if the caller may see it, else 404 (audited when it exists but is someone else's)."""
+    return service.get_request(db_session(), current_principal(), request_id, db=adapters().db,
+                               audit_ctx=audit_context())
+
+
+@blp.route("/<request_id>", methods=["GET"])
+@requires(*READERS, scope="requests:read")
+@blp.response(200, RequestSchema)
+def get_request(request_id):
+    """One request with its documents, status, deficiencies, fee estimate and due date."""
+    req = visible_request(request_id)
+    service.audit_read(adapters().db, current_principal(), "request.read", "request", req.id, audit_context())
+    return present(req)
+
+
+@blp.route("/<request_id>/cancel", methods=["POST"])
+@requires(*REQUESTERS, scope="requests:write")
+@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.response(200, RequestSchema)
+@blp.alt_response(409, description="INVALID_TRANSITION: only draft, submitted or routed requests can be cancelled")
+@idempotent
+def cancel_request(request_id):
+    """Cancel a draft, submitted or routed request."""
+    req = visible_request(request_id)
+    session = db_session()
+    service.cancel_request(session, principal=current_principal(), req=req, audit_ctx=audit_context())
+    session.commit()
+    return present(req)
+
+
+@blp.route("/<request_id>/events", methods=["GET"])
+@requires(*READERS, scope="requests:read")
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, EventPageSchema)
+def list_events(page, request_id):
+    """The request's timeline, oldest first: every status change and what happened to it."""
+    req = visible_request(request_id)
+    items, next_cursor = service.list_events(db_session(), current_principal(), req, **page)
+    return {"items": items, "next_cursor": next_cursor}

@@ -70,11 +70,12 @@ def register_blueprints(app: Flask) -> None:
     from gateway.audit import views as audit
     from gateway.auth import views as auth
     from gateway.facilities import views as facilities
-    from gateway.intake import document_views
+    from gateway.intake import document_views, revocation_views
     from gateway.intake import views as intake
 
     api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
-    for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp):
+    for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
+                      revocation_views.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
 

@@ -47,8 +47,18 @@ IDEMPOTENCY_HEADER = {
 
 
 def idempotent(view):
-    """Decorator for JSON POSTs honouring `Idempotency-Key` (see gateway.idempotency)."""
+    """Decorator for JSON POSTs honouring `Idempotency-Key`; place it outside `@blp.response`."""
     import functools
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        return run_idempotently(lambda: view(*args, **kwargs))
+
+    return wrapper
+
+
+def run_idempotently(produce):
+    """Run `produce` (returning a finished response) under the request's Idempotency-Key, if any."""
     import json
 
     from flask import make_response, request
@@ -57,31 +67,27 @@ def idempotent(view):
     from gateway import idempotency
     from gateway.errors import GatewayError
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return view(*args, **kwargs)
-        idempotency.validate_key(key)
-        db, principal = adapters().db, g.principal.audit_actor
-        print_ = idempotency.fingerprint(request.method, request.path, request.get_data())
-        replay = idempotency.claim(db, principal=principal, key=key, print_=print_)
-        if replay is not None:
-            return replay_response(replay)
-        try:
-            response = make_response(view(*args, **kwargs))
-        except (GatewayError, HTTPException) as error:
-            # Client errors are part of the first answer and replay like it; 5xx release the key.
-            response = current_app.handle_user_exception(error)
-        except BaseException:
-            idempotency.release(db, principal=principal, key=key)
-            raise
-        body = json.loads(response.get_data()) if response.is_json else None
-        idempotency.complete(db, principal=principal, key=key, print_=print_, response=idempotency.StoredResponse(
-            response.status_code, body, response.headers.get("Location")))
-        return response
-
-    return wrapper
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return produce()
+    idempotency.validate_key(key)
+    db, principal = adapters().db, g.principal.audit_actor
+    print_ = idempotency.fingerprint(request.method, request.path, request.get_data())
+    replay = idempotency.claim(db, principal=principal, key=key, print_=print_)
+    if replay is not None:
+        return replay_response(replay)
+    try:
+        response = make_response(produce())
+    except (GatewayError, HTTPException) as error:
+        # Client errors are part of the first answer and replay like it; 5xx release the key.
+        response = current_app.handle_user_exception(error)
+    except BaseException:
+        idempotency.release(db, principal=principal, key=key)
+        raise
+    body = json.loads(response.get_data()) if response.is_json else None
+    idempotency.complete(db, principal=principal, key=key, print_=print_, response=idempotency.StoredResponse(
+        response.status_code, body, response.headers.get("Location")))
+    return response
 
 
 def replay_response(stored):

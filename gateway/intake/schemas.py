@@ -232,3 +232,35 @@ class EventSchema(Schema):
 class EventPageSchema(Schema):
     items = fields.List(fields.Nested(EventSchema))
     next_cursor = fields.String(allow_none=True)
+
+
+class ValidationSchema(Schema):
+    """The answer of `POST /v1/requests/validate`."""
+
+    valid = fields.Boolean()
+    deficiencies = fields.List(fields.Dict())
+    required_documents = fields.List(fields.Dict())
+    fee_estimate = fields.Dict()
+    due_on = fields.Date(allow_none=True, metadata={"description": "If submitted today"})
+
+
+class RevocationCreateSchema(Strict):
+    """A patient's revocation of authorizations for a recipient, from a date."""
+
+    patient = fields.Nested("RevokingPatientSchema", required=True)
+    recipient = Text(200, required=True, validate_also=validate.Length(min=1))
+    effective_on = PlausibleDate(required=True)
+
+
+class RevokingPatientSchema(Strict):
+    first_name = Text(100, required=True, validate_also=validate.Length(min=1))
+    last_name = Text(100, required=True, validate_also=validate.Length(min=1))
+    date_of_birth = PlausibleDate(required=True)
+
+
+class RevocationSchema(Schema):
+    id = fields.String()
+    recipient = fields.String()
+    effective_on = fields.Date()
+    flagged_requests = fields.List(fields.String(), metadata={"description": "open requests it touches"})
+    created_at = fields.DateTime()

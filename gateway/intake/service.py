@@ -138,3 +138,41 @@ def ensure_editable(req: RecordsRequest) -> None:
     """Requesters change documents only while the request is a draft or was returned to them."""
     if req.status not in EDITABLE:
         raise Conflict(f"Documents cannot be added to a {req.status} request.", code="REQUEST_NOT_EDITABLE")
+
+
+def merge_patch(target, patch):
+    """RFC 7396 JSON merge patch: objects merge, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def stored_body(req: RecordsRequest) -> dict:
+    """The request's create body in its JSON form (dates as ISO strings)."""
+    return _BODY.dump(body_of(req))
+
+
+def update_request(session: Session, *, principal: Principal, req: RecordsRequest, body: dict,
+                   audit_ctx: dict) -> list[str]:
+    """Replace a draft's or returned request's body with a validated new one; returns changed sections."""
+    if not principal.is_requester:
+        raise Forbidden("Only the requesting organization changes a request.")
+    ensure_editable(req)
+    if body["reference"] != req.reference and _open_reference_exists(session, req.org_id, body["reference"]):
+        raise duplicate_reference()
+    old, new = stored_body(req), _BODY.dump(body)
+    changed = sorted(k for k in new if new[k] != old.get(k))
+    for name in ("reference", "facility", "pathway", "purpose", "public_benefit_claim", "fee_waiver_requested",
+                 "instructions", *SECTIONS):
+        setattr(req, name, new[name] if name in SECTIONS else body[name])
+    req.updated_at = utcnow()
+    add_event(session, req, "updated", principal.audit_actor, fields=changed)
+    record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.update",
+           object_type="request", object_id=req.id, **audit_ctx)
+    return changed

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from flask import request, url_for
+from flask import jsonify, request, url_for
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
+from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.errors import BadRequest, Unprocessable, flatten_messages
-from gateway.intake import assessment, service
+from gateway.intake import assessment, one_shot, service, submission
+from gateway.intake.documents import REQUESTER_KINDS
+from gateway.intake.rules import CATALOGUE
 from gateway.intake.schemas import (
     EventPageSchema,
     RequestCreateSchema,
     RequestListArgsSchema,
     RequestPageSchema,
     RequestSchema,
+    ValidationSchema,
 )
 from gateway.pagination import PageArgsSchema
-from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, idempotent, settings
+from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, idempotent, run_idempotently, settings
 
 blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
 
@@ -49,20 +53,35 @@ def present(req) -> dict:
     return assessment.resource(db_session(), req, on=assessment.today(settings().facility_timezone))
 
 
+ONE_SHOT_FORM = {"schema": {"type": "object", "required": ["request"], "properties": {
+    "request": {"type": "string", "description": "The create body as JSON (first part)."},
+    **{kind: {"type": "string", "format": "binary", "description": f"A `{kind}` document"}
+       for kind in REQUESTER_KINDS}}}}
+
+
 @blp.route("", methods=["POST"])
 @requires(*REQUESTERS, scope="requests:write")
-@blp.doc(parameters=[IDEMPOTENCY_HEADER],
-         requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema}}})
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, {"in": "query", "name": "submit", "schema": {"type": "boolean"},
+                                          "description": "One-shot form only: submit once the documents are in."}],
+         requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema},
+                                                    "multipart/form-data": ONE_SHOT_FORM}})
 @blp.response(201, RequestSchema)
 @blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference")
-@idempotent
 def create_request():
-    """Create a draft request (JSON body). Upload documents, then submit."""
+    """Create a draft (JSON), or in one shot with its documents (multipart, `?submit=true` to submit)."""
+    if request.mimetype == "multipart/form-data":
+        return one_shot.create_one_shot(load_create_body, present)
+    return run_idempotently(_create_from_json)
+
+
+def _create_from_json():
     body = json_body()
     session = db_session()
     req = service.create_request(session, principal=current_principal(), body=body, audit_ctx=audit_context())
     session.commit()
-    return present(req), 201, {"Location": url_for("requests.get_request", request_id=req.id)}
+    response = jsonify(RequestSchema().dump(present(req)))
+    response.status_code, response.headers["Location"] = 201, url_for("requests.get_request", request_id=req.id)
+    return response
 
 
 @blp.route("", methods=["GET"])
@@ -93,12 +112,34 @@ def get_request(request_id):
     return present(req)
 
 
+@blp.route("/<request_id>", methods=["PATCH"])
+@requires(*REQUESTERS, scope="requests:write")
+@blp.doc(requestBody={"required": True, "description": "A JSON merge patch (RFC 7396) of the create body; "
+                      "the result must be a valid create body.",
+                      "content": {"application/merge-patch+json": {"schema": {"type": "object"}},
+                                  "application/json": {"schema": {"type": "object"}}}})
+@blp.response(200, RequestSchema)
+@blp.alt_response(409, description="REQUEST_NOT_EDITABLE: only draft and returned requests change")
+def update_request(request_id):
+    """Correct a draft or returned request (for instance a new authorization's dates) before submitting."""
+    req = visible_request(request_id)
+    service.ensure_editable(req)  # a locked request answers 409 whatever the patch says
+    patch = request.get_json(silent=True, force=True)
+    if not isinstance(patch, dict):
+        raise BadRequest("Send a JSON merge patch object.", code="BODY_NOT_JSON")
+    body = load_create_body(service.merge_patch(service.stored_body(req), patch))
+    session = db_session()
+    service.update_request(session, principal=current_principal(), req=req, body=body, audit_ctx=audit_context())
+    session.commit()
+    return present(req)
+
+
 @blp.route("/<request_id>/cancel", methods=["POST"])
 @requires(*REQUESTERS, scope="requests:write")
+@idempotent
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 @blp.response(200, RequestSchema)
 @blp.alt_response(409, description="INVALID_TRANSITION: only draft, submitted or routed requests can be cancelled")
-@idempotent
 def cancel_request(request_id):
     """Cancel a draft, submitted or routed request."""
     req = visible_request(request_id)
@@ -117,3 +158,37 @@ def list_events(page, request_id):
     req = visible_request(request_id)
     items, next_cursor = service.list_events(db_session(), current_principal(), req, **page)
     return {"items": items, "next_cursor": next_cursor}
+
+
+@blp.route("/validate", methods=["POST"])
+@requires(*REQUESTERS, scope="requests:write")
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema}}})
+@blp.response(200, ValidationSchema)
+def validate_request():
+    """Check a create body against every rule without storing anything (documents count as not yet sent)."""
+    body = json_body()
+    session, principal = db_session(), current_principal()
+    on = assessment.today(settings().facility_timezone)
+    org = session.get(Organization, principal.org_id)
+    result = assessment.assess(session, body, org=org, documents=(), on=on, submitted_on=on)
+    return {"valid": result.valid, "deficiencies": result.deficiencies,
+            "required_documents": result.required_documents, "fee_estimate": result.fee_estimate,
+            "due_on": result.due_on}
+
+
+@blp.route("/<request_id>/submit", methods=["POST"])
+@requires(*REQUESTERS, scope="requests:write")
+@idempotent
+@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.response(202, RequestSchema)
+@blp.alt_response(422, description="REQUEST_DEFICIENT: every deficiency at once in `errors`; the request "
+                                   "stays as it was. Codes: " + ", ".join(CATALOGUE))
+@blp.alt_response(409, description="INVALID_TRANSITION: cancelled or closed requests cannot be submitted")
+def submit_request(request_id):
+    """Submit for release: all rules are checked; a clean request is submitted and handed to routing."""
+    req = visible_request(request_id)
+    session = db_session()
+    submission.submit(session, principal=current_principal(), req=req,
+                      on=assessment.today(settings().facility_timezone), audit_ctx=audit_context())
+    session.commit()
+    return present(req), 202

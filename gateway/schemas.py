@@ -22,3 +22,14 @@ class ProblemSchema(Schema):
     code = fields.String(metadata={"description": "Stable UPPER_SNAKE identifier"})
     request_id = fields.String()
     errors = fields.List(fields.Nested(FieldErrorSchema))
+
+
+class Timestamp(fields.DateTime):
+    """A UTC timestamp written as API.md shows them: `2026-11-23T18:16:00.123456Z`."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -65,6 +65,14 @@ class Settings:
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
     api_rate_limit: str = "600 per minute"
+    # Sign-in attempts per client address, on top of the database lockouts.
+    sign_in_rate_limit: str = "30 per minute"
+    # Webhooks: targets on loopback/private/link-local/metadata addresses are refused unless allowed
+    # (only for a local stack or tests; never in production).
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0
+    # Routing: where facility "folder" sinks may write (manifests + documents for file-pickup systems).
+    outbox_batch_size: int = 100
     # Network placement: how many reverse proxies sit in front (for the client IP).
     trusted_proxy_count: int = 0
     log_level: str = "INFO"

@@ -9,6 +9,7 @@ from gateway.audit.models import AuditEvent
 from gateway.auth.tenancy import visible_select
 from gateway.auth.web import current_principal, requires
 from gateway.pagination import PageArgsSchema, keyset_page
+from gateway.schemas import Timestamp
 from gateway.web import db_session
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit", description="The append-only audit trail.")
@@ -25,7 +26,7 @@ class AuditQuerySchema(PageArgsSchema):
 
 class AuditEntrySchema(Schema):
     seq = fields.Integer()
-    at = fields.DateTime()
+    at = Timestamp()
     actor = fields.String()
     org = fields.String(attribute="org_id", allow_none=True)
     action = fields.String(metadata={"example": "document.download"})

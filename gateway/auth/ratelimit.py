@@ -13,7 +13,6 @@ from flask_limiter import Limiter
 from gateway.settings import Settings
 
 UNLIMITED_RULES = frozenset({"/healthz", "/readyz", "/metrics"})
-SIGN_IN_LIMIT = "30 per minute"
 
 
 def rate_limit_key() -> str:
@@ -38,6 +37,6 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     sign_in = app.view_functions.get("auth.issue_token")
     if sign_in is not None:
         app.view_functions["auth.issue_token"] = limiter.limit(
-            SIGN_IN_LIMIT, key_func=lambda: f"ip:{request.remote_addr}")(sign_in)
+            settings.sign_in_rate_limit, key_func=lambda: f"ip:{request.remote_addr}")(sign_in)
     app.extensions["gateway.limiter"] = limiter
     return limiter

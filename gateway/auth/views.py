@@ -13,6 +13,7 @@ from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.errors import FieldError, NotFound, TooManyRequests, Unauthenticated, Unprocessable
 from gateway.pagination import PageArgsSchema, keyset_page
+from gateway.schemas import Timestamp
 from gateway.web import adapters, db_session, settings
 
 blp = Blueprint("auth", __name__, description="Authentication, API keys and organization users.")
@@ -53,10 +54,10 @@ class ApiKeySchema(Schema):
     prefix = fields.Function(lambda key: f"rgw_{key.public_id}_",
                              metadata={"description": "identifies the key; not secret"})
     scopes = fields.List(fields.String())
-    created_at = fields.DateTime()
-    expires_at = fields.DateTime(allow_none=True)
-    revoked_at = fields.DateTime(allow_none=True)
-    last_used_at = fields.DateTime(allow_none=True)
+    created_at = Timestamp()
+    expires_at = Timestamp(allow_none=True)
+    revoked_at = Timestamp(allow_none=True)
+    last_used_at = Timestamp(allow_none=True)
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):
@@ -80,8 +81,8 @@ class UserSchema(Schema):
     org = fields.String(attribute="org_id", allow_none=True)
     roles = fields.List(fields.String(validate=validate.OneOf(ROLES)))
     active = fields.Boolean()
-    created_at = fields.DateTime()
-    last_login_at = fields.DateTime(allow_none=True)
+    created_at = Timestamp()
+    last_login_at = Timestamp(allow_none=True)
 
 
 class UserListSchema(Schema):
@@ -116,7 +117,9 @@ def issue_token(body):
 @blp.doc(summary="Public keys verifying the gateway's access tokens")
 def jwks():
     """The JSON Web Key Set of the gateway's token-signing keys (current and recently rotated)."""
-    return current_app.extensions["gateway.auth"].tokens.jwks()
+    tokens = current_app.extensions["gateway.auth"].tokens
+    tokens.ensure_key()  # a fresh deployment publishes its key before the first sign-in
+    return tokens.jwks()
 
 
 @blp.route("/v1/me")

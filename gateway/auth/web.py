@@ -152,12 +152,14 @@ def _principal_for_user(load) -> Principal | None:
 
 
 def requires(*roles: str, scope: str | None = None):
-    """Decorator: the caller must hold one of `roles` (and `scope`, for API keys); else 403, audited."""
+    """Decorator: the caller must hold one of `roles` (and an API key `scope`); else 403, audited."""
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
             principal = current_principal()
-            if not principal.has_role(*roles) or (scope and not principal.has_scope(scope)):
+            # Scopes narrow what an API key may do; a person's roles already say what they may do.
+            scoped_out = scope and principal.kind == "api_key" and not principal.has_scope(scope)
+            if not principal.has_role(*roles) or scoped_out:
                 try:
                     record_now(adapters().db, actor=principal.audit_actor, org_id=principal.org_id,
                                action="access.denied", result="denied", object_type="route",

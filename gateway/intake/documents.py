@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from gateway.audit.service import record
 from gateway.auth.principal import Principal
 from gateway.db import Database, utcnow
-from gateway.errors import Forbidden, Unprocessable, UnsupportedMediaType
+from gateway.errors import Conflict, Forbidden, Unprocessable, UnsupportedMediaType
 from gateway.intake.models import DOCUMENT_KINDS, Document, RecordsRequest, RejectedUpload
 from gateway.intake.service import ensure_editable
 from gateway.intake.uploads import FileTooLarge, Ingested, StorageDown
@@ -48,6 +48,9 @@ def check_kind(principal: Principal, req: RecordsRequest, kind: str | None) -> s
     elif principal.has_role("facility_staff"):
         if kind not in STAFF_KINDS:
             raise Forbidden("Records staff upload documents of kind `release` only.")
+        if req.status != "in_progress":
+            raise Conflict("Released records are uploaded while the request is in progress.",
+                           code="REQUEST_NOT_EDITABLE")
     else:
         raise Forbidden("Your role does not upload documents.")
     return kind
@@ -77,6 +80,8 @@ def judge(ingested: Ingested) -> tuple[int | None, str | None]:
         if signature.startswith("Heuristics.PDF."):  # e.g. ObfuscatedNameObject: hex-escaped /JavaScript
             raise DocumentRejected("The PDF hides names the way active content does; send a plain scan.",
                                    code="PDF_ACTIVE_CONTENT")
+        if signature.startswith("Heuristics.Limits.Exceeded"):  # clamd could not look at all of it
+            raise FileTooLarge("The file could not be scanned in full, so it was not stored.")
         if signature.startswith("Heuristics.Broken.Media"):
             raise DocumentRejected("The file is damaged and cannot be read.", code="FILE_CORRUPT")
         raise MalwareDetected("The file was flagged by the virus scanner and was not stored.", signature=signature)
@@ -130,6 +135,11 @@ def accept(session: Session, *, store, principal: Principal, req: RecordsRequest
     except StorageUnavailable:
         raise StorageDown("Document storage is unavailable; nothing was stored. Retry shortly.") from None
     req.updated_at = utcnow()
+    if kind == "release":  # the requester's systems learn that records are ready to download
+        from gateway.webhooks.service import emit
+
+        emit(session, org_id=req.org_id, event_type="request.document_added",
+             data={"request_id": req.id, "document_id": document.id, "kind": kind})
     return document
 
 

@@ -15,6 +15,7 @@ from datetime import date
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
+from gateway.schemas import Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
 PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
@@ -168,7 +169,7 @@ class ScanSchema(Schema):
     status = fields.String(attribute="scan_status", metadata={"example": "clean"})
     engine = fields.String(attribute="scan_engine")
     signature_version = fields.String(attribute="scan_signature_version", allow_none=True)
-    scanned_at = fields.DateTime()
+    scanned_at = Timestamp()
 
 
 class DocumentSchema(Schema):
@@ -180,12 +181,12 @@ class DocumentSchema(Schema):
     sha256 = fields.String()
     pages = fields.Integer(allow_none=True)
     scan = fields.Function(lambda d: ScanSchema().dump(d))
-    uploaded_at = fields.DateTime()
+    uploaded_at = Timestamp()
 
 
 class RoutingSchema(Schema):
     queue = fields.String()
-    routed_at = fields.DateTime()
+    routed_at = Timestamp()
 
 
 class RequestSchema(RequestCreateSchema):
@@ -202,9 +203,9 @@ class RequestSchema(RequestCreateSchema):
     routing = fields.Nested(RoutingSchema, allow_none=True)
     fee_estimate = fields.Dict(allow_none=True)
     due_on = fields.Date(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
-    submitted_at = fields.DateTime(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    submitted_at = Timestamp(allow_none=True)
 
 
 class RequestPageSchema(Schema):
@@ -222,7 +223,7 @@ class RequestListArgsSchema(Schema):
 
 
 class EventSchema(Schema):
-    at = fields.DateTime()
+    at = Timestamp()
     type = fields.String(metadata={"example": "status_changed"})
     status = fields.String()
     actor = fields.String()
@@ -263,4 +264,4 @@ class RevocationSchema(Schema):
     recipient = fields.String()
     effective_on = fields.Date()
     flagged_requests = fields.List(fields.String(), metadata={"description": "open requests it touches"})
-    created_at = fields.DateTime()
+    created_at = Timestamp()

@@ -132,6 +132,18 @@ def transition(session: Session, req: RecordsRequest, to: str, *, actor: str, al
     add_event(session, req, event_type, actor, previous=previous, **detail)
     record(session, actor=actor, org_id=org_id, action=f"request.{to}", object_type="request", object_id=req.id,
            **audit_ctx)
+    notify_status(session, req, previous, reasons=detail.get("reasons"))
+
+
+def notify_status(session: Session, req: RecordsRequest, previous: str, *, reasons=None) -> None:
+    """Tell the requester's systems (webhooks) about a status change, in the same transaction."""
+    from gateway.webhooks.service import emit
+
+    data = {"request_id": req.id, "status": req.status, "previous_status": previous,
+            "occurred_at": req.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if reasons:
+        data["reasons"] = list(reasons)
+    emit(session, org_id=req.org_id, event_type="request.status_changed", data=data)
 
 
 def ensure_editable(req: RecordsRequest) -> None:
@@ -176,3 +188,20 @@ def update_request(session: Session, *, principal: Principal, req: RecordsReques
     record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.update",
            object_type="request", object_id=req.id, **audit_ctx)
     return changed
+
+
+def mark_routed(session: Session, request_id: str, queue: str, *, now: datetime | None = None) -> RecordsRequest | None:
+    """A queue now has the request: record where and when (first routing makes it `routed`)."""
+    req = session.get(RecordsRequest, request_id)
+    if req is None or req.status in CLOSED_STATUSES:
+        return None  # cancelled meanwhile: the job will find it closed and do nothing
+    previous = req.status
+    req.routing_queue, req.routed_at, req.updated_at = queue, now or utcnow(), utcnow()
+    if req.status == "submitted":
+        req.status = "routed"
+    add_event(session, req, "routed", "gateway", queue=queue, previous=previous)
+    record(session, actor="gateway", org_id=req.org_id, action="request.routed", object_type="request",
+           object_id=req.id)
+    if req.status != previous:
+        notify_status(session, req, previous)
+    return req

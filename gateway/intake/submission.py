@@ -3,8 +3,8 @@
 Submit runs every rule at once: a request with any deficiency stays where it
 is and the requester gets all of them in one 422 REQUEST_DEFICIENT.  A clean
 request becomes `submitted` with its fee estimate and due date fixed, and its
-routing decision is recorded in the same transaction (the routing issue turns
-that decision into an outbox row; there is no "routed" until a queue has it).
+routing decision and its outbox row are written in the same transaction (there
+is no "routed" until the relay has put it on a queue).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from gateway.intake import rules
 from gateway.intake.assessment import assess_request
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest, Revocation
 from gateway.intake.service import add_event, body_of, transition
+from gateway.routing import outbox
 from gateway.routing.decide import RoutingDecision, decide_for
+from gateway.webhooks.service import emit
 
 SUBMITTABLE = ("draft", "returned")
 ALREADY_SUBMITTED = ("submitted", "routed")
@@ -54,6 +56,7 @@ def submit(session: Session, *, principal: Principal, req: RecordsRequest, on: d
     transition(session, req, "submitted", actor=principal.audit_actor, allowed_from=SUBMITTABLE,
                audit_ctx=audit_ctx, org_id=principal.org_id, due_on=str(assessment.due_on))
     add_event(session, req, "routing_decided", "gateway", queue=decision.queue, at_front=decision.at_front)
+    outbox.add_routing(session, request_id=req.id, decision=decision)
     return decision
 
 
@@ -75,6 +78,8 @@ def record_revocation(session: Session, *, principal: Principal, patient: dict, 
     for req in candidates:
         if _touches(revocation, body_of(req)):
             add_event(session, req, "revocation_flagged", principal.audit_actor, revocation_id=revocation.id)
+            emit(session, org_id=req.org_id, event_type="request.revocation_flagged",
+                 data={"request_id": req.id, "status": req.status})
             touched.append(req.id)
     return revocation, touched
 

@@ -105,10 +105,13 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
             raise FileEmpty("The file is empty.")
         if spool is not None:
             spool.close()
-        verdict = scan.finish()
         digest = hasher.hexdigest()
+        # clamd scans only after the end marker: finish the S3 upload while it does (the object
+        # stays tagged pending, unreadable, until a clean verdict promotes it).
+        scan.end_stream()
         if staged is not None:
             staged.complete(sha256_hex=digest)
+        verdict = scan.finish()
         return Ingested(key, content_type, size, digest, verdict, spool_path)
     except ScannerUnavailable:
         _cleanup(staged, spool, spool_path)

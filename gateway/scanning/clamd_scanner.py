@@ -203,6 +203,8 @@ class ClamdStream:
         # Set when clamd answers before the end of the stream (size limit).
         self._early_reply: str | None = None
         self._result: ScanResult | None = None
+        self._ended = False
+        self._terminated = False
         self.bytes_sent = 0
 
     def write(self, chunk: bytes) -> None:
@@ -229,15 +231,28 @@ class ClamdStream:
         if view and self._early_reply is None:
             self._buffer += view
 
+    def end_stream(self) -> None:
+        """Send what is buffered and the end-of-stream marker; clamd starts scanning now.
+
+        Separate from finish() so the caller can do other work (completing the
+        S3 upload) while clamd scans, then collect the verdict.
+        """
+        if self._ended or self._result is not None:
+            return
+        self._ended = True
+        if self._buffer:
+            self._send_frame(self._buffer)
+            self._buffer = bytearray()
+        if self._early_reply is None:
+            self._terminated = self._sendall(struct.pack("!L", 0))
+
     def finish(self) -> ScanResult:
-        """Send the end-of-stream marker and map clamd's reply to a ScanResult."""
+        """End the stream if not yet done, and map clamd's reply to a ScanResult."""
         if self._result is not None:
             return self._result
         try:
-            if self._buffer:
-                self._send_frame(self._buffer)
-                self._buffer = bytearray()
-            if self._early_reply is None and self._sendall(struct.pack("!L", 0)):
+            self.end_stream()
+            if self._early_reply is None and self._terminated:
                 reply = self._read_reply(self._scan_timeout)
                 status, signature, detail = map_reply(reply)
             else:

@@ -90,6 +90,9 @@ class FakeScanStream:
                 self._hit = (ScanStatus.SUSPICIOUS, "Heuristics.Fake.Suspicious")
         self._tail = window[-self._keep:] if self._keep else b""
 
+    def end_stream(self) -> None:
+        """Nothing to send: the fake judges at finish()."""
+
     def finish(self) -> ScanResult:
         """Return the verdict for everything written."""
         self._scanner._check()

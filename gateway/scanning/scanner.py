@@ -64,8 +64,12 @@ class ScanStream(Protocol):
         """Send the next piece of the document; raises ScannerUnavailable."""
         ...
 
+    def end_stream(self) -> None:
+        """Mark the end of the document so scanning starts; finish() then collects the verdict."""
+        ...
+
     def finish(self) -> ScanResult:
-        """End the document and return the verdict; raises ScannerUnavailable."""
+        """End the document (if not yet ended) and return the verdict; raises ScannerUnavailable."""
         ...
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 Starts what is not already there -- Redis (unless one answers at the configured
 URL), clamd with the project's config and signatures, moto's S3 server with the
 bucket bootstrapped by infra/aws/bootstrap.py -- then migrates the database,
-seeds demo credentials, and runs gunicorn and an RQ worker.  Ctrl-C stops exactly what it started.
+seeds demo credentials, and runs gunicorn, an RQ worker and the outbox relay.  Ctrl-C stops exactly what it started.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def main() -> int:
                                  "--graceful-timeout", "20", "--timeout", "600",
                                  "gateway.wsgi:app"], env)
         stack.spawn("RQ worker", [*gateway, "worker"], env)
+        stack.spawn("outbox relay", [*gateway, "outbox", "relay"], env)
 
         started = time.monotonic()
         ready = wait_ready(f"http://{API}/readyz", timeout=180)

@@ -83,3 +83,14 @@ def test_api_keeps_working_when_redis_is_down(settings, db, redis_service):
         assert client.get("/v1/me", headers=bearer(tenant.api_key)).status_code == 200
     finally:
         redis_service.start()
+
+
+def test_sign_in_attempts_are_limited_per_address(settings, db):
+    """Beyond the per-account lockout, one address gets a bounded number of sign-in attempts."""
+    app = create_app(dataclasses.replace(settings, sign_in_rate_limit="3 per minute"))
+    client = app.test_client()
+    statuses = [_login(client, f"someone-{i}@example.test", "wrong password!!", ip="198.51.100.77").status_code
+                for i in range(5)]
+    assert statuses[:3] == [401, 401, 401] and statuses[3:] == [429, 429]
+    response = _login(client, "x@example.test", "wrong password!!", ip="198.51.100.77")
+    assert response.get_json()["code"] == "RATE_LIMITED" and int(response.headers["Retry-After"]) > 0

@@ -1,0 +1,59 @@
+"""The `Dispatcher` protocol and its RQ implementation: jobs by dotted path, JSON payloads of ids, retries.
+
+Only this module and `workers.py` import rq.  Jobs carry ids and never PHI;
+RQ's JSON serializer is used everywhere (never pickle).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+# Seconds between a failed job's attempts; after the last it goes to the failed-job registry.
+JOB_RETRY_INTERVALS = [5, 30, 120, 600, 1800]
+FAILED_TTL = 14 * 24 * 3600
+
+
+class DispatchUnavailable(Exception):
+    """The queue broker could not be reached; the caller keeps the work and retries."""
+
+
+class Dispatcher(Protocol):
+    def enqueue(self, queue: str, function: str, args: list, *, job_id: str, at_front: bool = False) -> str:
+        """Put a job on `queue`; returns its id."""
+
+
+class RqDispatcher:
+    """Enqueues on Redis through RQ with the JSON serializer and a retry policy."""
+
+    def __init__(self, connection: redis.Redis):
+        self.connection = connection
+
+    def enqueue(self, queue: str, function: str, args: list, *, job_id: str, at_front: bool = False) -> str:
+        """Enqueue `function(*args)`; vendor errors become DispatchUnavailable."""
+        try:
+            job = Queue(queue, connection=self.connection, serializer=JSONSerializer).enqueue(
+                function, args=args, job_id=job_id, at_front=at_front, failure_ttl=FAILED_TTL,
+                retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=JOB_RETRY_INTERVALS),
+                description=f"{function.rsplit('.', 1)[-1]}({job_id})")
+        except redis.RedisError as error:
+            raise DispatchUnavailable(type(error).__name__) from None
+        return job.id
+
+
+class RecordingDispatcher:
+    """A development/test dispatcher that keeps jobs in a list (for unit tests of the relay logic)."""
+
+    def __init__(self, fail: bool = False):
+        self.jobs: list[tuple[str, str, list, str, bool]] = []
+        self.fail = fail
+
+    def enqueue(self, queue: str, function: str, args: list, *, job_id: str, at_front: bool = False) -> str:
+        """Record the job, or fail as if Redis were down."""
+        if self.fail:
+            raise DispatchUnavailable("ConnectionError")
+        self.jobs.append((queue, function, args, job_id, at_front))
+        return job_id

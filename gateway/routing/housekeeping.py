@@ -1,0 +1,53 @@
+"""Periodic work the relay does between passes: due webhook deliveries and the orphan sweep."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from gateway.db import Database
+from gateway.routing.dispatch import Dispatcher, DispatchUnavailable
+from gateway.routing.queues import MAINTENANCE
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.routing.housekeeping")
+
+SWEEP_EVERY = 3600.0
+WEBHOOKS_EVERY = 1.0
+DELIVERY_LEASE = timedelta(minutes=5)
+
+
+class Housekeeping:
+    """Enqueues maintenance jobs on the `gateway` queue at their intervals."""
+
+    def __init__(self, settings: Settings, db: Database, dispatcher: Dispatcher, clock=time.monotonic):
+        self.settings, self.db, self.dispatcher, self.clock = settings, db, dispatcher, clock
+        self._next_sweep = clock()
+        self._next_webhooks = clock()
+
+    def tick(self) -> None:
+        """Called by the relay between passes; never raises."""
+        now = self.clock()
+        try:
+            if now >= self._next_webhooks:
+                self._next_webhooks = now + WEBHOOKS_EVERY
+                self._webhook_deliveries()
+            if now >= self._next_sweep:
+                self._next_sweep = now + SWEEP_EVERY
+                self.dispatcher.enqueue(MAINTENANCE, "gateway.intake.jobs.sweep_orphans", [],
+                                        job_id=f"sweep-{int(time.time() // SWEEP_EVERY)}")
+        except DispatchUnavailable:
+            pass  # Redis is down; the relay is already backing off
+        except Exception as error:
+            log.error("housekeeping failed", extra={"exception_type": type(error).__name__})
+
+    def _webhook_deliveries(self) -> None:
+        from gateway.db import utcnow
+        from gateway.webhooks.service import claim_due
+
+        with self.db.transaction() as session:
+            due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
+        for delivery_id in due:
+            self.dispatcher.enqueue(MAINTENANCE, "gateway.webhooks.jobs.deliver_job", [delivery_id],
+                                    job_id=f"webhook-{delivery_id}-{int(time.time())}")

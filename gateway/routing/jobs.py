@@ -1,0 +1,97 @@
+"""RQ jobs of routing: plain functions of ids, safe to run twice.
+
+`deliver_routed(request_id, step)` hands a routed request to its facility's
+sink.  The effect is recorded as a JobEffect row unique on (request, step), in
+the same transaction as the timeline event: a second delivery of the same job
+(a relay re-publish, an RQ retry after a crash) finds the row and does nothing.
+A worker killed after the sink acted but before the commit makes the retry act
+again; sinks are idempotent for exactly that case (the webhook carries an
+Idempotency-Key, the folder drop compares what is already there).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gateway.crypto import unseal
+from gateway.db import Database
+from gateway.intake.assessment import resource
+from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
+from gateway.intake.schemas import RequestSchema
+from gateway.intake.service import add_event
+from gateway.routing.models import FacilitySink, JobEffect
+from gateway.routing.queues import LEGAL_REVIEW, SENSITIVE_REVIEW
+from gateway.routing.sinks import Handoff, HandoffDocument, sink_from_config
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.routing.jobs")
+REVIEW_QUEUES = (LEGAL_REVIEW, SENSITIVE_REVIEW)
+SINK_SECRET_PURPOSE = "facility-sink"
+
+
+def deliver_routed(request_id: str, step: str) -> dict:
+    """RQ entry point: build adapters from the environment and hand the request over."""
+    from gateway.adapters import build_store
+
+    settings = Settings.from_env()
+    db = Database.from_settings(settings)
+    try:
+        return hand_over(db, build_store(settings), settings, request_id=request_id, step=step)
+    finally:
+        db.dispose()
+
+
+def sink_for(session, facility: str, store, settings: Settings):
+    """The configured sink of a facility (the staff inbox when none is configured)."""
+    config = session.get(FacilitySink, facility)
+    if config is None:
+        return sink_from_config("inbox", url=None, secret=None, folder=None, open_document=store.open)
+    secret = unseal(settings.secret_key, config.secret_sealed, purpose=SINK_SECRET_PURPOSE) \
+        if config.secret_sealed else None
+    return sink_from_config(config.kind, url=config.url, secret=secret, folder=config.folder,
+                            open_document=store.open)
+
+
+def handoff_of(session, req: RecordsRequest, queue: str) -> Handoff:
+    """What the sink receives: ids, clean documents, and the request resource (for file pickups)."""
+    documents = tuple(HandoffDocument(d.id, d.kind, d.filename, d.content_type, d.size, d.sha256, d.storage_key)
+                      for d in req.documents if d.scan_status == "clean" and d.kind != "release")
+    return Handoff(request_id=req.id, facility=req.facility, queue=queue, status=req.status,
+                   due_on=req.due_on.isoformat() if req.due_on else None, documents=documents,
+                   resource=RequestSchema().dump(resource(session, req)))
+
+
+def hand_over(db: Database, store, settings: Settings, *, request_id: str, step: str) -> dict:
+    """Deliver once: skip a step already done or a request closed meanwhile; a sink failure raises (retry).
+
+    The sink is called outside any transaction, so a slow facility system never holds the database.
+    """
+    queue = step.rsplit("#", 1)[0]
+    sink = handoff = None
+    with db.transaction() as session:
+        if session.scalar(select(JobEffect.id).where(JobEffect.request_id == request_id,
+                                                     JobEffect.step == step)) is not None:
+            return {"duplicate": True}
+        req = session.get(RecordsRequest, request_id)
+        if req is None or req.status in CLOSED_STATUSES:
+            receipt = {"skipped": req.status if req else "missing"}
+        elif queue in REVIEW_QUEUES:
+            receipt = {"sink": "review"}  # reviewers work it through the staff API
+        else:
+            receipt = None
+            sink, handoff = sink_for(session, req.facility, store, settings), handoff_of(session, req, queue)
+    if sink is not None:
+        receipt = sink.deliver(handoff)
+    try:
+        with db.transaction() as session:
+            session.add(JobEffect(request_id=request_id, step=step, receipt=receipt))
+            session.flush()
+            req = session.get(RecordsRequest, request_id)
+            if req is not None and "skipped" not in receipt:
+                add_event(session, req, "handed_over", "worker", queue=queue, **receipt)
+    except IntegrityError:  # a concurrent delivery of the same step recorded it first
+        return {"duplicate": True}
+    return receipt

@@ -1,0 +1,88 @@
+"""The outbox relay: publishes due outbox rows to RQ and marks them sent (`gateway outbox relay`).
+
+It tolerates Redis being down (rows go back with a growing delay and wait)
+and running twice at once (claims are exclusive).  Marking a row sent and
+recording the request as routed happen in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from gateway.db import Database
+from gateway.intake.service import mark_routed
+from gateway.routing import outbox
+from gateway.routing.dispatch import Dispatcher, DispatchUnavailable
+
+log = logging.getLogger("gateway.routing.relay")
+
+ROUTE_JOB = "gateway.routing.jobs.deliver_routed"
+
+
+@dataclass
+class PublishResult:
+    """What one pass of the relay did."""
+
+    published: int = 0
+    deferred: int = 0
+
+
+def relay_name() -> str:
+    """Identifies this relay process in claims (host and pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
+
+
+def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = None, batch: int = 100,
+                max_backoff: float = 60.0) -> PublishResult:
+    """Publish one batch of due rows; on a broker outage the rest of the batch waits."""
+    result = PublishResult()
+    claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch)
+    for index, message in enumerate(claimed):
+        job_id = f"route-{message.id}"
+        try:
+            dispatcher.enqueue(message.queue, ROUTE_JOB, [message.request_id, message.step], job_id=job_id,
+                               at_front=message.at_front)
+        except DispatchUnavailable as error:
+            waiting = [m.id for m in claimed[index:]]
+            outbox.release(db, waiting, error=str(error), max_backoff=max_backoff)
+            result.deferred += len(waiting)
+            log.warning("queue broker unavailable; outbox rows wait", extra={"rows": len(waiting)})
+            return result
+        with db.transaction() as session:
+            outbox.mark_sent(session, message.id, job_id=job_id)
+            mark_routed(session, message.request_id, message.queue)
+        result.published += 1
+    return result
+
+
+def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: int = 100, idle: float = 0.1,
+        max_backoff: float = 60.0, on_idle=None) -> None:
+    """Relay until `stop` is set; `on_idle` runs housekeeping between passes."""
+    name = relay_name()
+    while not stop.is_set():
+        try:
+            result = publish_due(db, dispatcher, relay=name, batch=batch, max_backoff=max_backoff)
+        except Exception as error:  # a database hiccup must not kill the relay; it tries again
+            log.error("relay pass failed", extra={"exception_type": type(error).__name__})
+            result = PublishResult()
+            stop.wait(min(max_backoff, 5.0))
+        if on_idle is not None:
+            on_idle()
+        if result.published < batch:
+            stop.wait(idle)
+    log.info("relay stopped")
+
+
+def wait_for_drain(db: Database, timeout: float) -> bool:
+    """True once no outbox row is waiting (tests and the benchmark use it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if outbox.pending_count(db) == 0:
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,1 @@
+"""Webhooks of requester organizations: registration, signed deliveries with retries, and SSRF-safe sending."""

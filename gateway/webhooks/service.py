@@ -1,0 +1,270 @@
+"""Webhooks: registration, events turned into deliveries, claiming due deliveries, and sending one attempt.
+
+The life of an event: the domain that changes a request calls `emit` in the
+same transaction as the change, which writes one pending delivery per
+subscribed webhook (or none, and nothing is lost if that transaction rolls
+back).  A relay calls `claim_due` and enqueues `jobs.deliver_job(id)` for each
+id after committing the claim; the job calls `deliver`, which makes one
+attempt and either settles the delivery or schedules the next attempt.
+Delivery is at least once: receivers deduplicate on the event id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import secrets
+import ssl
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gateway.auth.principal import Principal
+from gateway.crypto import seal, unseal
+from gateway.db import Database, new_id, utcnow
+from gateway.errors import FieldError, Forbidden, Unprocessable
+from gateway.settings import Settings
+from gateway.webhooks import access  # noqa: F401  (registers the tenant rules)
+from gateway.webhooks.models import Webhook, WebhookDelivery
+from gateway.webhooks.signing import SIGNATURE_HEADER, sign
+from gateway.webhooks.ssrf import WebhookUrlForbidden, check_target, pinned_post
+
+log = logging.getLogger("gateway.webhooks")
+
+EVENT_TYPES = ("request.status_changed", "request.document_added", "request.revocation_flagged")
+# What an event's `data` may hold: ids, statuses and codes.  Anything else is refused, so PHI cannot slip in.
+DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "document_id", "kind", "occurred_at"})
+# Every string in `data` is an id, a status, a code or a timestamp: no spaces, no free text.
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
+SEAL_PURPOSE = "webhook"
+USER_AGENT = "records-gateway-webhooks/1"
+MAX_WEBHOOKS_PER_ORG = 10
+RETRY_WINDOW = timedelta(days=3)
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY_DELAY = timedelta(hours=6)
+JITTER = 0.2
+# 408 and 429 say "later", not "never"; every other 4xx is the receiver refusing the event.
+_RETRYABLE_4XX = frozenset({408, 429})
+_random = secrets.SystemRandom()
+
+HttpPost = Callable[..., int]  # (url, *, body: bytes, headers: dict, timeout: float) -> status code
+
+
+def create_webhook(session: Session, *, principal: Principal, url: str, events: list[str],
+                   settings: Settings) -> tuple[Webhook, str]:
+    """Register a webhook for the principal's organization; returns it and its secret (shown once, kept sealed)."""
+    if not principal.org_id:
+        raise Forbidden("Webhooks belong to a requester organization.")
+    unknown = [e for e in events if e not in EVENT_TYPES]
+    if not events or unknown:
+        raise Unprocessable("Subscribe to at least one known event type.", code="VALIDATION_FAILED",
+                            errors=[FieldError("INVALID_FIELD", "events", f"one or more of {', '.join(EVENT_TYPES)}")])
+    count = session.scalar(select(func.count()).select_from(Webhook).where(
+        Webhook.org_id == principal.org_id, Webhook.active.is_(True)))
+    if count >= MAX_WEBHOOKS_PER_ORG:
+        raise Unprocessable(f"An organization may have at most {MAX_WEBHOOKS_PER_ORG} webhooks; delete one first.",
+                            code="WEBHOOK_LIMIT_REACHED")
+    check_target(url, allow_private=settings.webhook_allow_private)
+    secret = secrets.token_urlsafe(32)
+    webhook = Webhook(id=new_id(), org_id=principal.org_id, url=url,
+                      events=[e for e in EVENT_TYPES if e in events],
+                      secret_sealed=seal(settings.secret_key, secret, purpose=SEAL_PURPOSE),
+                      active=True, created_at=utcnow(), created_by=principal.audit_actor)
+    session.add(webhook)
+    session.flush()
+    return webhook, secret
+
+
+def deactivate_webhook(session: Session, webhook: Webhook, *, now: datetime | None = None) -> int:
+    """Stop a webhook: no new deliveries, and its pending ones are abandoned; returns how many were."""
+    now = now or utcnow()
+    webhook.active, webhook.deactivated_at = False, now
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook.id, WebhookDelivery.state == "pending")
+        .values(state="abandoned", last_error="webhook_disabled", next_attempt_at=None)
+        .execution_options(synchronize_session=False))
+    session.flush()
+    return result.rowcount
+
+
+def timestamp(value: datetime) -> str:
+    """A UTC timestamp as ISO-8601 with a Z, to the millisecond."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _clean_data(data: Mapping) -> dict:
+    if not isinstance(data, Mapping):
+        raise ValueError("webhook event data must be a mapping")
+    unknown = sorted(str(k) for k in data if k not in DATA_KEYS)
+    if unknown:
+        raise ValueError(f"webhook event data may hold only ids, statuses and codes; refused keys: {unknown}")
+    clean: dict = {}
+    for key, raw in data.items():
+        value = timestamp(raw) if key == "occurred_at" and isinstance(raw, datetime) else raw
+        if key == "reasons":
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) and _TOKEN.match(v) for v in value):
+                raise ValueError("webhook event reasons must be a list of codes")
+            value = list(value)
+        elif value is not None and not (isinstance(value, str) and _TOKEN.match(value)):
+            raise ValueError(f"webhook event data {key!r} must be an id, a status or a code")
+        clean[key] = value
+    return clean
+
+
+def emit(session: Session, *, org_id: str, event_type: str, data: dict,
+         event_id: str | None = None) -> list[WebhookDelivery]:
+    """Queue one event for every active webhook of `org_id` subscribed to it, in the caller's transaction.
+
+    `data` may hold only DATA_KEYS, as ids, statuses and codes (ValueError
+    otherwise).  Passing the same `event_id` again queues nothing twice.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    clean = _clean_data(data)
+    now = utcnow()
+    event_id = event_id or new_id()
+    payload = {"id": event_id, "type": event_type, "created_at": timestamp(now), "data": clean}
+    webhooks = [w for w in session.scalars(select(Webhook).where(Webhook.org_id == org_id, Webhook.active.is_(True)))
+                if event_type in (w.events or [])]
+    if not webhooks:
+        return []
+    already = set(session.scalars(select(WebhookDelivery.webhook_id).where(
+        WebhookDelivery.event_id == event_id, WebhookDelivery.webhook_id.in_([w.id for w in webhooks]))))
+    deliveries = [WebhookDelivery(id=new_id(), webhook_id=w.id, event_id=event_id, event_type=event_type,
+                                  payload=payload, state="pending", attempts=0, next_attempt_at=now, created_at=now)
+                  for w in webhooks if w.id not in already]
+    session.add_all(deliveries)
+    session.flush()
+    return deliveries
+
+
+def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:
+    """Ids of pending deliveries due by `now`, pushed to `now + lease` so no other relay takes them meanwhile.
+
+    Commit the session before enqueueing the ids.  On PostgreSQL rows another
+    relay holds are skipped (SKIP LOCKED); on SQLite the write lock serialises
+    relays.  Either way the UPDATE re-checks "still due", so one id is handed
+    out once per lease.
+    """
+    due = (select(WebhookDelivery.id)
+           .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
+           .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+           .limit(limit)
+           .with_for_update(skip_locked=True))
+    rows = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(due), WebhookDelivery.state == "pending",
+               WebhookDelivery.next_attempt_at <= now)
+        .values(next_attempt_at=now + lease)
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False))
+    return [row[0] for row in rows]
+
+
+def canonical_body(payload: dict) -> bytes:
+    """The exact bytes sent (and signed) for a payload."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Wait after the `attempts`-th failed attempt: 30 s doubling, ±20% jitter, at most 6 h."""
+    base = FIRST_RETRY.total_seconds() * 2 ** min(max(attempts - 1, 0), 20)
+    seconds = min(base, MAX_RETRY_DELAY.total_seconds()) * _random.uniform(1 - JITTER, 1 + JITTER)
+    return timedelta(seconds=min(seconds, MAX_RETRY_DELAY.total_seconds()))
+
+
+def error_reason(error: BaseException) -> str:
+    """A short class of a network failure for the delivery log (never a message that could echo data)."""
+    import socket
+
+    chain, seen = error, set()
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, WebhookUrlForbidden):
+            return "target_forbidden"
+        if isinstance(chain, TimeoutError | socket.timeout) or "Timeout" in type(chain).__name__:
+            return "timeout"
+        if isinstance(chain, ConnectionRefusedError):
+            return "connection_refused"
+        if isinstance(chain, socket.gaierror):
+            return "dns_error"
+        if isinstance(chain, ssl.SSLError) or type(chain).__name__ == "SSLError":
+            return "tls_error"
+        chain = chain.__cause__ or chain.__context__
+    return type(error).__name__[:200]
+
+
+def deliver(db: Database, delivery_id: str, *, settings: Settings, http_post: HttpPost | None = None,
+            now: datetime | None = None) -> str:
+    """Make one attempt at a delivery and record it; returns the delivery's state afterwards.
+
+    No transaction is held open across the HTTP call.  A delivery that is no
+    longer pending is left alone (a job run twice does nothing the second time).
+    """
+    now = now or utcnow()
+    post = http_post or functools.partial(pinned_post, allow_private=settings.webhook_allow_private)
+    with db.transaction() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return "missing"
+        if delivery.state != "pending":
+            return delivery.state
+        webhook = session.get(Webhook, delivery.webhook_id)
+        if webhook is None or not webhook.active:
+            delivery.state, delivery.last_error, delivery.next_attempt_at = "abandoned", "webhook_disabled", None
+            return delivery.state
+        url, sealed, payload = webhook.url, webhook.secret_sealed, delivery.payload
+        event_id, webhook_id = delivery.event_id, webhook.id
+
+    status: int | None = None
+    reason: str | None = None
+    try:
+        secret = unseal(settings.secret_key, sealed, purpose=SEAL_PURPOSE)
+    except ValueError:
+        secret, reason = None, "secret_unreadable"  # GATEWAY_SECRET_KEY changed: retry once it is restored
+    if secret is not None:
+        body = canonical_body(payload)
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                   SIGNATURE_HEADER: sign(secret, body, int(now.timestamp())),
+                   "Gateway-Event-Id": event_id, "Gateway-Delivery-Id": delivery_id}
+        try:
+            status = int(post(url, body=body, headers=headers, timeout=settings.webhook_timeout))
+        except Exception as error:  # any failure to get a status is a failed attempt, retried
+            reason = error_reason(error)
+
+    with db.transaction() as session:
+        delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+        if delivery is None or delivery.state == "delivered":
+            return "delivered" if delivery else "missing"
+        _record_attempt(delivery, status=status, reason=reason, now=now)
+        state = delivery.state
+    log.info("webhook delivery attempt", extra={
+        "delivery_id": delivery_id, "webhook_id": webhook_id, "state": state, "status_code": status,
+        "error": reason, "attempt": delivery.attempts})
+    return state
+
+
+def _record_attempt(delivery: WebhookDelivery, *, status: int | None, reason: str | None, now: datetime) -> None:
+    delivery.attempts = (delivery.attempts or 0) + 1
+    delivery.last_attempt_at, delivery.last_status_code = now, status
+    if status is not None and 200 <= status < 300:
+        delivery.state, delivery.last_error = "delivered", None
+        delivery.delivered_at, delivery.next_attempt_at = now, None
+        return
+    if status is not None and 400 <= status < 500 and status not in _RETRYABLE_4XX:
+        delivery.state, delivery.last_error, delivery.next_attempt_at = "failed", f"http_{status}", None
+        return
+    if reason is None:
+        reason = f"redirect_{status}_not_followed" if status is not None and 300 <= status < 400 else f"http_{status}"
+    delivery.last_error = reason[:200]
+    next_at = now + retry_delay(delivery.attempts)
+    if delivery.state != "pending" or next_at > delivery.created_at + RETRY_WINDOW:
+        # The webhook was deleted meanwhile, or the three days are up.
+        delivery.state, delivery.next_attempt_at = "abandoned", None
+    else:
+        delivery.next_attempt_at = next_at

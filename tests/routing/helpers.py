@@ -1,0 +1,48 @@
+"""Shared helpers for routing tests: submitted requests, queues in Redis, workers in subprocesses."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from tests import samples
+from tests.factories import bearer, request_body
+from tests.fixtures.live import settings_environment
+
+
+def submitted(client, tenant, facility="tufts-mc", **changes) -> str:
+    """A request created, with its authorization attached, and submitted; returns its id."""
+    headers = bearer(tenant.api_key)
+    created = client.post("/v1/requests", json=request_body(facility, **changes), headers=headers)
+    assert created.status_code == 201, created.get_json()
+    request_id = created.get_json()["id"]
+    uploaded = client.post(f"/v1/requests/{request_id}/documents", headers=headers, content_type="multipart/form-data",
+                           data={"kind": "authorization", "file": (io.BytesIO(samples.minimal_pdf()), "auth.pdf")})
+    assert uploaded.status_code == 201, uploaded.get_json()
+    response = client.post(f"/v1/requests/{request_id}/submit", headers=headers)
+    assert response.status_code == 202, response.get_json()
+    return request_id
+
+
+def queued_jobs(settings, queue_name: str) -> list:
+    """The jobs waiting on a queue, as RQ sees them."""
+    connection = redis.Redis.from_url(settings.redis_url)
+    return Queue(queue_name, connection=connection, serializer=JSONSerializer).get_jobs()
+
+
+def run_worker(settings, *facilities: str, burst: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`gateway worker --facility … --burst` in a subprocess with the test settings."""
+    argv = [str(Path(sys.executable).parent / "gateway"), "worker"]
+    for code in facilities:
+        argv += ["--facility", code]
+    if burst:
+        argv.append("--burst")
+    env = {**os.environ, **settings_environment(settings)}
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)

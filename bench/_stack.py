@@ -1,0 +1,136 @@
+"""A throwaway local stack for benchmarks: clamd, moto S3/KMS, Redis, SQLite and gunicorn-served gateways.
+
+    with BenchStack() as stack:
+        gateway = stack.start_gateway()   # a fresh one-worker gunicorn; stopped with the stack
+        ...
+
+Everything listens on 127.0.0.1 and lives in one temporary directory that is
+removed at the end; the machine's Redis on 127.0.0.1:6379 is used (database
+15) when it answers, so a benchmark leaves the developer's database 0 alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Self
+
+from gateway import migrate
+from gateway.db import Database
+from gateway.settings import Settings
+from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
+from infra.localstack.clamd import ClamdProcess
+from infra.localstack.moto import MotoServerProcess
+from infra.localstack.redis import RedisProcess
+from tests.factories import make_tenant
+from tests.fixtures.live import LiveGateway
+
+REGION = "eu-central-1"
+BUCKET = "bench-documents"
+KMS_ALIAS = "alias/bench-documents"
+ACCESS_KEY = SECRET_KEY = "testing"  # moto accepts anything; never the developer's own AWS keys
+LOCAL_REDIS = ("127.0.0.1", 6379)
+# clamd remembers the hash of every clean stream and answers a repeat from that
+# cache without scanning. Real uploads are all different, while a benchmark
+# sends the same bytes several times (gateway, raw leg, rounds): with the cache
+# on, whichever leg came second would skip the scan and look several times faster.
+CLAMD_OVERRIDES = {"DisableCache": "yes"}
+
+
+def _local_redis_answers() -> bool:
+    """True if a Redis on 127.0.0.1:6379 answers PING right now."""
+    try:
+        with socket.create_connection(LOCAL_REDIS, timeout=1.0) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class BenchStack:
+    """The services one benchmark run needs, started in order and stopped in reverse."""
+
+    def __init__(self, *, clamd_overrides: dict[str, str | None] | None = None, **setting_overrides) -> None:
+        """setting_overrides change the gateway Settings; clamd_overrides its clamd.conf (default: no cache)."""
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
+        self._setting_overrides = setting_overrides
+        self._clamd_overrides = CLAMD_OVERRIDES if clamd_overrides is None else clamd_overrides
+        self._stops: list = []  # callables, run in reverse at close()
+        self.clamd: ClamdProcess | None = None
+        self.moto: MotoServerProcess | None = None
+        self.settings: Settings | None = None
+        self.db: Database | None = None
+        self.s3 = self.kms = None
+        self.api_key: str | None = None
+
+    def start(self) -> Self:
+        """Start clamd, moto (bucket bootstrapped), Redis and a migrated SQLite database; make a tenant."""
+        try:
+            self.clamd = ClamdProcess(self.workdir / "clamd", overrides=self._clamd_overrides)
+            self.clamd.start()
+            self._stops.append(self.clamd.stop)
+            self.moto = MotoServerProcess(workdir=self.workdir / "moto").start()
+            self._stops.append(self.moto.stop)
+            self.s3, self.kms = aws_clients(self.moto.endpoint_url, REGION, ACCESS_KEY, SECRET_KEY)
+            # moto would apply the bucket policy's tag-conditional Deny unconditionally.
+            bootstrap_documents_bucket(self.s3, self.kms, BUCKET, KMS_ALIAS, REGION, apply_bucket_policy=False)
+            redis_url = self._redis_url()
+            database_url = f"sqlite:///{self.workdir / 'gateway.db'}"
+            migrate.upgrade(database_url)
+            self.settings = Settings.from_env(
+                {}, env="test", data_dir=self.workdir / "data", database_url=database_url, redis_url=redis_url,
+                clamd_addresses=(self.clamd.address,), s3_endpoint_url=self.moto.endpoint_url, s3_region=REGION,
+                s3_bucket=BUCKET, kms_key_id=KMS_ALIAS, aws_access_key_id=ACCESS_KEY,
+                aws_secret_access_key=SECRET_KEY, api_rate_limit="1000000 per minute", log_level="WARNING",
+                **self._setting_overrides)
+            self.db = Database(database_url)
+            self._stops.append(self.db.dispose)
+            self.api_key = make_tenant(self.db).api_key
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _redis_url(self) -> str:
+        if _local_redis_answers():
+            return f"redis://{LOCAL_REDIS[0]}:{LOCAL_REDIS[1]}/15"
+        server = RedisProcess(workdir=self.workdir / "redis").start()
+        self._stops.append(server.stop)
+        return server.url
+
+    def start_gateway(self, **setting_overrides) -> LiveGateway:
+        """A new one-worker gunicorn serving the app on these services; stopped at close() at the latest."""
+        assert self.settings is not None, "start() the stack first"
+        settings = dataclasses.replace(self.settings, **setting_overrides)
+        gateway = LiveGateway(settings, self.workdir)
+        self._stops.append(gateway.stop)
+        return gateway
+
+    def empty_bucket(self) -> None:
+        """Delete every object version and unfinished multipart upload (moto holds them all in memory)."""
+        versions = self.s3.get_paginator("list_object_versions")
+        for page in versions.paginate(Bucket=BUCKET):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if doomed:
+                self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": doomed, "Quiet": True})
+        for upload in self.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []):
+            self.s3.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+
+    def close(self) -> None:
+        """Stop everything that was started (a gateway stopped twice is harmless) and remove the work dir."""
+        while self._stops:
+            stop = self._stops.pop()
+            with contextlib.suppress(Exception):
+                stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -117,7 +117,7 @@ def _principal_from_token(services: AuthServices, credential: str) -> Principal 
         claims = services.tokens.verify(credential)
     except InvalidToken as own_error:
         if services.oidc is None:
-            log.info("token rejected", extra={"why": str(own_error)})
+            log.info("credential rejected", extra={"why": own_error.reason})
             return None
         try:
             return _principal_from_oidc(services.oidc.verify(credential))

@@ -118,6 +118,21 @@ def stored(db: Database, *, principal: str, key: str) -> tuple[str | None, Store
         return record.fingerprint, StoredResponse(record.status_code, record.response_body, record.location)
 
 
+def begin_streamed(db: Database, *, principal: str, key: str | None) -> tuple[str | None, StoredResponse] | None:
+    """For bodies fingerprinted only once read (uploads): the stored first answer, or claim the key.
+
+    Returns None when there is no key or the key was just claimed; otherwise (fingerprint, response)
+    of the first attempt, which the caller compares after hashing the body (`compare`).
+    """
+    if key is None:
+        return None
+    validate_key(key)
+    prior = stored(db, principal=principal, key=key)
+    if prior is None:
+        claim(db, principal=principal, key=key, print_=None)
+    return prior
+
+
 def _reused() -> Unprocessable:
     return Unprocessable("This Idempotency-Key was used with a different request.", code="IDEMPOTENCY_KEY_REUSED")
 

@@ -80,12 +80,7 @@ def upload_document(request_id):
     req = visible_request(request_id)
     reader = MultipartReader(request.stream, boundary_of(request.content_type))
     key = request.headers.get("Idempotency-Key")
-    prior = None
-    if key is not None:
-        idempotency.validate_key(key)
-        prior = idempotency.stored(a.db, principal=principal.audit_actor, key=key)
-        if prior is None:
-            idempotency.claim(a.db, principal=principal.audit_actor, key=key, print_=None)
+    prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)
     upload = _Upload()
     try:
         _read_form(reader, upload, req=req, principal=principal, replaying=prior is not None)

@@ -34,12 +34,7 @@ def create_one_shot(load_body, present):
     submit = request.args.get("submit", "false").lower() in {"1", "true", "yes"}
     reader = MultipartReader(request.stream, boundary_of(request.content_type))
     key = request.headers.get("Idempotency-Key")
-    prior = None
-    if key is not None:
-        idempotency.validate_key(key)
-        prior = idempotency.stored(a.db, principal=principal.audit_actor, key=key)
-        if prior is None:
-            idempotency.claim(a.db, principal=principal.audit_actor, key=key, print_=None)
+    prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)
     parts = reader.parts()
     first = next(parts, None)
     if first is None or first.name != "request":

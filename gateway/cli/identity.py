@@ -253,22 +253,3 @@ def demo_seed(ctx, as_json):
         click.echo(f"  {user['label']:<28} {user['email']:<40} {user['password']}")
     click.echo(f"  insurer API key              {data['api_key']}")
 
-
-@main.group()
-def maintenance():
-    """Housekeeping."""
-
-
-@maintenance.command("sweep")
-@click.option("--older-than-minutes", type=click.IntRange(0), default=360, show_default=True)
-@json_option
-@pass_context
-def maintenance_sweep(ctx, older_than_minutes, as_json):
-    """Remove orphaned staging objects (from killed uploads) and expired idempotency keys."""
-    from datetime import timedelta
-
-    from gateway.intake.jobs import sweep_orphans
-
-    data = sweep_orphans(ctx.settings, db=ctx.db, older_than=timedelta(minutes=older_than_minutes))
-    emit(data, as_json, f"removed {data['staging_removed']} staging objects, "
-                        f"purged {data['idempotency_purged']} idempotency keys")

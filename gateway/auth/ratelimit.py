@@ -32,7 +32,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
         default_limits=[settings.api_rate_limit], default_limits_exempt_when=_exempt,
         headers_enabled=True, in_memory_fallback_enabled=True, swallow_errors=True,
-        strategy="fixed-window", key_prefix="gateway-rl",
+        strategy="moving-window", key_prefix="gateway-rl",
     )
     sign_in = app.view_functions.get("auth.issue_token")
     if sign_in is not None:

@@ -135,7 +135,11 @@ def test_worker_killed_mid_job_retries_and_the_effect_happens_once(client, db, s
         return set(path.read_text().split()) if path.exists() else set()
 
     try:
-        time.sleep(3)  # the worker is up, with its scheduler child (which must survive: it schedules retries)
+        # Wait for the worker's scheduler child: it must survive, since it is what schedules the retry.
+        deadline = time.monotonic() + 60
+        while not children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
         before = children()
         publish(db, settings)
         assert receiver.first_hit.wait(60), "the job never reached the sink"

@@ -1,8 +1,9 @@
 """Streaming one uploaded file through clamd, a SHA-256 hasher and S3 staging at once.
 
-Each chunk is read once and handed to every sink, so scanning and storing
-overlap (S3 parts go up from a background thread) and memory stays bounded
-by a few chunks and S3 parts whatever the file size.  PDFs are also spooled
+Each chunk is read once and handed to every sink, each on its own short
+queue and thread (hashing, socket sends and file writes release the GIL), so
+reading, scanning, hashing and storing overlap, and memory stays bounded by a
+few chunks per sink and the S3 parts in flight whatever the file size.  PDFs are also spooled
 to a temporary file, because the PDF checks need random access.  The type
 comes from the first bytes, never from the name or Content-Type; a file of a
 type we don't accept is still scanned in full (so malware is recorded) but
@@ -14,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,6 +65,51 @@ class Ingested:
             self.spool_path = None
 
 
+class _Lane:
+    """One consumer of the chunks on its own thread, so hashing, clamd, S3 and disk overlap.
+
+    The queue is short (memory stays a few chunks per lane); order is kept; the
+    first error is raised to the request thread on its next put or at finish,
+    and the lane keeps draining so the producer never blocks on a dead lane.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, name: str, consume):
+        self._consume, self._queue, self.error = consume, queue.Queue(maxsize=self.DEPTH), None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"upload-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self.error is None and not self._stopped:
+                try:
+                    self._consume(chunk)
+                except BaseException as error:  # handed to the request thread, never swallowed
+                    self.error = error
+
+    def put(self, chunk: bytes) -> None:
+        """Hand a chunk over; raises the lane's first error."""
+        if self.error is not None:
+            raise self.error
+        self._queue.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every chunk is consumed; raises the lane's first error."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Abandon the lane (after a failure elsewhere): skip what is queued and end the thread."""
+        self._stopped = True
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=5)
+        self._thread.join(timeout=30)
+
+
 def _first_bytes(chunks) -> tuple[bytes, list[bytes]]:
     head, seen = b"", []
     for chunk in chunks:
@@ -80,6 +128,7 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
     hasher, size = hashlib.sha256(), 0
     staged = spool = scan = None
     spool_path = None
+    lanes: list[_Lane] = []
     try:
         try:
             scan = scanner.stream()
@@ -91,16 +140,20 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
         if content_type == PDF:
             fd, name = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=spool_dir)
             spool, spool_path = os.fdopen(fd, "wb", buffering=1024 * 1024), Path(name)
+        lanes = [_Lane("sha256", hasher.update), _Lane("clamd", scan.write)]
+        if staged is not None:
+            lanes.append(_Lane("s3", staged.write))
+        if spool is not None:
+            lanes.append(_Lane("spool", spool.write))
         for chunk in _chain(seen, source):
             size += len(chunk)
             if size > max_bytes:
                 raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
-            hasher.update(chunk)
-            scan.write(chunk)
-            if staged is not None:
-                staged.write(chunk)
-            if spool is not None:
-                spool.write(chunk)
+            for lane in lanes:
+                lane.put(chunk)
+        for lane in lanes:
+            lane.finish()
+        lanes = []
         if size == 0:
             raise FileEmpty("The file is empty.")
         if spool is not None:
@@ -114,12 +167,15 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
         verdict = scan.finish()
         return Ingested(key, content_type, size, digest, verdict, spool_path)
     except ScannerUnavailable:
+        _stop(lanes)
         _cleanup(staged, spool, spool_path)
         raise ScannerDown("The virus scanner stopped answering; nothing was stored. Retry shortly.") from None
     except StorageUnavailable:
+        _stop(lanes)
         _cleanup(staged, spool, spool_path)
         raise StorageDown("Document storage is unavailable; nothing was stored. Retry shortly.") from None
     except BaseException:
+        _stop(lanes)
         _cleanup(staged, spool, spool_path)
         raise
     finally:
@@ -130,6 +186,11 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
 def _chain(seen: list[bytes], rest):
     yield from seen
     yield from rest
+
+
+def _stop(lanes: list[_Lane]) -> None:
+    for lane in lanes:
+        lane.stop()
 
 
 def _cleanup(staged, spool, spool_path: Path | None) -> None:

@@ -235,9 +235,28 @@ def _handle_unexpected(error: Exception):
                             "An unexpected error occurred; quote the request id to support.")
 
 
+def _as_page_when_asked(handler):
+    """The problem response, unless a registered page renderer (the portal's) turns it into HTML.
+
+    The renderer sees only the finished problem body, so a page can never say more than the API would.
+    """
+    import functools
+
+    from flask import current_app
+
+    @functools.wraps(handler)
+    def respond(error):
+        response = handler(error)
+        render_page = current_app.extensions.get("gateway.error_page")
+        page = render_page(response) if render_page is not None else None
+        return page if page is not None else response
+
+    return respond
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the problem+json handlers for every error the app can raise."""
-    app.register_error_handler(GatewayError, _handle_gateway_error)
-    app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(DBAPIError, _handle_database_error)
-    app.register_error_handler(Exception, _handle_unexpected)
+    app.register_error_handler(GatewayError, _as_page_when_asked(_handle_gateway_error))
+    app.register_error_handler(HTTPException, _as_page_when_asked(_handle_http_exception))
+    app.register_error_handler(DBAPIError, _as_page_when_asked(_handle_database_error))
+    app.register_error_handler(Exception, _as_page_when_asked(_handle_unexpected))

@@ -83,6 +83,18 @@ def _count_failure(row: LoginThrottle, limit: int, policy: ThrottlePolicy, now: 
 def sign_in(db: Database, tokens: TokenService, *, email: str, password: str, ip: str | None,
             request_id: str | None, policy: ThrottlePolicy) -> IssuedToken:
     """Check the password and issue a token, or raise LoginFailed / LoginLocked."""
+    claims = check_password(db, email=email, password=password, ip=ip, request_id=request_id, policy=policy)
+    # Signed after the commit: signing may create the first key in its own transaction,
+    # which must not wait on this one's write lock (SQLite has a single writer).
+    return tokens.issue(**claims)
+
+
+def check_password(db: Database, *, email: str, password: str, ip: str | None, request_id: str | None,
+                   policy: ThrottlePolicy) -> dict:
+    """Check the password under the lockouts (audited); the user's claims, or LoginFailed / LoginLocked.
+
+    Both the API's token sign-in and the portal's session sign-in go through here.
+    """
     now = utcnow()
     outcome: Exception | None = None
     claims = None
@@ -114,9 +126,7 @@ def sign_in(db: Database, tokens: TokenService, *, email: str, password: str, ip
                       "facilities": list(user.facilities)}
     if outcome is not None:
         raise outcome
-    # Signed after the commit: signing may create the first key in its own transaction,
-    # which must not wait on this one's write lock (SQLite has a single writer).
-    return tokens.issue(**claims)
+    return claims
 
 
 def _org_active(session: Session, user) -> bool:

@@ -76,6 +76,15 @@ def _fingerprint(upload: _Upload, sha256: str) -> str:
 @blp.response(201, DocumentSchema)
 def upload_document(request_id):
     """Upload one document; it is virus-scanned and checked while it streams, and stored only if clean."""
+    received = receive_upload(request_id)
+    if not isinstance(received, tuple):
+        return received  # the replay of an earlier answer under the same Idempotency-Key
+    document, location = received
+    return document, 201, {"Location": location}
+
+
+def receive_upload(request_id: str):
+    """Read one multipart upload for the caller (API or portal); (document, location), or a replay response."""
     principal, a, s = current_principal(), adapters(), settings()
     req = visible_request(request_id)
     reader = MultipartReader(request.stream, boundary_of(request.content_type))
@@ -105,7 +114,7 @@ def upload_document(request_id):
         idempotency.complete(a.db, principal=principal.audit_actor, key=key,
                              print_=_fingerprint(upload, body["sha256"]),
                              response=idempotency.StoredResponse(201, body, location))
-    return document, 201, {"Location": location}
+    return document, location
 
 
 def _accept(upload: _Upload, *, req, principal):

@@ -19,7 +19,7 @@ from gateway.settings import Settings
 from gateway.web import close_db_session
 
 MAX_JSON_BODY = 1024 * 1024
-STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request"})
+STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document"})
 # A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
                                 x_proto=settings.trusted_proxy_count)
     register_request_hooks(app)
     register_blueprints(app)
+    register_portal(app)
     register_security(app, settings)
     errors.register_error_handlers(app)
     app.teardown_appcontext(close_db_session)
@@ -80,6 +81,13 @@ def register_blueprints(app: Flask) -> None:
                       revocation_views.blp, routing.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
+
+
+def register_portal(app: Flask) -> None:
+    """The web portal under /portal (pages over the same service functions as the API)."""
+    from gateway import portal
+
+    portal.install(app)
 
 
 def register_security(app: Flask, settings: Settings) -> None:

@@ -75,6 +75,11 @@ class Settings:
     outbox_batch_size: int = 100
     # Network placement: how many reverse proxies sit in front (for the client IP).
     trusted_proxy_count: int = 0
+    # Portal: signed-in browsers are signed out after this many idle seconds, and after the lifetime
+    # whatever they do; the session cookie is Secure (HTTPS only; browsers treat localhost as secure).
+    portal_idle_timeout: int = 900
+    portal_session_lifetime: int = 12 * 3600
+    portal_cookie_secure: bool = True
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -127,6 +132,10 @@ class Settings:
             raise SettingsError("GATEWAY_MAX_UPLOAD_BYTES must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("GATEWAY_SECRET_KEY must be at least 32 characters")
+        if not 10 <= self.portal_idle_timeout <= self.portal_session_lifetime:
+            raise SettingsError("GATEWAY_PORTAL_IDLE_TIMEOUT must be at least 10 seconds and at most the lifetime")
+        if self.is_production and not self.portal_cookie_secure:
+            raise SettingsError("GATEWAY_PORTAL_COOKIE_SECURE cannot be false in production")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise SettingsError("GATEWAY_OIDC_ISSUER and GATEWAY_OIDC_JWKS_URL go together")
 

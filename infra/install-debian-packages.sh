@@ -13,6 +13,10 @@ for binary in "${!wanted[@]}"; do
 done
 # Test files (clam.exe and friends) for the scanner tests and our .hdb signatures.
 [ -d /usr/share/clamav-testfiles ] || missing+=(clamav-testfiles)
+# The portal's browser tests drive Debian's Chromium with Playwright (never `playwright install`),
+# and its screenshots need a font.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

@@ -18,7 +18,22 @@ UNLIMITED_RULES = frozenset({"/healthz", "/readyz", "/metrics"})
 def rate_limit_key() -> str:
     """Authenticated callers are limited per principal, everyone else per address."""
     principal = g.get("principal")
-    return principal.audit_actor if principal is not None else f"ip:{request.remote_addr}"
+    if principal is not None:
+        return principal.audit_actor
+    # The portal's principal is known only after the limiter ran (its guard is the blueprint's);
+    # a signed-in browser is limited per session, so one office behind one address is not one bucket.
+    session_cookie = _portal_cookie()
+    if session_cookie:
+        import hashlib
+
+        return "portal:" + hashlib.sha256(session_cookie.encode()).hexdigest()[:32]
+    return f"ip:{request.remote_addr}"
+
+
+def _portal_cookie() -> str | None:
+    from gateway.portal.cookies import session_cookie_value
+
+    return session_cookie_value()
 
 
 def _exempt() -> bool:

@@ -28,6 +28,9 @@ PUBLIC_RULES = frozenset({
     "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/",
     "/v1/facilities", "/v1/auth/token", "/.well-known/jwks.json",
 })
+# The portal's pages authenticate with its session cookie (gateway.portal.web), never a bearer
+# credential; its own guard closes every portal route but sign-in, and a test walks them too.
+SESSION_AUTHENTICATED_PREFIX = "/portal"
 # Query parameters that look like someone put a credential in a URL (where logs and proxies keep it).
 _CREDENTIAL_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "key", "jwt", "auth",
                                 "authorization", "bearer"})
@@ -84,6 +87,8 @@ def authenticate_request():
         return None  # 404/405 answer as such; there is nothing to protect
     if request.url_rule is not None and request.url_rule.rule in PUBLIC_RULES:
         return None
+    if request.url_rule is not None and _session_authenticated(request.url_rule.rule):
+        return None
     if _CREDENTIAL_PARAMS & {name.lower() for name in request.args}:
         raise _deny("credential in query string")
     header = request.headers.get("Authorization", "")
@@ -98,6 +103,15 @@ def authenticate_request():
         raise _deny("invalid credential")
     g.principal = principal
     return None
+
+
+def _session_authenticated(rule: str) -> bool:
+    return rule == SESSION_AUTHENTICATED_PREFIX or rule.startswith(SESSION_AUTHENTICATED_PREFIX + "/")
+
+
+def principal_for_user_id(user_id: str) -> Principal | None:
+    """The principal of an active user in an active organization (the portal's session owner)."""
+    return _principal_for_user(lambda session: session.get(User, user_id))
 
 
 def _principal_from_api_key(credential: str) -> Principal | None:

@@ -32,6 +32,8 @@ def test_every_route_requires_authentication_unless_public(app, client):
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.rule in auth_web.PUBLIC_RULES:
             continue
+        if rule.rule.startswith(auth_web.SESSION_AUTHENTICATED_PREFIX + "/"):
+            continue  # the portal's session guard; tests/portal walks those routes the same way
         path = re.sub(r"<(?:[^:>]+:)?[^>]+>", lambda _: str(uuid.uuid4()), rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(path, method=method, json={})

@@ -1,0 +1,114 @@
+"""Signing in and out of the portal, and keeping a session alive while someone works."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import g, jsonify, redirect, render_template, request, url_for
+
+from gateway.auth import login
+from gateway.auth.web import audit_context
+from gateway.portal import bp, cookies, sessions
+from gateway.portal.web import safe_next
+from gateway.web import adapters, settings
+
+SIGNED_OUT_MESSAGES = {
+    "idle": "You were signed out after 15 minutes without activity, to protect patients' information.",
+    "expired": "Your session reached its maximum length. Please sign in again.",
+    "signed_out": "You have signed out.",
+    "deactivated": "Your account is no longer active. Ask your organization's administrator.",
+}
+
+
+def _sign_in_page(*, error: str | None = None, email: str = "", status: int = 200):
+    token = secrets.token_urlsafe(32)
+    reason = request.args.get("reason")
+    message = SIGNED_OUT_MESSAGES.get(reason)
+    if reason == "idle":
+        minutes = max(1, settings().portal_idle_timeout // 60)
+        message = (f"You were signed out after {minutes} minute{'s' if minutes != 1 else ''} without activity, "
+                   "to protect patients' information.")
+    page = render_template("portal/sign_in.html", form_token=token, error=error, email=email, message=message,
+                           next=safe_next(request.args.get("next")))
+    response = bp_response(page, status)
+    cookies.set_cookie(response, cookies.form_cookie_name(), token, max_age=3600)
+    return response
+
+
+def bp_response(page: str, status: int = 200):
+    """An HTML response."""
+    from flask import make_response
+
+    response = make_response(page, status)
+    response.mimetype = "text/html"
+    return response
+
+
+@bp.route("/sign-in", methods=["GET"])
+def sign_in():
+    """The sign-in page (and, by POST, signing in)."""
+    return _sign_in_page()
+
+
+@bp.route("/sign-in", methods=["POST"], endpoint="sign_in_submit")
+def sign_in_submit():
+    """Check the password under the same lockouts as the API, then start a portal session."""
+    s, db = settings(), adapters().db
+    email = (request.form.get("email") or "").strip()[:320]
+    password = request.form.get("password") or ""
+    if not email or not password:
+        return _sign_in_page(error="Enter your email address and password.", email=email, status=422)
+    ctx = audit_context()
+    try:
+        claims = login.check_password(db, email=email, password=password[:256], ip=ctx["ip"],
+                                      request_id=ctx["request_id"],
+                                      policy=login.ThrottlePolicy(s.login_max_failures, s.login_lockout_seconds))
+    except login.LoginLocked as locked:
+        minutes = max(1, (locked.retry_after + 59) // 60)
+        return _sign_in_page(error=f"Too many failed attempts. Try again in {minutes} minutes.", email=email,
+                             status=429)
+    except login.LoginFailed:
+        return _sign_in_page(error="That email address and password do not match an active account.",
+                             email=email, status=401)
+    with db.transaction() as session:
+        _row, token = sessions.start(session, user_id=claims["subject"], org_id=claims["org_id"],
+                                     lifetime=s.portal_session_lifetime, audit_ctx=ctx)
+    destination = safe_next(request.form.get("next")) or url_for("portal.home")
+    response = redirect(destination, code=303)
+    cookies.set_cookie(response, cookies.session_cookie_name(), token, max_age=s.portal_session_lifetime)
+    cookies.clear_cookie(response, cookies.form_cookie_name())
+    return response
+
+
+@bp.route("/signed-out")
+def signed_out():
+    """Where the idle timer sends a page whose session has ended."""
+    return redirect(url_for("portal.sign_in", reason=request.args.get("reason")), code=303)
+
+
+@bp.route("/sign-out", methods=["POST"])
+def sign_out():
+    """End this browser's session."""
+    with adapters().db.transaction() as session:
+        row = session.get(sessions.PortalSession, g.portal.id)
+        sessions.end(session, row, reason="signed_out", audit_ctx=audit_context())
+    response = redirect(url_for("portal.sign_in", reason="signed_out"), code=303)
+    cookies.clear_cookie(response, cookies.session_cookie_name())
+    return response
+
+
+@bp.route("/session/keepalive", methods=["POST"])
+def keepalive():
+    """'Stay signed in': the guard has already touched the session; tell the page how long it has."""
+    return jsonify({"idle_timeout": settings().portal_idle_timeout})
+
+
+@bp.route("/")
+def home():
+    """Each kind of user starts on their own work."""
+    principal = g.principal
+    if principal.is_requester:
+        return redirect(url_for("portal.request_list"), code=303)
+    if principal.has_role("facility_staff"):
+        return redirect(url_for("portal.queue"), code=303)
+    return bp_response(render_template("portal/no_portal_role.html"))

@@ -1,0 +1,232 @@
+"""Requester pages: the organization's requests, the request form, a request's page, uploads, submit.
+
+Each handler calls the intake service functions the API calls, inside the same
+tenant guard; a page showing a request is audited as a read of it.
+"""
+
+from __future__ import annotations
+
+from flask import g, jsonify, redirect, request, url_for
+
+from gateway.auth.models import Organization
+from gateway.auth.web import audit_context, requires
+from gateway.errors import NotFound, Unprocessable
+from gateway.facilities.service import get_facility, list_facilities
+from gateway.intake import assessment, documents, service, submission
+from gateway.intake.document_views import receive_upload
+from gateway.intake.models import STATUSES, Document
+from gateway.intake.schemas import DocumentSchema
+from gateway.intake.views import visible_request
+from gateway.portal import bp, forms
+from gateway.portal.web import is_xhr
+from gateway.portal.web import page as _page
+from gateway.web import adapters, db_session, settings
+
+REQUESTERS = ("requester", "requester_admin")
+READERS = (*REQUESTERS, "facility_staff")
+
+
+
+def _facilities():
+    return list_facilities(db_session())
+
+
+def _facility_names() -> dict[str, str]:
+    return {f.code: f.name for f in _facilities()}
+
+
+def _today():
+    return assessment.today(settings().facility_timezone)
+
+
+@bp.route("/requests")
+@requires(*REQUESTERS)
+def request_list():
+    """The organization's requests, newest first, filterable by status and facility."""
+    status = request.args.get("status") or None
+    facility = request.args.get("facility") or None
+    names = _facility_names()
+    if status not in (None, *STATUSES) or (facility is not None and facility not in names):
+        raise Unprocessable("Unknown filter value.", code="VALIDATION_FAILED")
+    cursor = (request.args.get("cursor") or "")[:200] or None
+    items, next_cursor = service.list_requests(db_session(), g.principal, status=status, facility=facility,
+                                               limit=25, cursor=cursor)
+    service.audit_read(adapters().db, g.principal, "request.list", "request", None, audit_context())
+    return _page("portal/request_list.html", items=items, next_cursor=next_cursor, status=status,
+                 facility=facility, facility_names=names, statuses=STATUSES, today=_today())
+
+
+def _form_context(*, values, errors=(), deficiencies=(), req=None):
+    return {"values": values, "errors": list(errors), "deficiencies": list(deficiencies), "req": req,
+            "facilities": _facilities(), "forms": forms}
+
+
+def _practice_required(code: str | None) -> bool:
+    facility = get_facility(db_session(), code) if code else None
+    return bool(facility and facility.requires_practice)
+
+
+@bp.route("/requests/new", methods=["GET"])
+@requires(*REQUESTERS)
+def new_request():
+    """The request form, in steps: facility, patient, records, delivery, authorization."""
+    return _page("portal/request_form.html", **_form_context(values=forms.values_from_body(None)))
+
+
+@bp.route("/requests/new", methods=["POST"])
+@requires(*REQUESTERS)
+def create_request():
+    """Create the draft (the same create as POST /v1/requests), then on to its documents."""
+    body = forms.body_from_form(request.form, practice_required=_practice_required(request.form.get("facility")))
+    loaded, errors = forms.load(body)
+    if errors:
+        return _page("portal/request_form.html", 422,
+                     **_form_context(values=forms.values_from_form(request.form), errors=errors))
+    session = db_session()
+    req = service.create_request(session, principal=g.principal, body=loaded, audit_ctx=audit_context())
+    session.commit()
+    return redirect(url_for("portal.request_detail", request_id=req.id, created=1) + "#documents", code=303)
+
+
+@bp.route("/requests/validate", methods=["POST"])
+@bp.route("/requests/<request_id>/validate", methods=["POST"])
+@requires(*REQUESTERS)
+def validate_form(request_id=None):
+    """Live checks while the form is filled in: field errors and the rules' deficiencies, nothing stored."""
+    body = forms.body_from_form(request.form, practice_required=_practice_required(request.form.get("facility")))
+    loaded, errors = forms.load(body)
+    if errors:
+        return jsonify({"errors": [e.to_dict() for e in errors], "deficiencies": []})
+    session = db_session()
+    docs = visible_request(request_id).documents if request_id else ()
+    result = assessment.assess(session, loaded, org=session.get(Organization, g.principal.org_id),
+                               documents=docs, on=_today())
+    return jsonify({"errors": [], "deficiencies": result.deficiencies, "valid": result.valid})
+
+
+def shown_request(request_id: str):
+    """A request the caller may see, its page view audited (a foreign or missing one is the 404 page)."""
+    req = visible_request(request_id)
+    service.audit_read(adapters().db, g.principal, "request.read", "request", req.id, audit_context())
+    return req
+
+
+def render_detail(req, *, status: int = 200, submit_errors=(), action_errors=()):
+    session = db_session()
+    resource = assessment.resource(session, req, on=_today())
+    events, _ = service.list_events(session, g.principal, req, limit=100, cursor=None)
+    facility = get_facility(session, req.facility)
+    last_return = next((e for e in reversed(events) if e.type == "status_changed"
+                        and e.status in ("returned", "denied") and e.detail.get("reasons")), None)
+    staff = g.principal.has_role("facility_staff")
+    context = {"req": req, "r": resource, "events": events, "facility": facility, "last_return": last_return,
+               "submit_errors": list(submit_errors), "action_errors": list(action_errors),
+               "editable": req.status in service.EDITABLE and g.principal.is_requester,
+               "cancellable": req.status in service.CANCELLABLE and g.principal.is_requester,
+               "releases": [d for d in resource["documents"] if d.kind == "release"],
+               "upload_kinds": documents.STAFF_KINDS if staff else documents.REQUESTER_KINDS,
+               "can_upload": (req.status in service.EDITABLE and g.principal.is_requester)
+               or (staff and req.status == "in_progress"),
+               "created": request.args.get("created") == "1", "today": _today(), "labels": forms.CHOICE_LABELS}
+    if staff:
+        from gateway.portal.staff import staff_context
+
+        context.update(staff_context(req))
+    return _page("portal/request_detail.html", status, **context)
+
+
+@bp.route("/requests/<request_id>")
+@requires(*READERS)
+def request_detail(request_id):
+    """One request: status, what stands in the way, documents, fee, due date, timeline, actions."""
+    return render_detail(shown_request(request_id))
+
+
+@bp.route("/requests/<request_id>/edit", methods=["GET"])
+@requires(*REQUESTERS)
+def edit_request(request_id):
+    """The request form filled with a draft or returned request, the rules' findings beside the fields."""
+    req = shown_request(request_id)
+    service.ensure_editable(req)
+    resource = assessment.resource(db_session(), req, on=_today())
+    return _page("portal/request_form.html", **_form_context(
+        values=forms.values_from_body(service.body_of(req)), deficiencies=resource["deficiencies"], req=req))
+
+
+@bp.route("/requests/<request_id>/edit", methods=["POST"])
+@requires(*REQUESTERS)
+def update_request(request_id):
+    """Save the corrected form (the same update as PATCH /v1/requests/{id})."""
+    req = visible_request(request_id)
+    service.ensure_editable(req)
+    body = forms.body_from_form(request.form, practice_required=_practice_required(request.form.get("facility")))
+    loaded, errors = forms.load(body)
+    if errors:
+        return _page("portal/request_form.html", 422, **_form_context(
+            values=forms.values_from_form(request.form), errors=errors, req=req))
+    session = db_session()
+    service.update_request(session, principal=g.principal, req=req, body=loaded, audit_ctx=audit_context())
+    session.commit()
+    return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
+
+
+@bp.route("/requests/<request_id>/documents", methods=["POST"])
+@requires("requester", "requester_admin", "facility_staff")
+def upload_document(request_id):
+    """One file from the upload widget (or the plain form): streamed, scanned, stored only if clean."""
+    received = receive_upload(request_id)
+    if not isinstance(received, tuple):
+        return received  # the same Idempotency-Key again: the first answer
+    document, _location = received
+    if is_xhr():
+        return jsonify(DocumentSchema().dump(document)), 201
+    return redirect(url_for("portal.request_detail", request_id=request_id) + "#documents", code=303)
+
+
+@bp.route("/requests/<request_id>/submit", methods=["POST"])
+@requires(*REQUESTERS)
+def submit_request(request_id):
+    """Submit: every rule is checked; a deficient request stays as it was and says why."""
+    req = visible_request(request_id)
+    session = db_session()
+    try:
+        submission.submit(session, principal=g.principal, req=req, on=_today(), audit_ctx=audit_context())
+    except submission.RequestDeficient as deficient:
+        session.rollback()
+        return render_detail(shown_request(request_id), status=422, submit_errors=deficient.errors)
+    session.commit()
+    return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
+
+
+@bp.route("/requests/<request_id>/cancel", methods=["POST"])
+@requires(*REQUESTERS)
+def cancel_request(request_id):
+    """Cancel a draft, submitted or routed request."""
+    req = visible_request(request_id)
+    session = db_session()
+    service.cancel_request(session, principal=g.principal, req=req, audit_ctx=audit_context())
+    session.commit()
+    return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
+
+
+def visible_document(request_id: str, document_id: str) -> Document:
+    """A document of a request the caller may see (anything else is the 404 page)."""
+    from gateway.auth.tenancy import get_visible
+
+    req = visible_request(request_id)
+    document = get_visible(db_session(), g.principal, Document, document_id, db=adapters().db,
+                           audit_context=audit_context())
+    if document.request_id != req.id:
+        raise NotFound()
+    return document
+
+
+@bp.route("/requests/<request_id>/documents/<document_id>/download")
+@requires(*READERS)
+def download_document(request_id, document_id):
+    """Download (audited): a redirect to a link valid for five minutes, served as an attachment."""
+    document = visible_document(request_id, document_id)
+    service.audit_read(adapters().db, g.principal, "document.download", "document", document.id, audit_context())
+    response = redirect(documents.download_url(adapters().store, document), code=303)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -1,0 +1,178 @@
+"""Records staff pages: the facility queue, claiming, status changes with reasons, and viewing documents.
+
+Each handler calls the routing service the API calls (`gateway.routing.staff`),
+so the workflow's rules live in one place; a refused action is shown on the
+request page beside the form that caused it, not as a bare error page.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+from flask import current_app, g, redirect, request, url_for
+from marshmallow import ValidationError
+
+from gateway.auth.web import audit_context, requires
+from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, flatten_messages
+from gateway.facilities.service import list_facilities
+from gateway.intake import assessment, service
+from gateway.intake.uploads import StorageDown
+from gateway.intake.views import visible_request
+from gateway.portal import bp, forms
+from gateway.portal.requests import render_detail, shown_request, visible_document
+from gateway.portal.templating import REASON_LABELS, status_label
+from gateway.portal.web import page as _page
+from gateway.routing import staff
+from gateway.routing.views import TransitionSchema
+from gateway.storage.store import StorageUnavailable, StoredObjectMissing, content_disposition
+from gateway.web import adapters, db_session, settings
+
+STATUS_FILTERS = ("routed", "in_progress", "on_hold")
+QUEUE_FILTERS = ("facility", *staff.REVIEW_QUEUES)
+QUEUE_LABELS = {"facility": "Facility", "legal-review": "Legal review", "sensitive-review": "Sensitive review"}
+PAGE_SIZE = 25
+# A stored document shown in the browser is untrusted content: no scripts, no same-origin, no framing by us.
+# Images are sandboxed (no script, no origin).  Chrome refuses to render a PDF under `sandbox`, so a
+# PDF only may not be framed; uploads already refuse PDFs with scripts or other active content.
+VIEWER_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+PDF_VIEWER_CSP = "frame-ancestors 'none'"
+# Where on the form a refusal points (the error summary links to that field).
+_ERROR_FIELDS = {"REASONS_REQUIRED": "reasons", "INVALID_TRANSITION": "to"}
+# The note's own messages (too long, control characters) are plain already; the lists' are not.
+_FIELD_MESSAGES = {"to": "Choose the status to move the request to.", "reasons": "Choose reasons from the list."}
+
+
+def _today():
+    return assessment.today(settings().facility_timezone)
+
+
+def queue_label(queue: str | None) -> str:
+    """A routing queue in words (`facility.tufts-mc` is the facility's own queue)."""
+    if not queue:
+        return ""
+    return QUEUE_LABELS.get(queue, QUEUE_LABELS["facility"] if queue.startswith("facility.") else queue)
+
+
+@bp.route("/queue")
+@requires("facility_staff")
+def queue():
+    """The facility's routed work, oldest due date first, overdue requests flagged."""
+    principal = g.principal
+    mine = sorted(principal.facilities)
+    if not mine:
+        raise Forbidden("You are not assigned to a facility yet. Ask a gateway administrator to add you to one.")
+    facility = request.args.get("facility") or mine[0]
+    status = request.args.get("status") or None
+    queue_filter = request.args.get("queue") or None
+    if status not in (None, *STATUS_FILTERS) or queue_filter not in (None, *QUEUE_FILTERS):
+        raise Unprocessable("Unknown filter value.", code="VALIDATION_FAILED")
+    cursor = (request.args.get("cursor") or "")[:200] or None
+    today = _today()
+    # queue_page refuses a facility the viewer is not staff of (403), exactly as the API does.
+    items, next_cursor = staff.queue_page(db_session(), principal, facility, status=status, queue=queue_filter,
+                                          limit=PAGE_SIZE, cursor=cursor, today=today)
+    service.audit_read(adapters().db, principal, "queue.read", "facility", facility, audit_context())
+    names = {f.code: f.name for f in list_facilities(db_session())}
+    return _page("portal/queue.html", items=items, next_cursor=next_cursor, facility=facility,
+                 facilities=[(code, names.get(code, code)) for code in mine],
+                 facility_name=names.get(facility, facility),
+                 status_filter=status, queue_filter=queue_filter, status_filters=STATUS_FILTERS,
+                 queue_filters=[(q, QUEUE_LABELS[q]) for q in QUEUE_FILTERS], queue_label=queue_label,
+                 purposes=forms.CHOICE_LABELS["purpose"], me=principal.audit_actor)
+
+
+def _refused(request_id: str, error: Unprocessable | Conflict, *, field: str | None = None):
+    """The request page again, the refusal summarised at the staff actions (its read audited like any view)."""
+    db_session().rollback()
+    if error.code == "VALIDATION_FAILED" and error.errors:
+        errors = [FieldError(e.code, _form_field(e.field), e.message) for e in error.errors]
+    else:  # a rule of the workflow: the service's sentence says it best
+        errors = [FieldError(error.code, field, error.detail)]
+    return render_detail(shown_request(request_id), status=error.status, action_errors=errors)
+
+
+def _form_field(path: str | None) -> str | None:
+    """`reasons.0` (marshmallow's path to a list item) is the `reasons` fieldset on the form."""
+    return path.split(".")[0] if path else None
+
+
+@bp.route("/requests/<request_id>/claim", methods=["POST"])
+@requires("facility_staff")
+def claim_request(request_id):
+    """Take a routed request: it becomes in progress, assigned to you."""
+    req = visible_request(request_id)
+    session = db_session()
+    try:
+        staff.claim(session, principal=g.principal, req=req, audit_ctx=audit_context())
+    except Conflict as error:  # someone claimed it first, or it moved on meanwhile
+        return _refused(request_id, error)
+    session.commit()
+    return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
+
+
+@bp.route("/requests/<request_id>/transition", methods=["POST"])
+@requires("facility_staff")
+def transition_request(request_id):
+    """Move a request on (the same change as POST /v1/requests/{id}/transitions); refusals shown on its page."""
+    req = visible_request(request_id)
+    try:
+        body = TransitionSchema().load({"to": request.form.get("to") or None,
+                                        "reasons": request.form.getlist("reasons"),
+                                        "note": request.form.get("note") or None})
+    except ValidationError as invalid:
+        errors = [FieldError(e.code, _form_field(e.field), _FIELD_MESSAGES.get(_form_field(e.field), e.message))
+                  for e in flatten_messages(invalid.messages)]
+        return _refused(request_id, Unprocessable("The form has invalid fields.", errors=errors))
+    session = db_session()
+    try:
+        staff.change_status(session, principal=g.principal, req=req, to=body["to"], reasons=body["reasons"],
+                            note=body.get("note") or None, audit_ctx=audit_context())
+    except (Unprocessable, Conflict) as error:
+        return _refused(request_id, error, field=_ERROR_FIELDS.get(error.code))
+    session.commit()
+    return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
+
+
+@bp.route("/requests/<request_id>/documents/<document_id>/view")
+@requires("requester", "requester_admin", "facility_staff")
+def view_document(request_id, document_id):
+    """A document shown in the browser (audited), sandboxed: it runs no script and has no origin."""
+    document = visible_document(request_id, document_id)
+    service.audit_read(adapters().db, g.principal, "document.read", "document", document.id, audit_context())
+    try:
+        chunks = iter(adapters().store.open(document.storage_key))
+        first = next(chunks, b"")  # an unreachable store fails here, while a 503 page can still be sent
+    except StorageUnavailable:
+        raise StorageDown("Document storage is unavailable. Retry shortly.") from None
+    except StoredObjectMissing:
+        raise NotFound() from None
+    response = current_app.response_class(chain((first,), chunks), status=200, mimetype=document.content_type,
+                                          direct_passthrough=True)
+    response.headers["Content-Length"] = str(document.size)
+    # content_disposition sanitises the name; only its leading disposition type changes.
+    response.headers["Content-Disposition"] = "inline" + content_disposition(document.filename)[len("attachment"):]
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    g.portal_csp = PDF_VIEWER_CSP if document.content_type == "application/pdf" else VIEWER_CSP
+    return response
+
+
+def staff_context(req) -> dict:
+    """What `_staff_actions.html` needs on the request page: the moves allowed now, reasons, claim state."""
+    in_review = req.routing_queue in staff.REVIEW_QUEUES
+    moves = [to for to in staff.TRANSITIONS.get(req.status, ()) if to != "routed" or in_review]
+    labels = {"routed": "Forward to the facility queue (review passed)", "in_progress": "In progress"}
+    posted = request.method == "POST" and request.endpoint == "portal.transition_request"
+    values = {"to": request.form.get("to", ""), "reasons": request.form.getlist("reasons"),
+              "note": request.form.get("note", "")} if posted else {"to": "", "reasons": [], "note": ""}
+    return {"staff_actions": {
+        "transitions": [(to, labels.get(to) or status_label(to)) for to in moves],
+        "reasons": [(code, REASON_LABELS.get(code, code)) for code in staff.REASONS],
+        "needs_reasons": staff.NEEDS_REASONS,
+        "claimable": req.status == "routed",
+        "assigned_to_me": bool(req.assigned_to) and req.assigned_to == g.principal.audit_actor,
+        "assigned": bool(req.assigned_to),
+        "in_review": in_review,
+        "queue": queue_label(req.routing_queue),
+        "values": values,
+    }}

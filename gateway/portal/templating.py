@@ -1,0 +1,116 @@
+"""What every portal template can use: the session's CSRF token, labels in plain language, dates."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, g
+
+from gateway.web import settings
+
+STATUS_LABELS = {
+    "draft": ("Draft", "Not yet submitted. Add documents, fix any problems, then submit."),
+    "submitted": ("Submitted", "Checked and accepted; being handed to the records team."),
+    "routed": ("Routed", "In the records team's queue."),
+    "in_progress": ("In progress", "A records specialist is working on it."),
+    "on_hold": ("On hold", "Paused by the records team."),
+    "fulfilled": ("Fulfilled", "Records released. Download them below."),
+    "returned": ("Returned", "Sent back to you: see the reasons, fix the request and submit it again."),
+    "denied": ("Denied", "The records team cannot release records for this request."),
+    "cancelled": ("Cancelled", "Cancelled; nothing more will happen."),
+}
+REASON_LABELS = {
+    "UNREADABLE": "A document could not be read.",
+    "INCOMPLETE": "The request or its documents are incomplete.",
+    "PATIENT_NOT_FOUND": "No patient matching these details was found.",
+    "NO_RECORDS_FOUND": "No records were found for the dates and types asked for.",
+    "NEEDS_PHYSICIAN_APPROVAL": "A physician must approve this release first.",
+    "AUTHORIZATION_INVALID": "The authorization is not valid for this release.",
+    "OTHER": "Another reason (see the note).",
+}
+KIND_LABELS = {
+    "authorization": "Signed HIPAA authorization", "representative_authority": "Proof of representative's authority",
+    "letters_of_authority": "Letters of authority (estate)", "subpoena": "Subpoena", "court_order": "Court order",
+    "satisfactory_assurances": "Satisfactory assurances", "death_certificate": "Death certificate",
+    "supporting": "Other supporting document", "release": "Released records",
+}
+EVENT_LABELS = {
+    "created": "Request created", "updated": "Details changed", "status_changed": "Status changed",
+    "routing_decided": "Routing decided", "routed": "Placed in the records team's queue",
+    "document_added": "Document added", "revocation_flagged": "A revocation on file may affect this request",
+    "review_passed": "Review passed",
+}
+
+
+def status_label(status: str) -> str:
+    """The status in words."""
+    return STATUS_LABELS.get(status, (status, ""))[0]
+
+
+def status_hint(status: str) -> str:
+    """What the status means for the requester."""
+    return STATUS_LABELS.get(status, ("", ""))[1]
+
+
+def local_time(value: datetime | None) -> str:
+    """A timestamp in the facilities' time zone, to the minute."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(settings().facility_timezone)).strftime("%b %-d, %Y %-I:%M %p")
+
+
+def long_date(value: date | str | None) -> str:
+    """A date as people write it."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
+    return value.strftime("%b %-d, %Y")
+
+
+def money(cents) -> str:
+    """Cents as dollars."""
+    if cents is None:
+        return ""
+    return f"${int(cents) / 100:,.2f}"
+
+
+def field_id(path: str | None) -> str:
+    """The HTML id of the input for a body path (`authorization.expires_on` → `f-authorization-expires_on`)."""
+    return "f-" + (path or "form").replace(".", "-").replace("[", "-").replace("]", "")
+
+
+def file_size(size: int | None) -> str:
+    """Bytes in human units."""
+    if size is None:
+        return ""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def portal_csrf() -> str:
+    """The session's CSRF token (a global, so macros imported without context can use it)."""
+    portal = g.get("portal")
+    return portal.csrf_token if portal else ""
+
+
+def install(app: Flask) -> None:
+    """Register the filters and the per-request context."""
+    app.jinja_env.filters.update(status_label=status_label, status_hint=status_hint, local_time=local_time,
+                                 long_date=long_date, money=money, field_id=field_id, file_size=file_size)
+    app.jinja_env.globals.update(REASON_LABELS=REASON_LABELS, KIND_LABELS=KIND_LABELS, EVENT_LABELS=EVENT_LABELS,
+                                 portal_csrf=portal_csrf)
+
+    @app.context_processor
+    def portal_context():
+        portal = g.get("portal")
+        principal = g.get("principal") if portal else None
+        return {"portal": portal, "principal": principal,
+                "csrf_token": portal.csrf_token if portal else None,
+                "is_requester": bool(principal and principal.is_requester),
+                "is_requester_admin": bool(principal and principal.has_role("requester_admin")),
+                "is_staff": bool(principal and principal.has_role("facility_staff"))}

@@ -128,8 +128,8 @@ def main() -> int:
         started = time.monotonic()
         ready = wait_ready(f"http://{API}/readyz", timeout=180)
         clamd_check = ready["checks"]["clamd"]
-        say(f"ready in {time.monotonic() - started:.1f}s: http://{API}  (docs at http://{API}/docs; "
-            f"{clamd_check.get('engine')})")
+        say(f"ready in {time.monotonic() - started:.1f}s: http://{API}  (portal at http://localhost:{API.split(':')[1]}"
+            f"/portal/; docs at http://{API}/docs; {clamd_check.get('engine')})")
         print_credentials(seed)
         say("Ctrl-C stops everything started here.")
         while all(child.poll() is None for _, child in stack.children):

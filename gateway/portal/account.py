@@ -30,16 +30,16 @@ def _sign_in_page(*, error: str | None = None, email: str = "", status: int = 20
                    "to protect patients' information.")
     page = render_template("portal/sign_in.html", form_token=token, error=error, email=email, message=message,
                            next=safe_next(request.args.get("next")))
-    response = bp_response(page, status)
+    response = page_response(page, status)
     cookies.set_cookie(response, cookies.form_cookie_name(), token, max_age=3600)
     return response
 
 
-def bp_response(page: str, status: int = 200):
+def page_response(html: str, status: int = 200):
     """An HTML response."""
     from flask import make_response
 
-    response = make_response(page, status)
+    response = make_response(html, status)
     response.mimetype = "text/html"
     return response
 
@@ -82,8 +82,19 @@ def sign_in_submit():
 
 @bp.route("/signed-out")
 def signed_out():
-    """Where the idle timer sends a page whose session has ended."""
-    return redirect(url_for("portal.sign_in", reason=request.args.get("reason")), code=303)
+    """Where a page's idle timer goes: the session ends here if it is idle (another tab may have kept
+    it alive, and then that browser carries on)."""
+    token = cookies.session_cookie_value()
+    live = False
+    if token:
+        with adapters().db.transaction() as session:
+            live = sessions.resume(session, token, idle_timeout=settings().portal_idle_timeout,
+                                   touch=False).session is not None
+    if live:
+        return redirect(url_for("portal.home"), code=303)
+    response = redirect(url_for("portal.sign_in", reason=request.args.get("reason")), code=303)
+    cookies.clear_cookie(response, cookies.session_cookie_name())
+    return response
 
 
 @bp.route("/sign-out", methods=["POST"])
@@ -95,6 +106,12 @@ def sign_out():
     response = redirect(url_for("portal.sign_in", reason="signed_out"), code=303)
     cookies.clear_cookie(response, cookies.session_cookie_name())
     return response
+
+
+@bp.route("/session/status")
+def session_status():
+    """How many seconds the session has before it is idle (asking does not count as activity)."""
+    return jsonify({"idle_remaining": g.portal.idle_remaining, "idle_timeout": g.portal.idle_timeout})
 
 
 @bp.route("/session/keepalive", methods=["POST"])
@@ -111,4 +128,4 @@ def home():
         return redirect(url_for("portal.request_list"), code=303)
     if principal.has_role("facility_staff"):
         return redirect(url_for("portal.queue"), code=303)
-    return bp_response(render_template("portal/no_portal_role.html"))
+    return page_response(render_template("portal/no_portal_role.html"))

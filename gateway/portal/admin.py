@@ -22,6 +22,7 @@ from gateway.db import utcnow
 from gateway.errors import FieldError, Forbidden, NotFound, Unprocessable
 from gateway.pagination import keyset_page
 from gateway.portal import bp
+from gateway.portal.web import once_per_form
 from gateway.portal.web import page as _page
 from gateway.web import adapters, db_session, settings
 from gateway.webhooks import service as webhooks_service
@@ -96,6 +97,7 @@ def api_keys():
 
 @bp.route("/api-keys", methods=["POST"])
 @requires(ADMIN)
+@once_per_form(repeat_endpoint="portal.api_keys")
 def create_api_key():
     """Create a key (as POST /v1/orgs/<org>/api-keys does) and show it, this once."""
     form = request.form
@@ -165,6 +167,7 @@ def webhooks():
 
 @bp.route("/webhooks", methods=["POST"])
 @requires(ADMIN)
+@once_per_form(repeat_endpoint="portal.webhooks")
 def create_webhook():
     """Register a webhook (as POST /v1/webhooks does) and show its signing secret, this once."""
     form = request.form

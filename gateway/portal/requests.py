@@ -18,7 +18,7 @@ from gateway.intake.models import STATUSES, Document
 from gateway.intake.schemas import DocumentSchema
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
-from gateway.portal.web import is_xhr
+from gateway.portal.web import is_xhr, once_per_form
 from gateway.portal.web import page as _page
 from gateway.web import adapters, db_session, settings
 
@@ -75,6 +75,7 @@ def new_request():
 
 @bp.route("/requests/new", methods=["POST"])
 @requires(*REQUESTERS)
+@once_per_form()
 def create_request():
     """Create the draft (the same create as POST /v1/requests), then on to its documents."""
     body = forms.body_from_form(request.form, practice_required=_practice_required(request.form.get("facility")))

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.audit.service import record
@@ -46,8 +46,10 @@ def start(session: Session, *, user_id: str, org_id: str | None, lifetime: int, 
     return row, token
 
 
-def resume(session: Session, token: str | None, *, idle_timeout: int, now: datetime | None = None) -> Resumed:
-    """The live session for `token`, touched; an idle or expired one is ended (audited) and refused."""
+def resume(session: Session, token: str | None, *, idle_timeout: int, now: datetime | None = None,
+           touch: bool = True) -> Resumed:
+    """The live session for `token` (touched unless `touch` is false); an idle or expired one is
+    ended (audited) and refused."""
     if not token:
         return Resumed(None, "unknown")
     now = now or utcnow()
@@ -62,8 +64,14 @@ def resume(session: Session, token: str | None, *, idle_timeout: int, now: datet
     if now >= row.expires_at:
         end(session, row, reason="expired", now=now, audit_ctx={})
         return Resumed(None, "expired")
-    row.last_seen_at = now
+    if touch:
+        row.last_seen_at = now
     return Resumed(row)
+
+
+def idle_remaining(row: PortalSession, *, idle_timeout: int, now: datetime | None = None) -> int:
+    """Seconds until the session counts as idle."""
+    return max(0, int(idle_timeout - ((now or utcnow()) - row.last_seen_at).total_seconds()))
 
 
 def end(session: Session, row: PortalSession, *, reason: str, audit_ctx: dict, now: datetime | None = None) -> None:
@@ -73,16 +81,3 @@ def end(session: Session, row: PortalSession, *, reason: str, audit_ctx: dict, n
     row.ended_at, row.end_reason = now or utcnow(), reason
     record(session, actor=f"user:{row.user_id}", action=f"portal.session_end.{reason}",
            object_type="portal_session", object_id=row.id, **audit_ctx)
-
-
-def end_all_for_user(session: Session, user_id: str, *, reason: str) -> int:
-    """End every live session of a user (deactivation, password change); returns how many."""
-    result = session.execute(update(PortalSession).where(
-        PortalSession.user_id == user_id, PortalSession.ended_at.is_(None)).values(
-        ended_at=utcnow(), end_reason=reason))
-    return result.rowcount or 0
-
-
-def csrf_matches(row: PortalSession, presented: str | None) -> bool:
-    """Constant-time comparison of the presented CSRF token with the session's."""
-    return bool(presented) and secrets.compare_digest(row.csrf_token.encode(), presented.encode())

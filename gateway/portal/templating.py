@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -103,7 +104,7 @@ def install(app: Flask) -> None:
     app.jinja_env.filters.update(status_label=status_label, status_hint=status_hint, local_time=local_time,
                                  long_date=long_date, money=money, field_id=field_id, file_size=file_size)
     app.jinja_env.globals.update(REASON_LABELS=REASON_LABELS, KIND_LABELS=KIND_LABELS, EVENT_LABELS=EVENT_LABELS,
-                                 portal_csrf=portal_csrf)
+                                 portal_csrf=portal_csrf, new_form_id=lambda: uuid.uuid4().hex)
 
     @app.context_processor
     def portal_context():

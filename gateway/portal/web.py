@@ -8,12 +8,15 @@ default (a test walks the portal's URL map).  The API's bearer hook skips
 
 from __future__ import annotations
 
+import functools
+import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, url_for
 
+from gateway import idempotency
 from gateway.audit.service import record_now
 from gateway.auth.web import audit_context, principal_for_user_id
 from gateway.errors import Forbidden
@@ -21,6 +24,8 @@ from gateway.portal import bp, cookies, sessions
 from gateway.web import adapters, settings
 
 PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in_submit", "portal.signed_out"})
+# Asking how long the session has left is not activity: it must not keep an idle session alive.
+UNTOUCHED_ENDPOINTS = frozenset({"portal.session_status"})
 XHR_HEADER = "X-Requested-With"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
@@ -41,6 +46,7 @@ class PortalSessionInfo:
     id: str
     csrf_token: str
     idle_timeout: int
+    idle_remaining: int
 
 
 def page(template: str, status: int = 200, **context):
@@ -50,6 +56,47 @@ def page(template: str, status: int = 200, **context):
     response = make_response(render_template(template, **context), status)
     response.mimetype = "text/html"
     return response
+
+
+FORM_ID_FIELD = "form_id"
+_FORM_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def once_per_form(repeat_endpoint: str | None = None):
+    """Decorator: a create form sent twice (double click, reload of the answer) acts once.
+
+    The form carries a random `form_id` (`macros.form_id()`); the first POST claims it through the
+    same idempotency records as the API's Idempotency-Key.  A repeat goes where the first answer
+    redirected, or, when the first answer was a page showing a secret once, to `repeat_endpoint`
+    with `resent=1` (that page is never shown twice).  A refused form (4xx) frees the id, so the
+    corrected form can be sent.
+    """
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            form_id = request.form.get(FORM_ID_FIELD, "")
+            if not _FORM_ID.match(form_id):
+                return view(*args, **kwargs)
+            db, actor, key = adapters().db, g.principal.audit_actor, f"portal-form:{form_id}"
+            print_ = idempotency.fingerprint(request.endpoint or "", request.path)
+            first = idempotency.claim(db, principal=actor, key=key, print_=print_)
+            if first is not None:
+                target = first.location or url_for(repeat_endpoint or "portal.home", resent=1)
+                return redirect(target, code=303)
+            try:
+                response = current_app.make_response(view(*args, **kwargs))
+            except BaseException:
+                idempotency.release(db, principal=actor, key=key)
+                raise
+            if response.status_code >= 400:
+                idempotency.release(db, principal=actor, key=key)
+                return response
+            location = response.headers.get("Location") if response.status_code in (301, 302, 303) else None
+            idempotency.complete(db, principal=actor, key=key, print_=print_,
+                                 response=idempotency.StoredResponse(response.status_code, None, location))
+            return response
+        return wrapper
+    return decorate
 
 
 def is_xhr() -> bool:
@@ -67,9 +114,11 @@ def guard():
         return None
     s, db = settings(), adapters().db
     with db.transaction() as session:
-        resumed = sessions.resume(session, cookies.session_cookie_value(), idle_timeout=s.portal_idle_timeout)
+        resumed = sessions.resume(session, cookies.session_cookie_value(), idle_timeout=s.portal_idle_timeout,
+                                  touch=request.endpoint not in UNTOUCHED_ENDPOINTS)
         live = resumed.session
-        info = PortalSessionInfo(live.id, live.csrf_token, s.portal_idle_timeout) if live else None
+        info = PortalSessionInfo(live.id, live.csrf_token, s.portal_idle_timeout, sessions.idle_remaining(
+            live, idle_timeout=s.portal_idle_timeout)) if live else None
         user_id = live.user_id if live else None
     if info is None:
         return signed_out_response(resumed.ended_because)

@@ -250,3 +250,29 @@ def test_posts_without_the_csrf_token_are_the_403_page(db, firm, admin):
     assert keys_of(db, firm.org_id) == 1
     with db.transaction() as session:
         assert session.scalars(select(Webhook).where(Webhook.org_id == firm.org_id)).all() == []
+
+
+def test_a_create_form_sent_twice_creates_one_key_and_never_shows_it_again(app, db):
+    """A reload of the "key created" page (or a double click) resends the form: it must act once."""
+    from sqlalchemy import func, select
+
+    from gateway.auth.models import ApiKey
+    from tests.factories import make_tenant
+    from tests.portal.helpers import portal_client, portal_sign_in
+
+    tenant = make_tenant(db)
+    client = portal_client(app)
+    csrf = portal_sign_in(client, tenant.admin_email)
+    form_page = client.get("/portal/api-keys").get_data(as_text=True)
+    form_id = re.search(r'name="form_id" value="([0-9a-f]{32})"', form_page).group(1)
+    data = {"csrf_token": csrf, "form_id": form_id, "name": "twice", "scopes": ["requests:read"]}
+    first = client.post("/portal/api-keys", data=data)
+    assert first.status_code == 201 and "rgw_" in first.get_data(as_text=True)
+    again = client.post("/portal/api-keys", data=data)
+    assert again.status_code == 303 and again.headers["Location"].endswith("/portal/api-keys?resent=1")
+    listed = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert 'id="resent-notice"' in listed
+    with db.transaction() as session:
+        count = session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.org_id == tenant.org_id,
+                                                                              ApiKey.name == "twice"))
+    assert count == 1

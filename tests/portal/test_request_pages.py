@@ -231,3 +231,71 @@ def test_request_list_filters(browser):
     assert reference in listed
     assert reference not in browser.get("/portal/requests?facility=tufts-mc").get_data(as_text=True)
     assert browser.get("/portal/requests?status=bogus").status_code == 422
+
+
+def test_asking_for_the_session_status_is_not_activity(app, db, firm):
+    client = portal_client(app)
+    portal_sign_in(client, firm.requester_email)
+    with db.transaction() as session:
+        newest = session.scalars(select(PortalSession).order_by(PortalSession.created_at.desc()).limit(1)).one()
+        session.execute(update(PortalSession).where(PortalSession.id == newest.id).values(
+            last_seen_at=utcnow() - timedelta(seconds=100)))
+        session_id = newest.id
+    answer = client.get("/portal/session/status", headers=XHR)
+    timeout = app.extensions["gateway"].settings.portal_idle_timeout
+    assert answer.status_code == 200 and timeout - 102 <= answer.get_json()["idle_remaining"] <= timeout - 99
+    with db.transaction() as session:
+        seen = session.get(PortalSession, session_id).last_seen_at
+    assert (utcnow() - seen).total_seconds() >= 99  # not touched
+    client.get("/portal/requests")
+    with db.transaction() as session:
+        assert (utcnow() - session.get(PortalSession, session_id).last_seen_at).total_seconds() < 5
+
+
+def test_signed_out_page_ends_an_idle_session_and_keeps_a_live_one(app, db, firm):
+    client = portal_client(app)
+    portal_sign_in(client, firm.requester_email)
+    live = client.get("/portal/signed-out?reason=idle")
+    assert live.status_code == 303 and live.headers["Location"].endswith("/portal/")  # another tab is active
+    with db.transaction() as session:
+        newest = session.scalars(select(PortalSession).order_by(PortalSession.created_at.desc()).limit(1)).one()
+        session.execute(update(PortalSession).where(PortalSession.id == newest.id).values(
+            last_seen_at=utcnow() - timedelta(seconds=app.extensions["gateway"].settings.portal_idle_timeout + 1)))
+        session_id = newest.id
+    gone = client.get("/portal/signed-out?reason=idle")
+    assert gone.status_code == 303 and "reason=idle" in gone.headers["Location"]
+    with db.transaction() as session:
+        row = session.get(PortalSession, session_id)
+        assert row.ended_at is not None and row.end_reason == "idle"
+
+
+def test_new_request_form_sent_twice_creates_one_draft(browser, firm, db):
+    from sqlalchemy import func
+
+    from gateway.intake.models import RecordsRequest
+
+    page = browser.get("/portal/requests/new").get_data(as_text=True)
+    form_id = re.search(r'name="form_id" value="([0-9a-f]{32})"', page).group(1)
+    data = {**form_for(), "csrf_token": browser.csrf, "form_id": form_id}
+    first = browser.post("/portal/requests/new", data=data)
+    again = browser.post("/portal/requests/new", data=data)
+    assert first.status_code == again.status_code == 303
+    assert again.headers["Location"] == first.headers["Location"]  # to the one draft, not a 409 page
+    with db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(RecordsRequest).where(
+            RecordsRequest.reference == data["reference"])) == 1
+
+
+def test_a_deactivated_user_is_signed_out_at_the_next_page(app, db):
+    from gateway.auth.models import User
+
+    tenant = make_tenant(db)
+    client = portal_client(app)
+    portal_sign_in(client, tenant.requester_email)
+    with db.transaction() as session:
+        session.get(User, tenant.requester_id).active = False
+    response = client.get("/portal/requests")
+    assert response.status_code == 303 and "reason=deactivated" in response.headers["Location"]
+    with db.transaction() as session:
+        row = session.scalars(select(PortalSession).where(PortalSession.user_id == tenant.requester_id)).one()
+        assert row.end_reason == "deactivated"

@@ -38,6 +38,25 @@
     if (warning) warning.hidden = true;
     post(body.getAttribute("data-keepalive"), null, function () {});
   }
+  var asking = false;
+  function askBeforeLeaving() {
+    // Another tab may have kept the session alive: ask the server (asking is not activity).
+    asking = true;
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", body.getAttribute("data-session-status"));
+    xhr.setRequestHeader("X-Requested-With", "portal");
+    xhr.onload = function () {
+      asking = false;
+      var json = null;
+      try { json = JSON.parse(xhr.responseText); } catch (e) { json = null; }
+      if (xhr.status === 200 && json && json.idle_remaining > 2) {
+        lastContact = Date.now() - (idleSeconds - json.idle_remaining) * 1000;
+        warned = false; if (warning) warning.hidden = true;
+      } else { leave(); }
+    };
+    xhr.onerror = function () { asking = false; leave(); };
+    xhr.send();
+  }
   if (idleSeconds > 0) {
     var warnBefore = Math.min(60, Math.floor(idleSeconds / 2));
     ["keydown", "pointerdown", "input"].forEach(function (name) {
@@ -48,7 +67,7 @@
       var idle = (Date.now() - lastContact) / 1000;
       // Someone typing or clicking is not idle: tell the server, at most once a minute.
       if (activeSinceContact && idle > Math.min(60, idleSeconds / 3) && !warned) { keepalive(); return; }
-      if (idle >= idleSeconds + 1) { leave(); return; }
+      if (idle >= idleSeconds + 1 && !asking) { askBeforeLeaving(); return; }
       if (idle >= idleSeconds - warnBefore && warning && !warned) {
         warned = true; warning.hidden = false; document.getElementById("idle-stay").focus();
       }

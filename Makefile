@@ -7,6 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# axe-core, for the portal's automated accessibility audit (tests/portal/test_accessibility.py).
+AXE    := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test bench lint debian-packages clean
 
@@ -19,10 +21,13 @@ $(STAMP): setup.cfg pyproject.toml
 debian-packages:
 	@bash infra/install-debian-packages.sh
 
+$(AXE):
+	npm install --silent --no-save --no-audit --no-fund --prefix .cache/axe axe-core@4.14.1
+
 run: debian-packages $(STAMP)
 	$(PY) -m infra.localstack.run
 
-test: debian-packages $(STAMP)
+test: debian-packages $(STAMP) $(AXE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: debian-packages $(STAMP)
@@ -32,4 +37,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests infra bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .cache

@@ -49,9 +49,12 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         headers_enabled=True, in_memory_fallback_enabled=True, swallow_errors=True,
         strategy="moving-window", key_prefix="gateway-rl",
     )
-    sign_in = app.view_functions.get("auth.issue_token")
-    if sign_in is not None:
-        app.view_functions["auth.issue_token"] = limiter.limit(
-            settings.sign_in_rate_limit, key_func=lambda: f"ip:{request.remote_addr}")(sign_in)
+    # Both password sign-ins (the API's token and the portal's session) share one per-address limit.
+    shared = limiter.shared_limit(settings.sign_in_rate_limit, scope="sign-in",
+                                  key_func=lambda: f"ip:{request.remote_addr}")
+    for endpoint in ("auth.issue_token", "portal.sign_in_submit"):
+        sign_in = app.view_functions.get(endpoint)
+        if sign_in is not None:
+            app.view_functions[endpoint] = shared(sign_in)
     app.extensions["gateway.limiter"] = limiter
     return limiter

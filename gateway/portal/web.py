@@ -229,7 +229,7 @@ def error_page(problem_response):
 
 
 # A foreign request and a missing one read the same: the page must not confirm that it exists.
-_ERROR_TITLES = {404: "Page not found", 403: "Not allowed", 503: "Temporarily unavailable",
+_ERROR_TITLES = {404: "Page not found", 403: "Not allowed", 429: "Too many attempts", 503: "Temporarily unavailable",
                  500: "Something went wrong"}
 _ERROR_DETAILS = {404: "This page does not exist, or you do not have access to it. Check the address, or go back "
                        "to your requests."}

@@ -299,3 +299,22 @@ def test_a_deactivated_user_is_signed_out_at_the_next_page(app, db):
     with db.transaction() as session:
         row = session.scalars(select(PortalSession).where(PortalSession.user_id == tenant.requester_id)).one()
         assert row.end_reason == "deactivated"
+
+
+def test_portal_sign_in_shares_the_per_address_limit_with_the_api(settings):
+    import dataclasses
+
+    from gateway.app import create_app
+
+    app = create_app(dataclasses.replace(settings, sign_in_rate_limit="3 per minute"))
+    client = portal_client(app)
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.91"
+    statuses = []
+    for attempt in range(4):
+        page = client.get("/portal/sign-in")
+        statuses.append(client.post("/portal/sign-in", data={
+            "email": f"nobody-{attempt}@example.test", "password": "wrong password!!",
+            "csrf_token": csrf_of(page.get_data(as_text=True))}).status_code)
+    assert statuses == [401, 401, 401, 429]
+    api = client.post("/v1/auth/token", json={"email": "x@example.test", "password": "wrong password!!"})
+    assert api.status_code == 429  # the same budget

@@ -18,7 +18,7 @@ from gateway.auth.principal import Principal
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, Unprocessable, UnsupportedMediaType
 from gateway.intake.models import DOCUMENT_KINDS, Document, RecordsRequest, RejectedUpload
-from gateway.intake.service import ensure_editable
+from gateway.intake.service import add_event, ensure_editable
 from gateway.intake.uploads import FileTooLarge, Ingested, StorageDown
 from gateway.scanning import PdfProblem, ScanStatus, inspect_pdf
 from gateway.storage import StorageUnavailable, sanitise_filename
@@ -107,6 +107,10 @@ def record_malware(db: Database, *, principal: Principal, req: RecordsRequest, k
         session.flush()
         record(session, actor=principal.audit_actor, org_id=principal.org_id, action="document.upload",
                result="blocked", object_type="rejected_upload", object_id=rejected.id, **audit_ctx)
+        # On the timeline too, so the requester and the records team both see what happened (no file name:
+        # names can carry PHI; the kind and the reason are enough).
+        add_event(session, session.get(RecordsRequest, req.id), "upload_blocked", principal.audit_actor,
+                  kind=kind, reason="malware")
 
 
 def discard(store, ingested: Ingested) -> None:
@@ -130,6 +134,7 @@ def accept(session: Session, *, store, principal: Principal, req: RecordsRequest
     session.flush()
     record(session, actor=principal.audit_actor, org_id=principal.org_id, action="document.upload",
            object_type="document", object_id=document.id, **audit_ctx)
+    add_event(session, req, "document_added", principal.audit_actor, document_id=document.id, kind=kind)
     try:
         store.promote(ingested.storage_key)
     except StorageUnavailable:

@@ -39,8 +39,9 @@ KIND_LABELS = {
 EVENT_LABELS = {
     "created": "Request created", "updated": "Details changed", "status_changed": "Status changed",
     "routing_decided": "Routing decided", "routed": "Placed in the records team's queue",
-    "document_added": "Document added", "revocation_flagged": "A revocation on file may affect this request",
-    "review_passed": "Review passed",
+    "document_added": "Document added", "upload_blocked": "Upload refused: the virus scanner found malware",
+    "revocation_flagged": "A revocation on file may affect this request", "review_passed": "Review passed",
+    "handed_over": "Delivered to the records team",
 }
 
 

@@ -172,7 +172,11 @@ def test_malware_upload_is_refused_and_not_listed(browser):
     request_id = create(browser)
     answer = upload(browser, request_id, samples.eicar(), name="invoice.pdf")
     assert answer.status_code == 422 and answer.get_json()["code"] == "MALWARE_DETECTED"
-    assert 'id="no-documents"' in browser.get(f"/portal/requests/{request_id}").get_data(as_text=True)
+    page = browser.get(f"/portal/requests/{request_id}").get_data(as_text=True)
+    assert 'id="no-documents"' in page
+    assert 'data-event="upload_blocked"' in page and "invoice.pdf" not in page  # on the timeline, nameless
+    assert upload(browser, request_id, samples.minimal_pdf()).status_code == 201
+    assert 'data-event="document_added"' in browser.get(f"/portal/requests/{request_id}").get_data(as_text=True)
 
 
 def test_other_firms_request_is_the_404_page(app, db, browser):

@@ -71,6 +71,11 @@ def sign_in_submit():
         return _sign_in_page(error="That email address and password do not match an active account.",
                              email=email, status=401)
     with db.transaction() as session:
+        # A session this browser already had ends: signing in always starts a new token (no fixation).
+        previous = sessions.resume(session, cookies.session_cookie_value(), idle_timeout=s.portal_idle_timeout,
+                                   touch=False).session
+        if previous is not None:
+            sessions.end(session, previous, reason="signed_out", audit_ctx=ctx)
         _row, token = sessions.start(session, user_id=claims["subject"], org_id=claims["org_id"],
                                      lifetime=s.portal_session_lifetime, audit_ctx=ctx)
     destination = safe_next(request.form.get("next")) or url_for("portal.home")

@@ -322,3 +322,18 @@ def test_portal_sign_in_shares_the_per_address_limit_with_the_api(settings):
     assert statuses == [401, 401, 401, 429]
     api = client.post("/v1/auth/token", json={"email": "x@example.test", "password": "wrong password!!"})
     assert api.status_code == 429  # the same budget
+
+
+def test_signing_in_again_replaces_the_browsers_session(app, db, firm):
+    client = portal_client(app)
+    portal_sign_in(client, firm.requester_email)
+    first = client.get_cookie("__Host-rgw_session").value
+    portal_sign_in(client, firm.admin_email)
+    second = client.get_cookie("__Host-rgw_session").value
+    assert first != second
+    stale = portal_client(app)
+    stale.set_cookie("__Host-rgw_session", first, secure=True)
+    assert stale.get("/portal/requests").status_code == 303  # the first token no longer works
+    fresh = portal_client(app)
+    fresh.set_cookie("__Host-rgw_session", second, secure=True)
+    assert fresh.get("/portal/requests").status_code == 200  # (the way the cookie is handed over works)

@@ -112,10 +112,23 @@ def shown_request(request_id: str):
     return req
 
 
+TIMELINE_PAGE = 200
+
+
+def _whole_timeline(session, req) -> list:
+    """Every event of the request, oldest first (page after page: a long timeline is never cut short)."""
+    events, cursor = [], None
+    while True:
+        page, cursor = service.list_events(session, g.principal, req, limit=TIMELINE_PAGE, cursor=cursor)
+        events.extend(page)
+        if cursor is None:
+            return events
+
+
 def render_detail(req, *, status: int = 200, submit_errors=(), action_errors=()):
     session = db_session()
     resource = assessment.resource(session, req, on=_today())
-    events, _ = service.list_events(session, g.principal, req, limit=100, cursor=None)
+    events = _whole_timeline(session, req)
     facility = get_facility(session, req.facility)
     last_return = next((e for e in reversed(events) if e.type == "status_changed"
                         and e.status in ("returned", "denied") and e.detail.get("reasons")), None)

@@ -337,3 +337,18 @@ def test_signing_in_again_replaces_the_browsers_session(app, db, firm):
     fresh = portal_client(app)
     fresh.set_cookie("__Host-rgw_session", second, secure=True)
     assert fresh.get("/portal/requests").status_code == 200  # (the way the cookie is handed over works)
+
+
+def test_a_long_timeline_is_shown_whole(browser, db, monkeypatch):
+    from gateway.intake.models import RecordsRequest
+    from gateway.intake.service import add_event
+    from gateway.portal import requests as portal_requests
+
+    monkeypatch.setattr(portal_requests, "TIMELINE_PAGE", 3)  # several pages without writing hundreds of rows
+    request_id = create(browser)
+    with db.transaction() as session:
+        req = session.get(RecordsRequest, request_id)
+        for _ in range(7):
+            add_event(session, req, "updated", "user:test", fields=["instructions"])
+    page = browser.get(f"/portal/requests/{request_id}").get_data(as_text=True)
+    assert page.count('data-event="updated"') == 7 and page.count('data-event="created"') == 1

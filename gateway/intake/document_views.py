@@ -153,7 +153,8 @@ def _settle(key: str, upload: _Upload, error: GatewayError, sha256: str | None) 
                          response=idempotency.StoredResponse(error.status, error_body(error), None))
 
 
-def _visible_document(request_id: str, document_id: str) -> Document:
+def visible_document(request_id: str, document_id: str) -> Document:
+    """A document of a request the caller may see; anything else is the same 404."""
     req = visible_request(request_id)
     document = get_visible(db_session(), current_principal(), Document, document_id, db=adapters().db,
                            audit_context=audit_context())
@@ -167,7 +168,7 @@ def _visible_document(request_id: str, document_id: str) -> Document:
 @blp.response(200, DocumentSchema)
 def get_document(request_id, document_id):
     """A document's metadata (name, type, size, SHA-256, pages, scan result)."""
-    document = _visible_document(request_id, document_id)
+    document = visible_document(request_id, document_id)
     service.audit_read(adapters().db, current_principal(), "document.read", "document", document.id,
                        audit_context())
     return document
@@ -179,7 +180,7 @@ def get_document(request_id, document_id):
                                          "with Content-Disposition: attachment."}})
 def download_document(request_id, document_id):
     """Download a document: a redirect to a short-lived URL. Every download is audited."""
-    document = _visible_document(request_id, document_id)
+    document = visible_document(request_id, document_id)
     service.audit_read(adapters().db, current_principal(), "document.download", "document", document.id,
                        audit_context())
     response = redirect(documents.download_url(adapters().store, document), code=302)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import secrets
 
-from flask import g, jsonify, redirect, render_template, request, url_for
+from flask import g, jsonify, redirect, request, url_for
 
 from gateway.auth import login
 from gateway.auth.web import audit_context
 from gateway.portal import bp, cookies, sessions
-from gateway.portal.web import safe_next
+from gateway.portal.web import page, safe_next
 from gateway.web import adapters, settings
 
 SIGNED_OUT_MESSAGES = {
-    "idle": "You were signed out after 15 minutes without activity, to protect patients' information.",
     "expired": "Your session reached its maximum length. Please sign in again.",
     "signed_out": "You have signed out.",
     "deactivated": "Your account is no longer active. Ask your organization's administrator.",
@@ -28,19 +27,9 @@ def _sign_in_page(*, error: str | None = None, email: str = "", status: int = 20
         minutes = max(1, settings().portal_idle_timeout // 60)
         message = (f"You were signed out after {minutes} minute{'s' if minutes != 1 else ''} without activity, "
                    "to protect patients' information.")
-    page = render_template("portal/sign_in.html", form_token=token, error=error, email=email, message=message,
-                           next=safe_next(request.args.get("next")))
-    response = page_response(page, status)
+    response = page("portal/sign_in.html", status, form_token=token, error=error, email=email, message=message,
+                    next=safe_next(request.args.get("next")))
     cookies.set_cookie(response, cookies.form_cookie_name(), token, max_age=3600)
-    return response
-
-
-def page_response(html: str, status: int = 200):
-    """An HTML response."""
-    from flask import make_response
-
-    response = make_response(html, status)
-    response.mimetype = "text/html"
     return response
 
 
@@ -133,4 +122,4 @@ def home():
         return redirect(url_for("portal.request_list"), code=303)
     if principal.has_role("facility_staff"):
         return redirect(url_for("portal.queue"), code=303)
-    return page_response(render_template("portal/no_portal_role.html"))
+    return page("portal/no_portal_role.html")

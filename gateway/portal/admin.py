@@ -28,7 +28,7 @@ from gateway.web import adapters, db_session, settings
 from gateway.webhooks import service as webhooks_service
 from gateway.webhooks.models import Webhook, WebhookDelivery
 from gateway.webhooks.ssrf import WebhookUrlForbidden
-from gateway.webhooks.views import WebhookCreateSchema
+from gateway.webhooks.views import WebhookCreateSchema, visible_webhook
 
 SCOPE_LABELS = {
     "requests:write": "Create and submit requests",
@@ -205,8 +205,8 @@ def create_webhook():
 def delete_webhook(webhook_id):
     """Delete a webhook (as DELETE /v1/webhooks/<id> does): nothing more is sent, pending deliveries stop."""
     org, principal, session = _org(), g.principal, db_session()
-    webhook = get_visible(session, principal, Webhook, webhook_id, db=adapters().db, audit_context=audit_context())
-    if webhook.org_id != org.id or not webhook.active:  # a deleted webhook is gone, as in the API
+    webhook = visible_webhook(webhook_id)  # a deleted one is gone, as in the API
+    if webhook.org_id != org.id:
         raise NotFound()
     webhooks_service.deactivate_webhook(session, webhook)
     record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.delete",

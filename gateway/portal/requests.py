@@ -10,11 +10,11 @@ from flask import g, jsonify, redirect, request, url_for
 
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, requires
-from gateway.errors import NotFound, Unprocessable
+from gateway.errors import Unprocessable
 from gateway.facilities.service import get_facility, list_facilities
 from gateway.intake import assessment, documents, service, submission
-from gateway.intake.document_views import receive_upload
-from gateway.intake.models import STATUSES, Document
+from gateway.intake.document_views import receive_upload, visible_document
+from gateway.intake.models import STATUSES
 from gateway.intake.schemas import DocumentSchema
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
@@ -221,18 +221,6 @@ def cancel_request(request_id):
     service.cancel_request(session, principal=g.principal, req=req, audit_ctx=audit_context())
     session.commit()
     return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
-
-
-def visible_document(request_id: str, document_id: str) -> Document:
-    """A document of a request the caller may see (anything else is the 404 page)."""
-    from gateway.auth.tenancy import get_visible
-
-    req = visible_request(request_id)
-    document = get_visible(db_session(), g.principal, Document, document_id, db=adapters().db,
-                           audit_context=audit_context())
-    if document.request_id != req.id:
-        raise NotFound()
-    return document
 
 
 @bp.route("/requests/<request_id>/documents/<document_id>/download")

@@ -114,7 +114,8 @@ def _secret_shown_once(view):
     return wrapper
 
 
-def _visible_webhook(webhook_id: str) -> Webhook:
+def visible_webhook(webhook_id: str) -> Webhook:
+    """An active webhook of the caller's organization; anything else is the same 404."""
     webhook = get_visible(db_session(), current_principal(), Webhook, webhook_id, db=adapters().db,
                           audit_context=audit_context())
     if not webhook.active:  # deleted webhooks are gone from the API; their rows stay for the record
@@ -167,7 +168,7 @@ def list_webhooks(page):
 @blp.response(200, WebhookSchema)
 def get_webhook(webhook_id):
     """One webhook (without its secret)."""
-    return _visible_webhook(webhook_id)
+    return visible_webhook(webhook_id)
 
 
 @blp.route("/<webhook_id>", methods=["DELETE"])
@@ -175,7 +176,7 @@ def get_webhook(webhook_id):
 @blp.response(204)
 def delete_webhook(webhook_id):
     """Delete a webhook: nothing more is sent to it, and its pending deliveries are abandoned."""
-    webhook = _visible_webhook(webhook_id)
+    webhook = visible_webhook(webhook_id)
     principal, session = current_principal(), db_session()
     service.deactivate_webhook(session, webhook)
     record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.delete",
@@ -189,7 +190,7 @@ def delete_webhook(webhook_id):
 @blp.response(200, WebhookDeliveryListSchema)
 def list_deliveries(args, webhook_id):
     """The webhook's delivery log, newest first: state, attempts and the last status or error of each."""
-    webhook = _visible_webhook(webhook_id)
+    webhook = visible_webhook(webhook_id)
     state = args.pop("state")
     query = visible_select(current_principal(), WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
     if state:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
+from gateway.clock import Clock, SystemClock
 from gateway.db import Database
 from gateway.scanning import ClamdScanner, Scanner
 from gateway.settings import Settings
@@ -26,6 +27,7 @@ class Adapters:
     redis: redis.Redis
     scanner: Scanner
     store: DocumentStore
+    clock: Clock
 
 
 def build_redis(settings: Settings) -> redis.Redis:
@@ -55,6 +57,7 @@ def build_adapters(settings: Settings, **overrides) -> Adapters:
         "scanner": overrides.pop("scanner", None)
         or ClamdScanner(list(settings.clamd_addresses), timeout=settings.clamd_timeout),
         "store": overrides.pop("store", None) or build_store(settings),
+        "clock": overrides.pop("clock", None) or SystemClock.from_settings(settings),
     }
     if overrides:
         raise TypeError(f"unknown adapters: {sorted(overrides)}")

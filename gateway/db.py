@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from gateway import clock
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -53,8 +55,8 @@ class UTCDateTime(TypeDecorator):
 
 
 def utcnow() -> datetime:
-    """The current time, UTC-aware, to the microsecond."""
-    return datetime.now(UTC)
+    """The current time, UTC-aware, to the microsecond (read from the one clock module)."""
+    return clock.utcnow()
 
 
 def new_id() -> str:

@@ -10,6 +10,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from gateway.adapters import Adapters
+from gateway.clock import Clock
 from gateway.settings import Settings
 
 
@@ -21,6 +22,11 @@ def adapters() -> Adapters:
 def settings() -> Settings:
     """The injected settings."""
     return adapters().settings
+
+
+def clock() -> Clock:
+    """The injected clock (today in the facilities' calendar)."""
+    return adapters().clock
 
 
 def db_session() -> Session:

@@ -9,6 +9,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings
 from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
+from tests.factories import FACILITY_TIMEZONE
 
 pytest_plugins = [
     "tests.fixtures.databases",
@@ -17,6 +18,22 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.live",
 ]
+
+
+# Fixtures that start or need a real service.  A test whose fixtures reach none of them is a unit test
+# (service logic with fakes): `make test-fast` runs just those, `make test` runs everything.
+SERVICE_FIXTURES = frozenset({"database_url", "empty_database", "empty_database_any", "redis_service",
+                              "clamd_service", "moto_service", "chromium"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test `unit` or `integration` by the services its fixtures reach."""
+    for item in items:
+        if item.get_closest_marker("integration"):
+            continue  # starts its own processes, without a shared fixture
+        needs_services = not SERVICE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.integration if needs_services or item.get_closest_marker("slow")
+                        else pytest.mark.unit)
 
 
 class SessionBucket:
@@ -60,6 +77,7 @@ def settings(database_url, redis_service, clamd_service, moto_service, session_b
         s3_region=session_bucket.region,
         kms_key_id=session_bucket.kms_key_id,
         storage_timeout=3.0,
+        facility_timezone=FACILITY_TIMEZONE,
         # Hundreds of sign-ins come from 127.0.0.1 in one session; test_login_and_limits checks the limit.
         sign_in_rate_limit="100000 per minute",
         log_json=True,
@@ -73,6 +91,12 @@ def app(settings):
     application.config["TESTING"] = False  # exceptions go through the real handlers
     yield application
     application.extensions["gateway"].db.dispose()
+
+
+@pytest.fixture(scope="session")
+def clock(app):
+    """The session app's clock: tests take "today" from it (freeze it with time_machine for boundaries)."""
+    return app.extensions["gateway"].clock
 
 
 @pytest.fixture

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from gateway.auth.api_keys import create_api_key
 from gateway.auth.service import create_organization, create_user
+from gateway.clock import SystemClock
 
 PASSWORD = "correct horse battery staple"
+# The facilities' calendar the test settings name (tests/conftest.py): "today" for test data comes from the
+# same clock the gateway judges dates with, never from the machine's own date.
+FACILITY_TIMEZONE = "America/New_York"
+CLOCK = SystemClock(ZoneInfo(FACILITY_TIMEZONE))
 
 
 @dataclass
@@ -64,11 +70,17 @@ FACILITY_NAMES = {"lowell-general": "Lowell General Hospital", "melrosewakefield
                   "tufts-mc": "Tufts Medical Center", "community-practices": "Riverside Family Practice"}
 
 
-def request_body(facility: str = "tufts-mc", *, recipient: str = "Smith & Jones LLP", **changes) -> dict:
-    """A create body that passes every rule once an authorization document is attached."""
-    from datetime import date, timedelta
+def facility_today():
+    """Today in the facilities' calendar, from the gateway's own clock class."""
+    return CLOCK.today()
 
-    today = date.today()
+
+def request_body(facility: str = "tufts-mc", *, recipient: str = "Smith & Jones LLP", today=None,
+                 **changes) -> dict:
+    """A create body that passes every rule once an authorization document is attached (as of `today`)."""
+    from datetime import timedelta
+
+    today = today or facility_today()
     body = {
         "reference": unique("CLAIM"),
         "facility": facility,

@@ -10,9 +10,8 @@ from submission on, the fee estimate and due date are the ones fixed then.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,18 +24,12 @@ from gateway.intake.schemas import SECTIONS
 from gateway.intake.service import body_of
 
 LIVE_STATUSES = ("draft", "returned")
-DEFAULT_TIMEZONE = "America/New_York"
 
 
 @lru_cache(maxsize=1)
 def policy() -> rules.Policy:
     """The fee schedules and holidays from the packaged policy file (read once)."""
     return rules.load_policy()
-
-
-def today(timezone: str = DEFAULT_TIMEZONE) -> date:
-    """Today in the facilities' calendar (an authorization expiring today is valid until midnight there)."""
-    return datetime.now(ZoneInfo(timezone)).date()
 
 
 @dataclass(frozen=True)
@@ -85,10 +78,9 @@ def context(session: Session, body: dict, *, org: Organization, documents, on: d
         revocations=revocations_for(session, body), policy=policy())
 
 
-def assess(session: Session, body: dict, *, org: Organization, documents=(), on: date | None = None,
+def assess(session: Session, body: dict, *, org: Organization, documents=(), on: date,
            submitted_on: date | None = None) -> Assessment:
-    """Run every rule over a body; `submitted_on` gives the due date (None for an unsubmitted draft)."""
-    on = on or today()
+    """Run every rule over a body as of `on` (the clock's today); `submitted_on` gives the due date."""
     ctx = context(session, body, org=org, documents=documents, on=on)
     return Assessment(
         deficiencies=[d.to_dict() for d in rules.check_request(body, ctx)],
@@ -97,16 +89,15 @@ def assess(session: Session, body: dict, *, org: Organization, documents=(), on:
         due_on=rules.due_on(body, ctx, submitted_on) if submitted_on else None)
 
 
-def assess_request(session: Session, req: RecordsRequest, *, on: date | None = None,
+def assess_request(session: Session, req: RecordsRequest, *, on: date,
                    submitted_on: date | None = None) -> Assessment:
     """Assess a stored request with its documents."""
     org = session.get(Organization, req.org_id)
     return assess(session, body_of(req), org=org, documents=req.documents, on=on, submitted_on=submitted_on)
 
 
-def resource(session: Session, req: RecordsRequest, *, on: date | None = None) -> dict:
-    """The request resource (API.md "The request resource"), assessed as of `on` (default today)."""
-    on = on or today()
+def resource(session: Session, req: RecordsRequest, *, on: date) -> dict:
+    """The request resource (API.md "The request resource"), assessed as of `on` (the clock's today)."""
     body = body_of(req)
     if req.status in LIVE_STATUSES:
         live = assess_request(session, req, on=on)

@@ -18,10 +18,10 @@ from flask import request, url_for
 from gateway import idempotency
 from gateway.auth.web import audit_context, current_principal
 from gateway.errors import GatewayError, Unprocessable
-from gateway.intake import assessment, documents, service, submission
+from gateway.intake import documents, service, submission
 from gateway.intake.multipart import MultipartReader, boundary_of
 from gateway.intake.uploads import FileTooLarge, ingest
-from gateway.web import adapters, db_session, replay_response, settings
+from gateway.web import adapters, clock, db_session, replay_response, settings
 
 
 def _fingerprint(request_json: str, files: list[tuple[str, str, str]], submit: bool) -> str:
@@ -84,7 +84,7 @@ def create_one_shot(load_body, present):
             ingested = None
         if submit:
             submission.submit(session, principal=principal, req=req,
-                              on=assessment.today(s.facility_timezone), audit_ctx=audit_context())
+                              on=clock().today(), audit_ctx=audit_context())
             session.commit()
     except GatewayError as error:
         session.rollback()

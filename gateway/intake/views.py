@@ -21,7 +21,7 @@ from gateway.intake.schemas import (
     ValidationSchema,
 )
 from gateway.pagination import PageArgsSchema
-from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, idempotent, run_idempotently, settings
+from gateway.web import IDEMPOTENCY_HEADER, adapters, clock, db_session, idempotent, run_idempotently
 
 blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
 
@@ -50,7 +50,7 @@ def json_body() -> dict:
 
 def present(req) -> dict:
     """The request resource as every read returns it."""
-    return assessment.resource(db_session(), req, on=assessment.today(settings().facility_timezone))
+    return assessment.resource(db_session(), req, on=clock().today())
 
 
 ONE_SHOT_FORM = {"schema": {"type": "object", "required": ["request"], "properties": {
@@ -168,7 +168,7 @@ def validate_request():
     """Check a create body against every rule without storing anything (documents count as not yet sent)."""
     body = json_body()
     session, principal = db_session(), current_principal()
-    on = assessment.today(settings().facility_timezone)
+    on = clock().today()
     org = session.get(Organization, principal.org_id)
     result = assessment.assess(session, body, org=org, documents=(), on=on, submitted_on=on)
     return {"valid": result.valid, "deficiencies": result.deficiencies,
@@ -189,6 +189,6 @@ def submit_request(request_id):
     req = visible_request(request_id)
     session = db_session()
     submission.submit(session, principal=current_principal(), req=req,
-                      on=assessment.today(settings().facility_timezone), audit_ctx=audit_context())
+                      on=clock().today(), audit_ctx=audit_context())
     session.commit()
     return present(req), 202

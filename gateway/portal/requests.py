@@ -20,7 +20,7 @@ from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
 from gateway.portal.web import is_xhr, once_per_form
 from gateway.portal.web import page as _page
-from gateway.web import adapters, db_session, settings
+from gateway.web import adapters, clock, db_session
 
 REQUESTERS = ("requester", "requester_admin")
 READERS = (*REQUESTERS, "facility_staff")
@@ -36,7 +36,7 @@ def _facility_names() -> dict[str, str]:
 
 
 def _today():
-    return assessment.today(settings().facility_timezone)
+    return clock().today()
 
 
 @bp.route("/requests")

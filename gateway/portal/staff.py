@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, flatten_messages
 from gateway.facilities.service import list_facilities
-from gateway.intake import assessment, service
+from gateway.intake import service
 from gateway.intake.uploads import StorageDown
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
@@ -25,7 +25,7 @@ from gateway.portal.web import page as _page
 from gateway.routing import staff
 from gateway.routing.views import TransitionSchema
 from gateway.storage.store import StorageUnavailable, StoredObjectMissing, content_disposition
-from gateway.web import adapters, db_session, settings
+from gateway.web import adapters, clock, db_session
 
 STATUS_FILTERS = ("routed", "in_progress", "on_hold")
 QUEUE_FILTERS = ("facility", *staff.REVIEW_QUEUES)
@@ -43,7 +43,7 @@ _FIELD_MESSAGES = {"to": "Choose the status to move the request to.", "reasons":
 
 
 def _today():
-    return assessment.today(settings().facility_timezone)
+    return clock().today()
 
 
 def queue_label(queue: str | None) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from flask import Flask, g
 
-from gateway.web import settings
+from gateway.clock import local
+from gateway.web import clock
 
 STATUS_LABELS = {
     "draft": ("Draft", "Not yet submitted. Add documents, fix any problems, then submit."),
@@ -59,7 +59,7 @@ def local_time(value: datetime | None) -> str:
     """A timestamp in the facilities' time zone, to the minute."""
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(settings().facility_timezone)).strftime("%b %-d, %Y %-I:%M %p")
+    return local(value, clock().timezone).strftime("%b %-d, %Y %-I:%M %p")
 
 
 def long_date(value: date | str | None) -> str:

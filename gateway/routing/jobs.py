@@ -16,6 +16,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gateway.clock import Clock, SystemClock
 from gateway.crypto import unseal
 from gateway.db import Database
 from gateway.intake.assessment import resource
@@ -39,7 +40,8 @@ def deliver_routed(request_id: str, step: str) -> dict:
     settings = Settings.from_env()
     db = Database.from_settings(settings)
     try:
-        return hand_over(db, build_store(settings), settings, request_id=request_id, step=step)
+        return hand_over(db, build_store(settings), settings, clock=SystemClock.from_settings(settings),
+                         request_id=request_id, step=step)
     finally:
         db.dispose()
 
@@ -55,16 +57,16 @@ def sink_for(session, facility: str, store, settings: Settings):
                             open_document=store.open)
 
 
-def handoff_of(session, req: RecordsRequest, queue: str) -> Handoff:
+def handoff_of(session, req: RecordsRequest, queue: str, *, clock: Clock) -> Handoff:
     """What the sink receives: ids, clean documents, and the request resource (for file pickups)."""
     documents = tuple(HandoffDocument(d.id, d.kind, d.filename, d.content_type, d.size, d.sha256, d.storage_key)
                       for d in req.documents if d.scan_status == "clean" and d.kind != "release")
     return Handoff(request_id=req.id, facility=req.facility, queue=queue, status=req.status,
                    due_on=req.due_on.isoformat() if req.due_on else None, documents=documents,
-                   resource=RequestSchema().dump(resource(session, req)))
+                   resource=RequestSchema().dump(resource(session, req, on=clock.today())))
 
 
-def hand_over(db: Database, store, settings: Settings, *, request_id: str, step: str) -> dict:
+def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_id: str, step: str) -> dict:
     """Deliver once: skip a step already done or a request closed meanwhile; a sink failure raises (retry).
 
     The sink is called outside any transaction, so a slow facility system never holds the database.
@@ -82,7 +84,8 @@ def hand_over(db: Database, store, settings: Settings, *, request_id: str, step:
             receipt = {"sink": "review"}  # reviewers work it through the staff API
         else:
             receipt = None
-            sink, handoff = sink_for(session, req.facility, store, settings), handoff_of(session, req, queue)
+            sink = sink_for(session, req.facility, store, settings)
+            handoff = handoff_of(session, req, queue, clock=clock)
     if sink is not None:
         receipt = sink.deliver(handoff)
     try:

@@ -6,12 +6,11 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from gateway.auth.web import audit_context, current_principal, requires
-from gateway.intake.assessment import today
 from gateway.intake.schemas import RequestSchema, Text
 from gateway.intake.views import present, visible_request
 from gateway.routing import staff
 from gateway.schemas import Timestamp
-from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, idempotent, settings
+from gateway.web import IDEMPOTENCY_HEADER, adapters, clock, db_session, idempotent
 
 blp = Blueprint("staff", __name__, description="Facility records teams: queue, claim, transitions.")
 
@@ -63,7 +62,7 @@ def facility_queue(args, code):
     principal = current_principal()
     items, next_cursor = staff.queue_page(db_session(), principal, code, status=args.get("status"),
                                           queue=args.get("queue"), limit=args["limit"], cursor=args["cursor"],
-                                          today=today(settings().facility_timezone))
+                                          today=clock().today())
     from gateway.intake.service import audit_read
 
     audit_read(adapters().db, principal, "queue.read", "facility", code, audit_context())

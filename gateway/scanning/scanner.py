@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
+
+from gateway.clock import utcnow
 
 
 class ScanStatus(enum.Enum):
@@ -22,8 +24,8 @@ class ScanStatus(enum.Enum):
 
 
 def utc_now() -> datetime:
-    """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    """The current time as an aware UTC datetime (from the one clock module)."""
+    return utcnow()
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
+from gateway.clock import utcnow
 from gateway.storage.store import (
     CLEAN,
     MAX_DOWNLOAD_URL_SECONDS,
@@ -27,7 +28,7 @@ _CHUNK_SIZE = 64 * 1024
 
 
 def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    return utcnow()
 
 
 @dataclass

@@ -7,13 +7,14 @@ SHA-256 of each document lives (the ``sha256`` object tag) and why.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from gateway.clock import utcnow
 from gateway.storage.s3_upload import MISSING_CODES, S3StagedUpload, tag_set, translated
 from gateway.storage.store import (
     CLEAN,
@@ -197,7 +198,7 @@ class S3DocumentStore:
         """Abort old multipart uploads and delete old pending objects; return the count."""
         if older_than < timedelta(0):
             raise ValueError("older_than must not be negative")
-        cutoff = datetime.now(UTC) - older_than
+        cutoff = utcnow() - older_than
         removed = 0
         with translated("sweep_staging"):
             uploads = self.client.get_paginator("list_multipart_uploads")

@@ -62,6 +62,7 @@ def test_redis_fixture_comes_back_after_a_test_stopped_it(redis_url):
     assert redis_client(redis_url).ping()
 
 
+@pytest.mark.integration  # starts a real redis-server
 def test_redis_with_its_own_workdir(tmp_path):
     with RedisProcess(workdir=tmp_path) as server:
         assert redis_client(server.url).ping()
@@ -99,6 +100,7 @@ def test_moto_restart_loses_state(moto_service):
     assert "restart-probe-bucket" not in names
 
 
+@pytest.mark.integration  # starts a real moto server
 def test_moto_refuses_a_taken_port():
     with MotoServerProcess() as first:
         second = MotoServerProcess(port=first.port)

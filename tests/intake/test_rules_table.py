@@ -24,6 +24,9 @@ from gateway.intake.rules import (
 )
 from gateway.intake.rules.catalogue import CATALOGUE
 
+# Judged against the facilities' calendar: .ci/run repeats these with the machine in far time zones.
+pytestmark = pytest.mark.date_sensitive
+
 TODAY = date(2026, 11, 23)
 DELETE = object()
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.factories import make_tenant, make_user
+from tests.factories import facility_today, make_tenant, make_user
 from tests.portal.test_browser import fill_request, sign_in
 
 AXE = Path(__file__).resolve().parents[2] / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -50,7 +50,7 @@ def test_main_pages_pass_an_automated_wcag_audit(portal_site, new_page, db, axe_
     audit(page, axe_source, "sign-in with an error")
     sign_in(page, firm.admin_email)
     audit(page, axe_source, "request list")
-    today = date.today()
+    today = facility_today()
     fill_request(page, "community-practices", signed_on=today - timedelta(days=100),
                  expires_on=today - timedelta(days=2))
     audit(page, axe_source, "new request, authorization step with a live deficiency")

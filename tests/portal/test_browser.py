@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import samples
-from tests.factories import FACILITY_NAMES, PASSWORD, make_tenant, make_user
+from tests.factories import FACILITY_NAMES, PASSWORD, facility_today, make_tenant, make_user
 from tests.portal.conftest import screenshot
 
 FACILITY_BUTTONS = {"lowell-general": "Lowell General Hospital", "melrosewakefield": "MelroseWakefield Hospital",
@@ -63,7 +63,7 @@ def fill_request(page, facility: str, *, signed_on: date, expires_on: date) -> N
     page.get_by_label("Visit notes").check()
     page.get_by_label("Lab results").check()
     page.get_by_label(re.compile(r"^From")).fill("2025-01-01")
-    page.get_by_label(re.compile(r"^To\b")).fill(str(date.today() - timedelta(days=30)))
+    page.get_by_label(re.compile(r"^To\b")).fill(str(facility_today() - timedelta(days=30)))
     page.locator("#step-records").get_by_role("button", name="Next").click()
     page.get_by_label("Recipient’s name").fill("Smith & Jones LLP")
     page.get_by_label("Recipient’s address").fill("1 Main St, Boston")
@@ -117,7 +117,7 @@ def wait_for_status(page, status: str, timeout: float = 30) -> None:
 def test_file_fix_and_submit_a_request_for_each_facility(portal_site, new_page, firm, facility, tmp_path):
     page = new_page(portal_site)
     sign_in(page, firm.requester_email)
-    today = date.today()
+    today = facility_today()
     fill_request(page, facility, signed_on=today - timedelta(days=100), expires_on=today - timedelta(days=2))
     # Live checks explain the problem beside the field before anything is saved.
     expired = page.locator('[data-messages-for="authorization.expires_on"] [data-code="AUTH_EXPIRED"]')
@@ -163,7 +163,7 @@ def test_file_fix_and_submit_a_request_for_each_facility(portal_site, new_page, 
 def test_eicar_upload_shows_the_malware_message_and_stores_nothing(portal_site, new_page, firm):
     page = new_page(portal_site)
     sign_in(page, firm.requester_email)
-    today = date.today()
+    today = facility_today()
     fill_request(page, "tufts-mc", signed_on=today - timedelta(days=3), expires_on=today + timedelta(days=100))
     page.get_by_role("button", name="Save and add documents").click()
     upload(page, samples.eicar(), "scan.pdf")
@@ -178,7 +178,7 @@ def test_eicar_upload_shows_the_malware_message_and_stores_nothing(portal_site, 
 def test_staff_return_requester_resubmits_staff_fulfils_requester_downloads(portal_site, new_page, firm, db):
     requester = new_page(portal_site)
     sign_in(requester, firm.requester_email)
-    today = date.today()
+    today = facility_today()
     fill_request(requester, "melrosewakefield", signed_on=today - timedelta(days=3),
                  expires_on=today + timedelta(days=100))
     requester.get_by_role("button", name="Save and add documents").click()
@@ -236,7 +236,7 @@ def test_staff_return_requester_resubmits_staff_fulfils_requester_downloads(port
 def test_second_firm_cannot_open_the_first_firms_request(portal_site, new_page, firm, db):
     owner = new_page(portal_site)
     sign_in(owner, firm.requester_email)
-    today = date.today()
+    today = facility_today()
     fill_request(owner, "lowell-general", signed_on=today - timedelta(days=3), expires_on=today + timedelta(days=90))
     owner.get_by_role("button", name="Save and add documents").click()
     expect(owner.locator('h1 [data-status="draft"]')).to_be_visible()

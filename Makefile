@@ -1,6 +1,7 @@
 # Two commands for a newcomer: `make run` (the whole stack, in the foreground)
-# and `make test` (the whole suite).  Both create or refresh .venv themselves
-# and install the Debian packages they need when run as root.
+# and `make test` (the whole suite).  Both create or refresh .venv themselves,
+# from the locked versions in requirements/, and install the Debian packages
+# they need when run as root.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,13 +10,17 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 # axe-core, for the portal's automated accessibility audit (tests/portal/test_accessibility.py).
 AXE    := .cache/axe/node_modules/axe-core/axe.min.js
+# Between them, these two zones put the machine's date apart from Massachusetts' at every hour of the day.
+FAR_ZONES := Pacific/Kiritimati Pacific/Pago_Pago
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test bench lint debian-packages clean
+.PHONY: run test test-fast test-dates bench screenshots lint lock audit debian-packages clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -r requirements/dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 debian-packages:
@@ -30,11 +35,37 @@ run: debian-packages $(STAMP)
 test: debian-packages $(STAMP) $(AXE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The unit tier: service logic with fakes, no service started (tests/conftest.py marks the tiers).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
+
+# The date-sensitive tests again, with the machine in each far time zone (the rules judge Boston's date).
+test-dates: debian-packages $(STAMP) $(AXE)
+	@for zone in $(FAR_ZONES); do \
+		echo "== TZ=$$zone"; \
+		TZ=$$zone $(PY) -m pytest -q -m date_sensitive $(PYTEST_ARGS) || exit 1; \
+	done
+
 bench: debian-packages $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench --profile short
+
+# Refresh the README's portal pictures on purpose (test runs write theirs under var/, which is ignored).
+screenshots: debian-packages $(STAMP)
+	GATEWAY_SCREENSHOTS_DIR=$(CURDIR)/docs/portal-screenshots $(PY) -m pytest -q tests/portal/test_browser.py -k sqlite
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests infra bench
 
+# Re-resolve requirements/*.lock from setup.cfg (the development lock is held to the runtime one).
+lock: $(STAMP)
+	$(PIP_COMPILE) --upgrade --output-file requirements/runtime.lock setup.cfg
+	$(PIP_COMPILE) --upgrade --extra test --extra dev --constraint requirements/runtime.lock \
+		--output-file requirements/dev.lock setup.cfg
+
+# Known advisories in the locked versions (needs the advisory service; not part of `make test`).
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --no-deps --disable-pip --requirement requirements/runtime.lock
+	$(VENV)/bin/pip-audit --no-deps --disable-pip --requirement requirements/dev.lock
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .cache var/test-artifacts

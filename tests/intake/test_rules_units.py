@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import replace
 from datetime import date, datetime
@@ -29,6 +28,9 @@ from gateway.intake.rules import (
     required_documents,
 )
 from tests.intake.test_rules_table import BASE_CTX, COMMUNITY, SCENARIOS, TUFTS, body, docs
+
+# Judged against the facilities' calendar: .ci/run repeats these with the machine in far time zones.
+pytestmark = pytest.mark.date_sensitive
 
 # --- names_match ---------------------------------------------------------------------------------
 
@@ -242,17 +244,35 @@ def test_satisfied_only_when_present_and_clean():
 
 # --- catalogue, registry and the table -------------------------------------------------------------
 
-def _rules_md() -> Path | None:
-    candidates = [os.environ.get("RULES_MD"), Path(__file__).resolve().parents[2].parent / "shared" / "RULES.md"]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+RULES_DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+_ROW = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|(.*)\|\s*$")
 
 
-def test_catalogue_codes_equal_the_codes_of_rules_md():
-    path = _rules_md()
-    if path is None:
-        pytest.skip("RULES.md not found at ../shared/RULES.md (set RULES_MD to its path)")
-    codes = set(re.findall(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`", path.read_text(encoding="utf-8")))
-    assert set(CATALOGUE) == codes
+def documented_rules() -> dict[str, tuple[str, str, str]]:
+    """docs/rules.md's code tables: code → (section heading, citation, message)."""
+    out, section = {}, None
+    for line in RULES_DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        match = _ROW.match(line)
+        if match:
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", match.group(2))]
+            assert len(cells) == 2, f"row of {match.group(1)} needs citation and message: {line}"
+            assert match.group(1) not in out, f"{match.group(1)} is documented twice"
+            out[match.group(1)] = (section, *cells)
+    return out
+
+
+def test_docs_rules_md_documents_exactly_the_catalogue():
+    """The project's own rules page (docs/rules.md) and the code's catalogue say the same thing."""
+    documented = documented_rules()
+    assert set(documented) == set(CATALOGUE), "codes differ between docs/rules.md and the catalogue"
+    for code, info in CATALOGUE.items():
+        assert documented[code] == (info.section, info.citation, info.message), code
+
+
+def test_docs_rules_md_lists_codes_in_catalogue_order():
+    assert list(documented_rules()) == list(CATALOGUE)
 
 
 def test_catalogue_entries_are_complete():

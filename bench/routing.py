@@ -57,9 +57,9 @@ from sqlalchemy import select
 from bench._stack import BenchStack
 from gateway.adapters import build_redis
 from gateway.app import create_app
+from gateway.outbox import OutboxMessage
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
-from gateway.routing.models import OutboxMessage
 from gateway.routing.queues import LEGAL_REVIEW, SENSITIVE_REVIEW, facility_queue
 from tests.factories import bearer, request_body
 from tests.samples import minimal_pdf

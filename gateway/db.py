@@ -121,6 +121,28 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def write_transaction(self) -> Iterator[Session]:
+        """A transaction that will write and must not interleave with another writer's read-then-write.
+
+        On SQLite it takes the database's write lock at once (BEGIN IMMEDIATE), so what it reads cannot
+        change before it writes; other writers wait (busy_timeout), readers carry on (WAL).  On PostgreSQL
+        it is an ordinary transaction: row locks come from `SELECT ... FOR UPDATE` (see
+        `gateway.intake.lifecycle.locked_request`).  Never open a second writing transaction (such as
+        `audit.record_now`) inside one: on SQLite it would wait for this one's lock.
+        """
+        session = self.sessions()
+        try:
+            if self.is_sqlite:
+                session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
     def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
         with self.engine.connect() as connection:

@@ -84,6 +84,12 @@ class Conflict(GatewayError):
     status, code, title = 409, "CONFLICT", "Conflict"
 
 
+class PreconditionFailed(GatewayError):
+    """An If-Match named a version the request no longer has: nothing was changed."""
+
+    status, code, title = 412, "PRECONDITION_FAILED", "Precondition failed"
+
+
 class PayloadTooLarge(GatewayError):
     status, code, title = 413, "FILE_TOO_LARGE", "Payload too large"
 
@@ -113,7 +119,8 @@ class ServiceUnavailable(GatewayError):
 # Werkzeug's HTTP errors mapped to stable codes.
 _HTTP_CODES = {
     400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE",
+    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 409: "CONFLICT", 412: "PRECONDITION_FAILED",
+    413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE", 422: "VALIDATION_FAILED", 429: "RATE_LIMITED",
 }
 # Our own wording, so an unknown route and someone else's object read the same.

@@ -1,6 +1,7 @@
 """Every domain's models imported in one place, so Alembic sees one complete metadata."""
 
 from gateway import idempotency as _idempotency  # noqa: F401
+from gateway import outbox as _outbox  # noqa: F401
 from gateway.audit import models as _audit  # noqa: F401
 from gateway.auth import models as _auth  # noqa: F401
 from gateway.db import Base

@@ -52,6 +52,14 @@ IDEMPOTENCY_HEADER = {
 }
 
 
+IF_MATCH_HEADER = {
+    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string", "maxLength": 100,
+                                                                      "example": '"3"'},
+    "description": "The request's ETag (its version, quoted). When it names an older version the change is "
+                   "refused with 412 PRECONDITION_FAILED and nothing changes.",
+}
+
+
 def idempotent(view):
     """Decorator for JSON POSTs honouring `Idempotency-Key`; place it outside `@blp.response`."""
     import functools

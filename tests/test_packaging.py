@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,13 +31,19 @@ IMPORT_EVERYTHING = textwrap.dedent("""
 
 @pytest.mark.integration  # builds a virtual environment and installs into it from the package index
 def test_pip_install_dot_without_extras_imports_every_module(tmp_path):
+    # A copy of what a source distribution holds, so the build leaves nothing behind in the checkout.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "gateway", source / "gateway", ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     # The lock only pins versions (a constraint installs nothing by itself): what gets installed is exactly
     # what setup.cfg's install_requires asks for, without the test or dev extras.
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              "--constraint", str(ROOT / "requirements" / "runtime.lock"), str(ROOT)],
+                              "--constraint", str(ROOT / "requirements" / "runtime.lock"), str(source)],
                              capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert install.returncode == 0, install.stderr[-3000:]
     import json

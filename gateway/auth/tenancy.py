@@ -60,12 +60,21 @@ def get_visible(session: Session, principal: Principal, model: type, object_id: 
     row = session.scalars(visible_select(principal, model).where(key == object_id)).one_or_none()
     if row is not None:
         return row
-    if db is not None and session.get(model, object_id) is not None:
-        # It exists but belongs to another tenant: the caller sees a 404, the auditor sees the probe.
+    if db is not None:
+        audit_probe(db, principal, model, object_id, audit_context)
+    raise NotFound()
+
+
+def audit_probe(db: Database, principal: Principal, model: type, object_id: str,
+                audit_context: dict | None = None) -> None:
+    """After a NotFound: if the row exists, it belongs to another tenant — audit the probe as a denial."""
+    with db.sessions() as session:
+        exists = session.get(model, object_id) is not None
+    if exists:
+        # The caller sees a 404 identical to a missing row; the auditor sees the probe.
         record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="access.denied",
                    result="denied", object_type=model.__tablename__, object_id=str(object_id),
                    **(audit_context or {}))
-    raise NotFound()
 
 
 def _is_admin(principal: Principal) -> bool:

@@ -37,8 +37,8 @@ def outbox_relay(ctx, once, as_json):
     dispatcher = RqDispatcher(build_redis(ctx.settings))
     if once:
         result = relay.publish_due(ctx.db, dispatcher, batch=ctx.settings.outbox_batch_size)
-        emit({"published": result.published, "deferred": result.deferred}, as_json,
-             f"published {result.published}, deferred {result.deferred}")
+        emit({"published": result.published, "deferred": result.deferred, "notified": result.notified}, as_json,
+             f"published {result.published}, deferred {result.deferred}, notified {result.notified}")
         return
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import Organization
+from gateway.auth.principal import Principal
 from gateway.facilities.service import get_facility
 from gateway.intake import rules
+from gateway.intake.access import document_visible_to
 from gateway.intake.models import RecordsRequest, Revocation
 from gateway.intake.schemas import SECTIONS
 from gateway.intake.service import body_of
@@ -96,8 +98,11 @@ def assess_request(session: Session, req: RecordsRequest, *, on: date,
     return assess(session, body_of(req), org=org, documents=req.documents, on=on, submitted_on=submitted_on)
 
 
-def resource(session: Session, req: RecordsRequest, *, on: date) -> dict:
-    """The request resource (API.md "The request resource"), assessed as of `on` (the clock's today)."""
+def resource(session: Session, req: RecordsRequest, *, on: date, viewer: Principal | None) -> dict:
+    """The request resource (API.md "The request resource") as `viewer` may see it, assessed as of `on`.
+
+    `viewer` None is the gateway itself handing the request to its facility (every document).
+    """
     body = body_of(req)
     if req.status in LIVE_STATUSES:
         live = assess_request(session, req, on=on)
@@ -112,7 +117,11 @@ def resource(session: Session, req: RecordsRequest, *, on: date) -> dict:
         "id": req.id, "reference": req.reference, "status": req.status, "facility": req.facility,
         "pathway": req.pathway, "purpose": req.purpose, "public_benefit_claim": req.public_benefit_claim,
         "fee_waiver_requested": req.fee_waiver_requested, "instructions": req.instructions,
-        "documents": list(req.documents), "required_documents": required, "deficiencies": deficiencies,
+        "documents": [d for d in req.documents if viewer is None or document_visible_to(viewer, req, d)],
+        "required_documents": required, "deficiencies": deficiencies, "version": req.version,
+        "hold_reason": req.hold_reason,
+        # Which clerk works it is the records team's business.
+        "assigned_to": None if viewer is not None and viewer.is_requester else req.assigned_to,
         "routing": {"queue": req.routing_queue, "routed_at": req.routed_at} if req.routing_queue else None,
         "fee_estimate": fee, "due_on": due,
         "created_at": req.created_at, "updated_at": req.updated_at, "submitted_at": req.submitted_at,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base, UTCDateTime, new_id, utcnow
 
-STATUSES = ("draft", "submitted", "routed", "in_progress", "on_hold", "fulfilled", "returned", "denied",
-            "cancelled")
+STATUSES = ("draft", "submitted", "routed", "in_progress", "on_hold", "awaiting_payment", "fulfilled", "returned",
+            "denied", "cancelled")
 # A reference is unique per organization only among requests still open.
 CLOSED_STATUSES = ("fulfilled", "denied", "cancelled")
 _OPEN = text("status NOT IN ('fulfilled', 'denied', 'cancelled')")
@@ -34,6 +34,10 @@ class RecordsRequest(Base):
     created_by: Mapped[str] = mapped_column(String(80))
     reference: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), default="draft")
+    # +1 on every change (status, body, documents, assignment): the resource's ETag, checked by If-Match.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Why an on_hold request is held; AUTH_REVOKED leaves the hold only as returned or denied.
+    hold_reason: Mapped[str | None] = mapped_column(String(40))
     facility: Mapped[str] = mapped_column(String(64))
     pathway: Mapped[str] = mapped_column(String(20))
     purpose: Mapped[str] = mapped_column(String(40))
@@ -75,6 +79,8 @@ class RequestEvent(Base):
     actor: Mapped[str] = mapped_column(String(80))
     # Codes, reasons and ids only; free text from staff is kept but never PHI we put there.
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Entries the requester must not see (a release uploaded or withdrawn before the request is fulfilled).
+    staff_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Document(Base):
@@ -130,5 +136,7 @@ class Revocation(Base):
     recipient: Mapped[str] = mapped_column(String(200))
     effective_on: Mapped[date] = mapped_column(Date)
     facility: Mapped[str | None] = mapped_column(String(64))
+    # The patient's written revocation, when it was uploaded as a document.
+    document_id: Mapped[str | None] = mapped_column(String(36))
     recorded_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

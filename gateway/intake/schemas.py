@@ -197,6 +197,11 @@ class RequestSchema(RequestCreateSchema):
 
     id = fields.String()
     status = fields.String(validate=validate.OneOf(STATUSES))
+    version = fields.Integer(metadata={"description": "+1 on every change; the ETag. Send it back in If-Match "
+                                                      "to change the request only if nobody changed it since."})
+    hold_reason = fields.String(allow_none=True, metadata={"description": "Why an on_hold request is held "
+                                                                          "(AUTH_REVOKED: a patient revocation)."})
+    assigned_to = fields.String(allow_none=True, metadata={"description": "The records clerk working it."})
     documents = fields.List(fields.Nested(DocumentSchema))
     required_documents = fields.List(fields.Dict())
     deficiencies = fields.List(fields.Dict())
@@ -251,6 +256,9 @@ class RevocationCreateSchema(Strict):
     patient = fields.Nested("RevokingPatientSchema", required=True)
     recipient = Text(200, required=True, validate_also=validate.Length(min=1))
     effective_on = PlausibleDate(required=True)
+    document_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=36),
+                                metadata={"description": "The written revocation, if uploaded as a document of a "
+                                                         "request you work."})
 
 
 class RevokingPatientSchema(Strict):
@@ -263,5 +271,7 @@ class RevocationSchema(Schema):
     id = fields.String()
     recipient = fields.String()
     effective_on = fields.Date()
-    flagged_requests = fields.List(fields.String(), metadata={"description": "open requests it touches"})
+    document_id = fields.String(allow_none=True)
+    held_requests = fields.List(fields.String(), metadata={
+        "description": "Open requests it put on hold (AUTH_REVOKED) that you may see."})
     created_at = Timestamp()

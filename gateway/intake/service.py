@@ -1,14 +1,18 @@
-"""The request resource: create, read, list, cancel, and its timeline.
+"""The request resource: create, read, list, edit, cancel, and its timeline.
 
-Service functions take the session and the principal; every read goes through
-the tenant guard, and every change writes its timeline event and its audit
-entry in the same transaction, so neither can be lost without the other.
+Service functions own their transactions: the ones that change a request take
+the database and run inside the lifecycle's row lock (`lifecycle.locked_request`),
+so an edit, a submit, a claim and a cancel of one request never interleave.
+Every read goes through the tenant guard, and every change writes its timeline
+event and its audit entry in the same transaction, so neither can be lost
+without the other.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -16,15 +20,20 @@ from sqlalchemy.orm import Session
 from gateway.audit.service import record, record_now
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import get_visible, visible_select
-from gateway.db import Database, utcnow
-from gateway.errors import Conflict, Forbidden
-from gateway.intake import access  # noqa: F401  (registers the tenant rules)
+from gateway.db import Database
+from gateway.errors import BadRequest, Conflict, Forbidden, Unprocessable, flatten_messages
+from gateway.intake import (
+    access,  # noqa: F401  (registers the tenant rules)
+    lifecycle,
+)
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest, RequestEvent
 from gateway.intake.schemas import SECTIONS, RequestCreateSchema
 from gateway.pagination import keyset_page
 
-CANCELLABLE = ("draft", "submitted", "routed")
-EDITABLE = ("draft", "returned")  # requesters may add documents while they can still fix the request
+CANCELLABLE = ("draft", "submitted", "routed", "returned")
+EDITABLE = ("draft", "returned")  # requesters change a request only while it is theirs to fix
+# Fixed once a request has been submitted: a different facility or legal basis is a new request.
+LOCKED_AFTER_SUBMIT = ("facility", "pathway")
 _BODY = RequestCreateSchema()
 
 
@@ -33,34 +42,49 @@ def duplicate_reference() -> Conflict:
     return Conflict("You already have an open request with this reference.", code="DUPLICATE_REFERENCE")
 
 
-def create_request(session: Session, *, principal: Principal, body: dict, audit_ctx: dict) -> RecordsRequest:
-    """Store a new draft from a validated create body."""
+def load_create_body(data) -> dict:
+    """Validate a create body (JSON already decoded); 422 with one error per field."""
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", code="BODY_NOT_JSON")
+    try:
+        return _BODY.load(data)
+    except ValidationError as error:
+        raise Unprocessable("The request body has invalid fields; see errors.",
+                            errors=flatten_messages(error.messages)) from None
+
+
+def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict) -> str:
+    """Store a new draft from a validated create body; returns its id."""
     if not principal.is_requester or not principal.org_id:
         raise Forbidden("Only requester organizations create requests.")
-    if _open_reference_exists(session, principal.org_id, body["reference"]):
-        raise duplicate_reference()
-    stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
-    req = RecordsRequest(
-        org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
-        facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"],
-        public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
-        instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
-    try:
-        with session.begin_nested():
-            session.add(req)
-            session.flush()
-    except IntegrityError:  # a concurrent create won the race for this reference
-        raise duplicate_reference() from None
-    add_event(session, req, "created", principal.audit_actor)
-    record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
-           object_type="request", object_id=req.id, **audit_ctx)
-    return req
+    with db.transaction() as session:
+        if _open_reference_exists(session, principal.org_id, body["reference"]):
+            raise duplicate_reference()
+        stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
+        req = RecordsRequest(
+            org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
+            facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
+            public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
+            instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
+        try:
+            with session.begin_nested():
+                session.add(req)
+                session.flush()
+        except IntegrityError:  # a concurrent create won the race for this reference
+            raise duplicate_reference() from None
+        lifecycle.add_event(session, req, "created", principal.audit_actor)
+        record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
+               object_type="request", object_id=req.id, **audit_ctx)
+        return req.id
 
 
-def _open_reference_exists(session: Session, org_id: str, reference: str) -> bool:
-    return session.scalar(select(RecordsRequest.id).where(
+def _open_reference_exists(session: Session, org_id: str, reference: str, *, other_than: str | None = None) -> bool:
+    query = select(RecordsRequest.id).where(
         RecordsRequest.org_id == org_id, RecordsRequest.reference == reference,
-        RecordsRequest.status.not_in(CLOSED_STATUSES)).limit(1)) is not None
+        RecordsRequest.status.not_in(CLOSED_STATUSES))
+    if other_than:
+        query = query.where(RecordsRequest.id != other_than)
+    return session.scalar(query.limit(1)) is not None
 
 
 def body_of(req: RecordsRequest) -> dict:
@@ -72,11 +96,9 @@ def body_of(req: RecordsRequest) -> dict:
     return _BODY.load(stored)
 
 
-def add_event(session: Session, req: RecordsRequest, type_: str, actor: str, **detail) -> RequestEvent:
-    """Append to the request's timeline (status is the request's status after the event)."""
-    event = RequestEvent(request_id=req.id, type=type_, status=req.status, actor=actor, detail=detail, at=utcnow())
-    session.add(event)
-    return event
+def stored_body(req: RecordsRequest) -> dict:
+    """The request's create body in its JSON form (dates as ISO strings)."""
+    return _BODY.dump(body_of(req))
 
 
 def get_request(session: Session, principal: Principal, request_id: str, *, db: Database,
@@ -110,46 +132,15 @@ def list_requests(session: Session, principal: Principal, *, status: str | None 
 
 
 def list_events(session: Session, principal: Principal, req: RecordsRequest, *, limit: int, cursor: str | None):
-    """The request's timeline, oldest first."""
+    """The request's timeline as the principal may see it, oldest first."""
     query = visible_select(principal, RequestEvent).where(RequestEvent.request_id == req.id)
     return keyset_page(session, query, columns=[RequestEvent.id], limit=limit, cursor=cursor, descending=False)
 
 
-def cancel_request(session: Session, *, principal: Principal, req: RecordsRequest, audit_ctx: dict) -> None:
-    """Cancel from draft, submitted or routed; 409 from anything later."""
-    if not principal.is_requester:
-        raise Forbidden("Only the requesting organization cancels a request.")
-    transition(session, req, "cancelled", actor=principal.audit_actor, allowed_from=CANCELLABLE,
-               audit_ctx=audit_ctx, org_id=principal.org_id)
-
-
-def transition(session: Session, req: RecordsRequest, to: str, *, actor: str, allowed_from, audit_ctx: dict,
-               org_id: str | None, event_type: str = "status_changed", **detail) -> None:
-    """Move a request to `to` if its current status allows it; timeline event and audit in this transaction."""
-    if req.status not in allowed_from:
-        raise Conflict(f"A {req.status} request cannot become {to}.", code="INVALID_TRANSITION")
-    previous, req.status, req.updated_at = req.status, to, utcnow()
-    add_event(session, req, event_type, actor, previous=previous, **detail)
-    record(session, actor=actor, org_id=org_id, action=f"request.{to}", object_type="request", object_id=req.id,
-           **audit_ctx)
-    notify_status(session, req, previous, reasons=detail.get("reasons"))
-
-
-def notify_status(session: Session, req: RecordsRequest, previous: str, *, reasons=None) -> None:
-    """Tell the requester's systems (webhooks) about a status change, in the same transaction."""
-    from gateway.webhooks.service import emit
-
-    data = {"request_id": req.id, "status": req.status, "previous_status": previous,
-            "occurred_at": req.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    if reasons:
-        data["reasons"] = list(reasons)
-    emit(session, org_id=req.org_id, event_type="request.status_changed", data=data)
-
-
 def ensure_editable(req: RecordsRequest) -> None:
-    """Requesters change documents only while the request is a draft or was returned to them."""
+    """Requesters change a request only while it is a draft or was returned to them."""
     if req.status not in EDITABLE:
-        raise Conflict(f"Documents cannot be added to a {req.status} request.", code="REQUEST_NOT_EDITABLE")
+        raise Conflict(f"A {req.status} request cannot be changed.", code="REQUEST_NOT_EDITABLE")
 
 
 def merge_patch(target, patch):
@@ -165,43 +156,47 @@ def merge_patch(target, patch):
     return result
 
 
-def stored_body(req: RecordsRequest) -> dict:
-    """The request's create body in its JSON form (dates as ISO strings)."""
-    return _BODY.dump(body_of(req))
+def update_request(db: Database, *, principal: Principal, request_id: str, audit_ctx: dict,
+                   patch: dict | None = None, body: dict | None = None, if_match: str | None = None) -> list[str]:
+    """Edit a draft or returned request, under its lock: a merge `patch` of its body, or a whole new `body`.
 
-
-def update_request(session: Session, *, principal: Principal, req: RecordsRequest, body: dict,
-                   audit_ctx: dict) -> list[str]:
-    """Replace a draft's or returned request's body with a validated new one; returns changed sections."""
+    The result is checked as a create body (422); `facility` and `pathway` are fixed once the request
+    has been submitted (409 FIELD_LOCKED).  Returns the changed sections.
+    """
     if not principal.is_requester:
         raise Forbidden("Only the requesting organization changes a request.")
-    ensure_editable(req)
-    if body["reference"] != req.reference and _open_reference_exists(session, req.org_id, body["reference"]):
-        raise duplicate_reference()
-    old, new = stored_body(req), _BODY.dump(body)
-    changed = sorted(k for k in new if new[k] != old.get(k))
-    for name in ("reference", "facility", "pathway", "purpose", "public_benefit_claim", "fee_waiver_requested",
-                 "instructions", *SECTIONS):
-        setattr(req, name, new[name] if name in SECTIONS else body[name])
-    req.updated_at = utcnow()
-    add_event(session, req, "updated", principal.audit_actor, fields=changed)
-    record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.update",
-           object_type="request", object_id=req.id, **audit_ctx)
-    return changed
+    with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
+        ensure_editable(req)  # a locked request answers 409 whatever the patch says
+        if body is None:
+            body = load_create_body(merge_patch(stored_body(req), patch or {}))
+        if req.submitted_at is not None:
+            locked = [name for name in LOCKED_AFTER_SUBMIT if body[name] != getattr(req, name)]
+            if locked:
+                from gateway.errors import FieldError
+
+                raise Conflict("The facility and the legal basis of a submitted request cannot change; create a "
+                               "new request instead.", code="FIELD_LOCKED",
+                               errors=[FieldError("FIELD_LOCKED", name, "fixed once submitted") for name in locked])
+        if body["reference"] != req.reference and _open_reference_exists(session, req.org_id, body["reference"],
+                                                                         other_than=req.id):
+            raise duplicate_reference()
+        old, new = stored_body(req), _BODY.dump(body)
+        changed = sorted(k for k in new if new[k] != old.get(k))
+        for name in ("reference", "facility", "pathway", "purpose", "public_benefit_claim", "fee_waiver_requested",
+                     "instructions", *SECTIONS):
+            setattr(req, name, new[name] if name in SECTIONS else body[name])
+        lifecycle.touch(req)
+        lifecycle.add_event(session, req, "updated", principal.audit_actor, fields=changed)
+        lifecycle.audit_change(session, req, "request.update", actor=principal.audit_actor,
+                               org_id=principal.org_id, audit_ctx=audit_ctx)
+        return changed
 
 
-def mark_routed(session: Session, request_id: str, queue: str, *, now: datetime | None = None) -> RecordsRequest | None:
-    """A queue now has the request: record where and when (first routing makes it `routed`)."""
-    req = session.get(RecordsRequest, request_id)
-    if req is None or req.status in CLOSED_STATUSES:
-        return None  # cancelled meanwhile: the job will find it closed and do nothing
-    previous = req.status
-    req.routing_queue, req.routed_at, req.updated_at = queue, now or utcnow(), utcnow()
-    if req.status == "submitted":
-        req.status = "routed"
-    add_event(session, req, "routed", "gateway", queue=queue, previous=previous)
-    record(session, actor="gateway", org_id=req.org_id, action="request.routed", object_type="request",
-           object_id=req.id)
-    if req.status != previous:
-        notify_status(session, req, previous)
-    return req
+def cancel_request(db: Database, *, principal: Principal, request_id: str, audit_ctx: dict,
+                   reason: str | None = None, if_match: str | None = None) -> None:
+    """Cancel a draft, submitted, routed or returned request (the reason, if any, is recorded)."""
+    if not principal.is_requester:
+        raise Forbidden("Only the requesting organization cancels a request.")
+    with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
+        lifecycle.move(session, req, "cancelled", actor=principal.audit_actor, audit_ctx=audit_ctx,
+                       org_id=principal.org_id, note=reason)

@@ -1,15 +1,20 @@
-"""`/v1/requests`: create, read, list, cancel, timeline."""
+"""`/v1/requests`: create, read, list, edit, cancel, validate, submit, timeline.
+
+Views parse, call one service function (which owns its transaction), and
+render.  Every response about one request carries `ETag: "<version>"`, and
+every change accepts `If-Match` (412 PRECONDITION_FAILED when stale).
+"""
 
 from __future__ import annotations
 
 from flask import jsonify, request, url_for
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from marshmallow import Schema
 
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, current_principal, requires
-from gateway.errors import BadRequest, Unprocessable, flatten_messages
-from gateway.intake import assessment, one_shot, service, submission
+from gateway.errors import BadRequest
+from gateway.intake import assessment, lifecycle, one_shot, service, submission
 from gateway.intake.documents import REQUESTER_KINDS
 from gateway.intake.rules import CATALOGUE
 from gateway.intake.schemas import (
@@ -18,30 +23,21 @@ from gateway.intake.schemas import (
     RequestListArgsSchema,
     RequestPageSchema,
     RequestSchema,
+    Text,
     ValidationSchema,
 )
 from gateway.pagination import PageArgsSchema
-from gateway.web import IDEMPOTENCY_HEADER, adapters, clock, db_session, idempotent, run_idempotently
+from gateway.web import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, adapters, clock, db_session, idempotent, run_idempotently
 
 blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
 
 REQUESTERS = ("requester", "requester_admin")
 READERS = (*REQUESTERS, "facility_staff")
-
-
-def load_create_body(data) -> dict:
-    """Validate a create body (JSON already decoded); 422 with one error per field."""
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object.", code="BODY_NOT_JSON")
-    try:
-        return RequestCreateSchema().load(data)
-    except ValidationError as error:
-        raise Unprocessable("The request body has invalid fields; see errors.",
-                            errors=flatten_messages(error.messages)) from None
+load_create_body = service.load_create_body
 
 
 def json_body() -> dict:
-    """The request's JSON body, or 400 BODY_NOT_JSON."""
+    """The request's JSON body as a validated create body, or 400 BODY_NOT_JSON."""
     data = request.get_json(silent=True)
     if data is None:
         raise BadRequest("Send a JSON body with Content-Type: application/json.", code="BODY_NOT_JSON")
@@ -49,8 +45,19 @@ def json_body() -> dict:
 
 
 def present(req) -> dict:
-    """The request resource as every read returns it."""
-    return assessment.resource(db_session(), req, on=clock().today())
+    """The request resource as the caller may see it (every read returns it)."""
+    return assessment.resource(db_session(), req, on=clock().today(), viewer=current_principal())
+
+
+def render(request_id: str, status: int = 200, headers: dict | None = None):
+    """A changed request, read again after its service committed: (resource, status, headers with its ETag)."""
+    req = visible_request(request_id)
+    return present(req), status, {"ETag": lifecycle.etag(req), **(headers or {})}
+
+
+def if_match() -> str | None:
+    """The If-Match header, for the services to compare with the locked row's version."""
+    return request.headers.get("If-Match")
 
 
 ONE_SHOT_FORM = {"schema": {"type": "object", "required": ["request"], "properties": {
@@ -70,18 +77,23 @@ ONE_SHOT_FORM = {"schema": {"type": "object", "required": ["request"], "properti
 def create_request():
     """Create a draft (JSON), or in one shot with its documents (multipart, `?submit=true` to submit)."""
     if request.mimetype == "multipart/form-data":
-        return one_shot.create_one_shot(load_create_body, present)
+        return one_shot.create_one_shot(load_create_body, _created)
     return run_idempotently(_create_from_json)
 
 
-def _create_from_json():
-    body = json_body()
-    session = db_session()
-    req = service.create_request(session, principal=current_principal(), body=body, audit_ctx=audit_context())
-    session.commit()
-    response = jsonify(RequestSchema().dump(present(req)))
-    response.status_code, response.headers["Location"] = 201, url_for("requests.get_request", request_id=req.id)
+def _created(request_id: str):
+    resource, _status, headers = render(request_id, 201)
+    response = jsonify(RequestSchema().dump(resource))
+    response.status_code = 201
+    response.headers.update(headers)
+    response.headers["Location"] = url_for("requests.get_request", request_id=request_id)
     return response
+
+
+def _create_from_json():
+    request_id = service.create_request(adapters().db, principal=current_principal(), body=json_body(),
+                                        audit_ctx=audit_context())
+    return _created(request_id)
 
 
 @blp.route("", methods=["GET"])
@@ -106,47 +118,77 @@ def visible_request(request_id: str):
 @requires(*READERS, scope="requests:read")
 @blp.response(200, RequestSchema)
 def get_request(request_id):
-    """One request with its documents, status, deficiencies, fee estimate and due date."""
+    """One request with its documents, status, deficiencies, fee estimate and due date; ETag is its version."""
     req = visible_request(request_id)
     service.audit_read(adapters().db, current_principal(), "request.read", "request", req.id, audit_context())
-    return present(req)
+    return present(req), 200, {"ETag": lifecycle.etag(req)}
 
 
 @blp.route("/<request_id>", methods=["PATCH"])
 @requires(*REQUESTERS, scope="requests:write")
-@blp.doc(requestBody={"required": True, "description": "A JSON merge patch (RFC 7396) of the create body; "
+@blp.doc(parameters=[IF_MATCH_HEADER],
+         requestBody={"required": True, "description": "A JSON merge patch (RFC 7396) of the create body; "
                       "the result must be a valid create body.",
                       "content": {"application/merge-patch+json": {"schema": {"type": "object"}},
                                   "application/json": {"schema": {"type": "object"}}}})
 @blp.response(200, RequestSchema)
-@blp.alt_response(409, description="REQUEST_NOT_EDITABLE: only draft and returned requests change")
+@blp.alt_response(409, description="REQUEST_NOT_EDITABLE: only draft and returned requests change; FIELD_LOCKED: "
+                                   "facility and pathway are fixed once submitted")
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def update_request(request_id):
     """Correct a draft or returned request (for instance a new authorization's dates) before submitting."""
-    req = visible_request(request_id)
-    service.ensure_editable(req)  # a locked request answers 409 whatever the patch says
     patch = request.get_json(silent=True, force=True)
     if not isinstance(patch, dict):
         raise BadRequest("Send a JSON merge patch object.", code="BODY_NOT_JSON")
-    body = load_create_body(service.merge_patch(service.stored_body(req), patch))
-    session = db_session()
-    service.update_request(session, principal=current_principal(), req=req, body=body, audit_ctx=audit_context())
-    session.commit()
-    return present(req)
+    service.update_request(adapters().db, principal=current_principal(), request_id=request_id, patch=patch,
+                           if_match=if_match(), audit_ctx=audit_context())
+    return render(request_id)
+
+
+class CancelSchema(Schema):
+    class Meta:
+        unknown = "raise"
+
+    reason = Text(500, multiline=True, metadata={"description": "Why (optional; recorded on the timeline)."})
 
 
 @blp.route("/<request_id>/cancel", methods=["POST"])
 @requires(*REQUESTERS, scope="requests:write")
 @idempotent
-@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER],
+         requestBody={"required": False, "content": {"application/json": {"schema": CancelSchema}}})
 @blp.response(200, RequestSchema)
-@blp.alt_response(409, description="INVALID_TRANSITION: only draft, submitted or routed requests can be cancelled")
+@blp.alt_response(409, description="INVALID_TRANSITION: only draft, submitted, routed or returned requests can be "
+                                   "cancelled")
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def cancel_request(request_id):
-    """Cancel a draft, submitted or routed request."""
-    req = visible_request(request_id)
-    session = db_session()
-    service.cancel_request(session, principal=current_principal(), req=req, audit_ctx=audit_context())
-    session.commit()
-    return present(req)
+    """Cancel a draft, submitted, routed or returned request, with an optional reason."""
+    reason = None
+    if request.content_length or request.mimetype == "application/json":
+        reason = load_optional(CancelSchema).get("reason")
+    service.cancel_request(adapters().db, principal=current_principal(), request_id=request_id, reason=reason,
+                           if_match=if_match(), audit_ctx=audit_context())
+    return render(request_id)
+
+
+def load_optional(schema: type[Schema]) -> dict:
+    """An optional small JSON body validated by `schema` (an empty body is {})."""
+    from marshmallow import ValidationError
+
+    from gateway.errors import Unprocessable, flatten_messages
+
+    data = request.get_json(silent=True)
+    if data is None:
+        if request.get_data():
+            raise BadRequest("Send a JSON object, or no body.", code="BODY_NOT_JSON")
+        return {}
+    if not isinstance(data, dict):
+        raise BadRequest("Send a JSON object, or no body.", code="BODY_NOT_JSON")
+    try:
+        return schema().load(data)
+    except ValidationError as error:
+        raise Unprocessable("The body has invalid fields; see errors.", errors=flatten_messages(error.messages)) \
+            from None
 
 
 @blp.route("/<request_id>/events", methods=["GET"])
@@ -157,6 +199,8 @@ def list_events(page, request_id):
     """The request's timeline, oldest first: every status change and what happened to it."""
     req = visible_request(request_id)
     items, next_cursor = service.list_events(db_session(), current_principal(), req, **page)
+    service.audit_read(adapters().db, current_principal(), "request.events.read", "request", req.id,
+                       audit_context())
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -179,16 +223,14 @@ def validate_request():
 @blp.route("/<request_id>/submit", methods=["POST"])
 @requires(*REQUESTERS, scope="requests:write")
 @idempotent
-@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER])
 @blp.response(202, RequestSchema)
 @blp.alt_response(422, description="REQUEST_DEFICIENT: every deficiency at once in `errors`; the request "
                                    "stays as it was. Codes: " + ", ".join(CATALOGUE))
 @blp.alt_response(409, description="INVALID_TRANSITION: cancelled or closed requests cannot be submitted")
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def submit_request(request_id):
-    """Submit for release: all rules are checked; a clean request is submitted and handed to routing."""
-    req = visible_request(request_id)
-    session = db_session()
-    submission.submit(session, principal=current_principal(), req=req,
-                      on=clock().today(), audit_ctx=audit_context())
-    session.commit()
-    return present(req), 202
+    """Submit for release: all rules are checked on the locked request; a clean one is submitted and routed."""
+    submission.submit(adapters().db, principal=current_principal(), request_id=request_id, clock=clock(),
+                      if_match=if_match(), audit_ctx=audit_context())
+    return render(request_id, 202)

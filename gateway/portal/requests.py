@@ -10,12 +10,12 @@ from flask import g, jsonify, redirect, request, url_for
 
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, requires
-from gateway.errors import Unprocessable
+from gateway.errors import Conflict, FieldError, Unprocessable
 from gateway.facilities.service import get_facility, list_facilities
 from gateway.intake import assessment, documents, service, submission
-from gateway.intake.document_views import receive_upload, visible_document
+from gateway.intake.document_views import visible_document
 from gateway.intake.models import STATUSES
-from gateway.intake.schemas import DocumentSchema
+from gateway.intake.upload_web import receive_upload
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
 from gateway.portal.web import is_xhr, once_per_form
@@ -83,10 +83,8 @@ def create_request():
     if errors:
         return _page("portal/request_form.html", 422,
                      **_form_context(values=forms.values_from_form(request.form), errors=errors))
-    session = db_session()
-    req = service.create_request(session, principal=g.principal, body=loaded, audit_ctx=audit_context())
-    session.commit()
-    return redirect(url_for("portal.request_detail", request_id=req.id, created=1) + "#documents", code=303)
+    request_id = service.create_request(adapters().db, principal=g.principal, body=loaded, audit_ctx=audit_context())
+    return redirect(url_for("portal.request_detail", request_id=request_id, created=1) + "#documents", code=303)
 
 
 @bp.route("/requests/validate", methods=["POST"])
@@ -127,7 +125,7 @@ def _whole_timeline(session, req) -> list:
 
 def render_detail(req, *, status: int = 200, submit_errors=(), action_errors=()):
     session = db_session()
-    resource = assessment.resource(session, req, on=_today())
+    resource = assessment.resource(session, req, on=_today(), viewer=g.principal)
     events = _whole_timeline(session, req)
     facility = get_facility(session, req.facility)
     last_return = next((e for e in reversed(events) if e.type == "status_changed"
@@ -140,7 +138,8 @@ def render_detail(req, *, status: int = 200, submit_errors=(), action_errors=())
                "releases": [d for d in resource["documents"] if d.kind == "release"],
                "upload_kinds": documents.STAFF_KINDS if staff else documents.REQUESTER_KINDS,
                "can_upload": (req.status in service.EDITABLE and g.principal.is_requester)
-               or (staff and req.status == "in_progress"),
+               or (staff and req.status in documents.RELEASE_UPLOADABLE),
+               "can_withdraw": staff and req.status != "fulfilled",
                "created": request.args.get("created") == "1", "today": _today(), "labels": forms.CHOICE_LABELS}
     if staff:
         from gateway.portal.staff import staff_context
@@ -162,7 +161,7 @@ def edit_request(request_id):
     """The request form filled with a draft or returned request, the rules' findings beside the fields."""
     req = shown_request(request_id)
     service.ensure_editable(req)
-    resource = assessment.resource(db_session(), req, on=_today())
+    resource = assessment.resource(db_session(), req, on=_today(), viewer=g.principal)
     return _page("portal/request_form.html", **_form_context(
         values=forms.values_from_body(service.body_of(req)), deficiencies=resource["deficiencies"], req=req))
 
@@ -178,9 +177,13 @@ def update_request(request_id):
     if errors:
         return _page("portal/request_form.html", 422, **_form_context(
             values=forms.values_from_form(request.form), errors=errors, req=req))
-    session = db_session()
-    service.update_request(session, principal=g.principal, req=req, body=loaded, audit_ctx=audit_context())
-    session.commit()
+    try:
+        service.update_request(adapters().db, principal=g.principal, request_id=req.id, body=loaded,
+                               audit_ctx=audit_context())
+    except Conflict as locked:  # the facility or legal basis of a submitted request, or a duplicate reference
+        return _page("portal/request_form.html", 409, **_form_context(
+            values=forms.values_from_form(request.form), req=req,
+            errors=locked.errors or [FieldError(locked.code, None, locked.detail)]))
     return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
 
 
@@ -191,9 +194,9 @@ def upload_document(request_id):
     received = receive_upload(request_id)
     if not isinstance(received, tuple):
         return received  # the same Idempotency-Key again: the first answer
-    document, _location = received
+    _document, body = received
     if is_xhr():
-        return jsonify(DocumentSchema().dump(document)), 201
+        return jsonify(body), 201
     return redirect(url_for("portal.request_detail", request_id=request_id) + "#documents", code=303)
 
 
@@ -201,26 +204,22 @@ def upload_document(request_id):
 @requires(*REQUESTERS)
 def submit_request(request_id):
     """Submit: every rule is checked; a deficient request stays as it was and says why."""
-    req = visible_request(request_id)
-    session = db_session()
     try:
-        submission.submit(session, principal=g.principal, req=req, on=_today(), audit_ctx=audit_context())
+        submission.submit(adapters().db, principal=g.principal, request_id=request_id, clock=clock(),
+                          audit_ctx=audit_context())
     except submission.RequestDeficient as deficient:
-        session.rollback()
         return render_detail(shown_request(request_id), status=422, submit_errors=deficient.errors)
-    session.commit()
-    return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
+    return redirect(url_for("portal.request_detail", request_id=request_id), code=303)
 
 
 @bp.route("/requests/<request_id>/cancel", methods=["POST"])
 @requires(*REQUESTERS)
 def cancel_request(request_id):
     """Cancel a draft, submitted or routed request."""
-    req = visible_request(request_id)
-    session = db_session()
-    service.cancel_request(session, principal=g.principal, req=req, audit_ctx=audit_context())
-    session.commit()
-    return redirect(url_for("portal.request_detail", request_id=req.id), code=303)
+    reason = (request.form.get("reason") or "").strip()[:500] or None
+    service.cancel_request(adapters().db, principal=g.principal, request_id=request_id, reason=reason,
+                           audit_ctx=audit_context())
+    return redirect(url_for("portal.request_detail", request_id=request_id), code=303)
 
 
 @bp.route("/requests/<request_id>/documents/<document_id>/download")

@@ -83,7 +83,6 @@ def queue():
 
 def _refused(request_id: str, error: Unprocessable | Conflict, *, field: str | None = None):
     """The request page again, the refusal summarised at the staff actions (its read audited like any view)."""
-    db_session().rollback()
     if error.code == "VALIDATION_FAILED" and error.errors:
         errors = [FieldError(e.code, _form_field(e.field), e.message) for e in error.errors]
     else:  # a rule of the workflow: the service's sentence says it best
@@ -100,13 +99,10 @@ def _form_field(path: str | None) -> str | None:
 @requires("facility_staff")
 def claim_request(request_id):
     """Take a routed request: it becomes in progress, assigned to you."""
-    req = visible_request(request_id)
-    session = db_session()
     try:
-        staff.claim(session, principal=g.principal, req=req, audit_ctx=audit_context())
+        staff.claim(adapters().db, principal=g.principal, request_id=request_id, audit_ctx=audit_context())
     except Conflict as error:  # someone claimed it first, or it moved on meanwhile
         return _refused(request_id, error)
-    session.commit()
     return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
 
 
@@ -114,7 +110,7 @@ def claim_request(request_id):
 @requires("facility_staff")
 def transition_request(request_id):
     """Move a request on (the same change as POST /v1/requests/{id}/transitions); refusals shown on its page."""
-    req = visible_request(request_id)
+    visible_request(request_id)  # a foreign request is the 404 page before the form is even read
     try:
         body = TransitionSchema().load({"to": request.form.get("to") or None,
                                         "reasons": request.form.getlist("reasons"),
@@ -123,13 +119,11 @@ def transition_request(request_id):
         errors = [FieldError(e.code, _form_field(e.field), _FIELD_MESSAGES.get(_form_field(e.field), e.message))
                   for e in flatten_messages(invalid.messages)]
         return _refused(request_id, Unprocessable("The form has invalid fields.", errors=errors))
-    session = db_session()
     try:
-        staff.change_status(session, principal=g.principal, req=req, to=body["to"], reasons=body["reasons"],
-                            note=body.get("note") or None, audit_ctx=audit_context())
+        staff.change_status(adapters().db, principal=g.principal, request_id=request_id, to=body["to"],
+                            reasons=body["reasons"], note=body.get("note") or None, audit_ctx=audit_context())
     except (Unprocessable, Conflict) as error:
         return _refused(request_id, error, field=_ERROR_FIELDS.get(error.code))
-    session.commit()
     return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
 
 

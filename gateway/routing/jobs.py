@@ -20,16 +20,15 @@ from gateway.clock import Clock, SystemClock
 from gateway.crypto import unseal
 from gateway.db import Database
 from gateway.intake.assessment import resource
+from gateway.intake.lifecycle import AUTH_REVOKED, add_event
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
+from gateway.intake.routing_policy import REVIEW_QUEUES
 from gateway.intake.schemas import RequestSchema
-from gateway.intake.service import add_event
 from gateway.routing.models import FacilitySink, JobEffect
-from gateway.routing.queues import LEGAL_REVIEW, SENSITIVE_REVIEW
 from gateway.routing.sinks import Handoff, HandoffDocument, sink_from_config
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.routing.jobs")
-REVIEW_QUEUES = (LEGAL_REVIEW, SENSITIVE_REVIEW)
 SINK_SECRET_PURPOSE = "facility-sink"
 
 
@@ -63,7 +62,7 @@ def handoff_of(session, req: RecordsRequest, queue: str, *, clock: Clock) -> Han
                       for d in req.documents if d.scan_status == "clean" and d.kind != "release")
     return Handoff(request_id=req.id, facility=req.facility, queue=queue, status=req.status,
                    due_on=req.due_on.isoformat() if req.due_on else None, documents=documents,
-                   resource=RequestSchema().dump(resource(session, req, on=clock.today())))
+                   resource=RequestSchema().dump(resource(session, req, on=clock.today(), viewer=None)))
 
 
 def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_id: str, step: str) -> dict:
@@ -80,6 +79,8 @@ def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_
         req = session.get(RecordsRequest, request_id)
         if req is None or req.status in CLOSED_STATUSES:
             receipt = {"skipped": req.status if req else "missing"}
+        elif req.hold_reason == AUTH_REVOKED:  # the patient revoked the authorization: nothing goes out
+            receipt = {"skipped": "revoked"}
         elif queue in REVIEW_QUEUES:
             receipt = {"sink": "review"}  # reviewers work it through the staff API
         else:

@@ -1,16 +1,12 @@
-"""Names of the RQ queues, derived from facility codes and the review steps (RULES.md §5, §6)."""
+"""The RQ queues workers listen to: the facilities' and review queues (named by intake's routing policy),
+and the gateway's own housekeeping queue."""
 
 from __future__ import annotations
 
-LEGAL_REVIEW = "legal-review"
-SENSITIVE_REVIEW = "sensitive-review"
+from gateway.intake.routing_policy import LEGAL_REVIEW, SENSITIVE_REVIEW, facility_queue
+
 # Housekeeping jobs (staging sweeps, webhook deliveries) that belong to no facility.
 MAINTENANCE = "gateway"
-
-
-def facility_queue(code: str) -> str:
-    """The queue a facility's routed work lands on."""
-    return f"facility.{code}"
 
 
 def all_queues(facility_codes: list[str]) -> list[str]:

@@ -1,8 +1,11 @@
-"""The outbox relay: publishes due outbox rows to RQ and marks them sent (`gateway outbox relay`).
+"""The outbox relay: publishes due outbox rows and marks them sent (`gateway outbox relay`).
 
-It tolerates Redis being down (rows go back with a growing delay and wait)
-and running twice at once (claims are exclusive).  Marking a row sent and
-recording the request as routed happen in one transaction.
+Route rows become RQ jobs on their queue; notify rows become webhook
+deliveries (one per subscribed webhook).  It tolerates Redis being down (route
+rows go back with a growing delay and wait; notifications still go out) and
+running twice at once (claims are exclusive).  Marking a route row sent and
+recording the request's entry into the queue happen in one transaction, under
+the request's lock.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gateway import outbox
 from gateway.db import Database
-from gateway.intake.service import mark_routed
-from gateway.routing import outbox
+from gateway.intake.lifecycle import locked_for_system
+from gateway.intake.submission import enter_queue
 from gateway.routing.dispatch import Dispatcher, DispatchUnavailable
 
 log = logging.getLogger("gateway.routing.relay")
@@ -28,8 +32,14 @@ ROUTE_JOB = "gateway.routing.jobs.deliver_routed"
 class PublishResult:
     """What one pass of the relay did."""
 
-    published: int = 0
-    deferred: int = 0
+    published: int = 0  # queue jobs enqueued
+    deferred: int = 0  # queue jobs waiting for the broker
+    notified: int = 0  # webhook events fanned out
+
+    @property
+    def done(self) -> int:
+        """Rows this pass settled (jobs enqueued and events fanned out)."""
+        return self.published + self.notified
 
 
 def relay_name() -> str:
@@ -43,21 +53,41 @@ def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = Non
     result = PublishResult()
     claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch)
     for index, message in enumerate(claimed):
+        if message.kind == outbox.NOTIFY:
+            fan_out(db, message)
+            result.notified += 1
+            continue
         job_id = f"route-{message.id}"
         try:
             dispatcher.enqueue(message.queue, ROUTE_JOB, [message.request_id, message.step], job_id=job_id,
                                at_front=message.at_front)
         except DispatchUnavailable as error:
-            waiting = [m.id for m in claimed[index:]]
+            waiting = [m.id for m in claimed[index:] if m.kind == outbox.ROUTE]
             outbox.release(db, waiting, error=str(error), max_backoff=max_backoff)
+            for later in claimed[index:]:  # notifications need no broker: they go out now
+                if later.kind == outbox.NOTIFY:
+                    fan_out(db, later)
+                    result.notified += 1
             result.deferred += len(waiting)
             log.warning("queue broker unavailable; outbox rows wait", extra={"rows": len(waiting)})
             return result
-        with db.transaction() as session:
+        # Marking the row sent and the request's entry into the queue are one change, under the request's lock.
+        with locked_for_system(db, message.request_id) as (session, req):
             outbox.mark_sent(session, message.id, job_id=job_id)
-            mark_routed(session, message.request_id, message.queue)
+            enter_queue(session, req, message.queue)
         result.published += 1
     return result
+
+
+def fan_out(db: Database, message: outbox.Claimed) -> None:
+    """A notify row becomes one webhook delivery per subscribed webhook, once (the row's id is the event's)."""
+    from gateway.webhooks.service import emit
+
+    payload = message.payload or {}
+    with db.transaction() as session:
+        emit(session, org_id=payload["org_id"], event_type=payload["type"], data=payload.get("data") or {},
+             event_id=f"evt-{message.id}")
+        outbox.mark_sent(session, message.id, job_id=None)
 
 
 def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: int = 100, idle: float = 0.1,
@@ -73,7 +103,7 @@ def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: i
             stop.wait(min(max_backoff, 5.0))
         if on_idle is not None:
             on_idle()
-        if result.published < batch:
+        if result.done < batch:
             stop.wait(idle)
     log.info("relay stopped")
 

@@ -1,41 +1,46 @@
-"""The records-staff workflow: the facility queue, claiming, and status transitions with reasons.
+"""The records-staff workflow: the facility queue, claim, assign, and status transitions with reasons.
 
-    routed ──claim──▶ in_progress ──▶ fulfilled (needs a `release` document)
-       │                 │  ▲  └─────▶ returned | denied (need reason codes)
+    routed ──claim──▶ in_progress ──▶ fulfilled (a clean `release` document; no invoice due)
+       │    ◀─unclaim─   │  ▲  └─────▶ returned | denied (need reason codes)
        │                 ▼  │
        │               on_hold ──────▶ returned | denied
-       └─(review queue)─▶ routed on the facility queue ("forward"), or returned | denied
+       └─(review queue)─ "routed" ─▶ the next queue on the request's route (sensitive review, then the facility)
 
-A request in `legal-review` or `sensitive-review` is worked by the facility's
-staff as reviewers; forwarding it writes a new outbox row for the facility
-queue, so the hand-over is as reliable as the first routing.
+Every change goes through the lifecycle under the request's row lock, so two
+clerks claiming at once cannot both win, and a claim racing a cancel leaves
+one of them refused.  A request in `legal-review` or `sensitive-review` is
+worked by the facility's staff as reviewers; passing it on writes an outbox
+row for the next queue on its route, so the hand-over is as reliable as the
+first routing.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import outbox
+from gateway.auth.models import Organization, User
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import visible_select
-from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
-from gateway.intake.models import Document, RecordsRequest
-from gateway.intake.service import add_event, transition
-from gateway.routing import outbox
-from gateway.routing.decide import RoutingDecision
-from gateway.routing.queues import LEGAL_REVIEW, SENSITIVE_REVIEW, facility_queue
+from gateway.db import Database
+from gateway.errors import FieldError, Forbidden, Unprocessable
+from gateway.intake import lifecycle
+from gateway.intake.models import RecordsRequest
+from gateway.intake.routing_policy import REVIEW_QUEUES, facility_queue, route_for
 
 REASONS = ("UNREADABLE", "INCOMPLETE", "PATIENT_NOT_FOUND", "NO_RECORDS_FOUND", "NEEDS_PHYSICIAN_APPROVAL",
            "AUTHORIZATION_INVALID", "OTHER")
-TRANSITIONS = {  # from → the statuses staff may move it to
+TARGETS = ("on_hold", "in_progress", "fulfilled", "returned", "denied", "routed")
+# The moves staff offer from each status (the lifecycle decides the rest: revocation holds, payment).
+TRANSITIONS = {
     "routed": ("in_progress", "returned", "denied", "routed"),
     "in_progress": ("on_hold", "fulfilled", "returned", "denied", "routed"),
     "on_hold": ("in_progress", "returned", "denied"),
 }
 NEEDS_REASONS = ("returned", "denied")
-REVIEW_QUEUES = (LEGAL_REVIEW, SENSITIVE_REVIEW)
 
 
 def require_staff_of(principal: Principal, facility: str) -> None:
@@ -52,7 +57,7 @@ def queue_page(session: Session, principal: Principal, facility: str, *, status:
     require_staff_of(principal, facility)
     query = visible_select(principal, RecordsRequest).where(RecordsRequest.facility == facility)
     query = query.where(RecordsRequest.status == status) if status else query.where(
-        RecordsRequest.status.in_(("routed", "in_progress", "on_hold")))
+        RecordsRequest.status.in_(("routed", "in_progress", "on_hold", "awaiting_payment")))
     if queue:
         query = query.where(RecordsRequest.routing_queue == (queue if queue in REVIEW_QUEUES
                                                              else facility_queue(facility)))
@@ -65,25 +70,55 @@ def queue_item(req: RecordsRequest, today: date) -> dict:
     """One line of the staff queue: what to work next, and whether it is late."""
     return {"id": req.id, "reference": req.reference, "status": req.status, "queue": req.routing_queue,
             "pathway": req.pathway, "purpose": req.purpose, "due_on": req.due_on, "routed_at": req.routed_at,
-            "assigned_to": req.assigned_to, "documents": len(req.documents),
-            "overdue": bool(req.due_on and req.due_on < today)}
+            "assigned_to": req.assigned_to, "documents": len(req.documents), "version": req.version,
+            "hold_reason": req.hold_reason, "overdue": bool(req.due_on and req.due_on < today)}
 
 
-def claim(session: Session, *, principal: Principal, req: RecordsRequest, audit_ctx: dict) -> None:
-    """Take a routed request: it becomes in_progress, assigned to the caller."""
-    require_staff_of(principal, req.facility)
-    transition(session, req, "in_progress", actor=principal.audit_actor, allowed_from=("routed",),
-               audit_ctx=audit_ctx, org_id=None, assigned_to=principal.audit_actor)
-    req.assigned_to = principal.audit_actor
+def claim(db: Database, *, principal: Principal, request_id: str, audit_ctx: dict,
+          if_match: str | None = None) -> None:
+    """Take a routed request: it becomes in_progress, assigned to the caller (claiming it again is a no-op)."""
+    with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
+        require_staff_of(principal, req.facility)
+        if req.status == "in_progress" and req.assigned_to == principal.audit_actor:
+            return
+        if req.status == "in_progress":
+            raise lifecycle.InvalidTransition("Another clerk is working this request.")
+        req.assigned_to = principal.audit_actor
+        lifecycle.move(session, req, "in_progress", actor=principal.audit_actor, audit_ctx=audit_ctx,
+                       assigned_to=principal.audit_actor)
 
 
-def change_status(session: Session, *, principal: Principal, req: RecordsRequest, to: str, reasons: list[str],
-                  note: str | None, audit_ctx: dict) -> None:
+def assign(db: Database, *, principal: Principal, request_id: str, user_id: str, audit_ctx: dict,
+           if_match: str | None = None) -> None:
+    """Hand a request to a colleague of the same facility (a routed one becomes in progress, theirs)."""
+    with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
+        require_staff_of(principal, req.facility)
+        colleague = session.get(User, user_id)
+        if colleague is None or not colleague.active or "facility_staff" not in (colleague.roles or []) \
+                or req.facility not in (colleague.facilities or []):
+            raise Unprocessable("Assign the request to an active records clerk of its facility.",
+                                code="VALIDATION_FAILED",
+                                errors=[FieldError("INVALID_FIELD", "user_id", "not a clerk of this facility")])
+        actor = f"user:{colleague.id}"
+        if req.status == "routed":
+            req.assigned_to = actor
+            lifecycle.move(session, req, "in_progress", actor=principal.audit_actor, audit_ctx=audit_ctx,
+                           assigned_to=actor)
+            return
+        if req.status not in ("in_progress", "on_hold", "awaiting_payment"):
+            raise lifecycle.InvalidTransition(f"A {req.status} request is not being worked; nothing to assign.")
+        if req.assigned_to == actor:
+            return
+        previous, req.assigned_to = req.assigned_to, actor
+        lifecycle.touch(req)
+        lifecycle.add_event(session, req, "assigned", principal.audit_actor, assigned_to=actor,
+                            previous_assignee=previous)
+        lifecycle.audit_change(session, req, "request.assign", actor=principal.audit_actor, audit_ctx=audit_ctx)
+
+
+def change_status(db: Database, *, principal: Principal, request_id: str, to: str, reasons: list[str],
+                  note: str | None, audit_ctx: dict, if_match: str | None = None) -> None:
     """Apply a staff transition, with reason codes where the status needs them."""
-    require_staff_of(principal, req.facility)
-    allowed = TRANSITIONS.get(req.status, ())
-    if to not in allowed:
-        raise Conflict(f"A {req.status} request cannot become {to}.", code="INVALID_TRANSITION")
     unknown = sorted(set(reasons) - set(REASONS))
     if unknown:
         raise Unprocessable("Unknown reason codes.",
@@ -91,34 +126,49 @@ def change_status(session: Session, *, principal: Principal, req: RecordsRequest
     if to in NEEDS_REASONS and not reasons:
         raise Unprocessable(f"Say why the request is {to}: give at least one reason code.", code="REASONS_REQUIRED",
                             errors=[FieldError("REASONS_REQUIRED", "reasons", "at least one reason code")])
-    if to == "fulfilled" and not _has_release(session, req):
-        raise Conflict("Upload the released records (kind `release`) before fulfilling.", code="RELEASE_REQUIRED")
-    if to == "routed":
-        _forward_from_review(session, principal=principal, req=req, audit_ctx=audit_ctx)
-        return
-    transition(session, req, to, actor=principal.audit_actor, allowed_from=(req.status,), audit_ctx=audit_ctx,
-               org_id=None, reasons=sorted(set(reasons)), note=note)
-    if to == "in_progress":
-        req.assigned_to = req.assigned_to or principal.audit_actor
+    with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
+        require_staff_of(principal, req.facility)
+        if to == "routed":
+            _pass_on(session, principal=principal, req=req, audit_ctx=audit_ctx)
+        elif to == "fulfilled":
+            lifecycle.fulfil(session, req, actor=principal.audit_actor, audit_ctx=audit_ctx, note=note)
+        else:
+            if to not in TRANSITIONS.get(req.status, ()) and req.hold_reason != lifecycle.AUTH_REVOKED:
+                raise lifecycle.InvalidTransition(f"A {req.status} request cannot become {to}.")
+            lifecycle.move(session, req, to, actor=principal.audit_actor, audit_ctx=audit_ctx, reasons=reasons,
+                           note=note)
+            if to == "in_progress":
+                req.assigned_to = req.assigned_to or principal.audit_actor
+            elif to in ("returned", "denied"):
+                req.assigned_to = None
 
 
-def _forward_from_review(session: Session, *, principal: Principal, req: RecordsRequest, audit_ctx: dict) -> None:
-    if req.routing_queue not in REVIEW_QUEUES:
-        raise Conflict("Only requests in a review queue are forwarded.", code="INVALID_TRANSITION")
-    target = facility_queue(req.facility)
-    if req.status != "routed":  # a reviewer who claimed it hands it on unassigned
-        transition(session, req, "routed", actor=principal.audit_actor, allowed_from=("in_progress",),
-                   audit_ctx=audit_ctx, org_id=None)
-        req.assigned_to = None
-    add_event(session, req, "review_passed", principal.audit_actor, review=req.routing_queue, next_queue=target)
-    outbox.add_routing(session, request_id=req.id,
-                       decision=RoutingDecision(queue=target, at_front=False, final_queue=target))
-    from gateway.audit.service import record
+def _pass_on(session: Session, *, principal: Principal, req: RecordsRequest, audit_ctx: dict) -> None:
+    """`routed`: a reviewer passes the request to the next queue on its route; anyone else unclaims it."""
+    next_queue = None
+    if req.routing_queue in REVIEW_QUEUES:
+        org = session.get(Organization, req.org_id)
+        next_queue = route_for(req, org.kind).after(req.routing_queue) or facility_queue(req.facility)
+    elif req.status != "in_progress":
+        raise lifecycle.InvalidTransition("Only requests in a review queue are passed on; a routed request in the "
+                                          "facility queue is already there.")
+    if req.status == "routed":
+        lifecycle.touch(req)  # routed → routed: a new queue, the same status
+    else:
+        lifecycle.move(session, req, "routed", actor=principal.audit_actor, audit_ctx=audit_ctx,
+                       unclaimed=req.assigned_to)
+    req.assigned_to = None
+    if next_queue is None:
+        return  # unclaimed: back in the facility queue for any clerk
+    review = req.routing_queue
+    req.routing_queue = next_queue  # at once, so a second pass-on moves it further, never twice to one queue
+    lifecycle.add_event(session, req, "review_passed", principal.audit_actor, review=review, next_queue=next_queue)
+    lifecycle.audit_change(session, req, "request.review_passed", actor=principal.audit_actor, audit_ctx=audit_ctx)
+    outbox.add_route(session, request_id=req.id, queue=next_queue)
 
-    record(session, actor=principal.audit_actor, action="request.review_passed", object_type="request",
-           object_id=req.id, **audit_ctx)
 
+def assignable_colleagues(session: Session, facility: str) -> list[User]:
+    """Active clerks of a facility, for the portal's reassign control."""
+    users = session.scalars(select(User).where(User.active.is_(True))).all()
+    return [u for u in users if "facility_staff" in (u.roles or []) and facility in (u.facilities or [])]
 
-def _has_release(session: Session, req: RecordsRequest) -> bool:
-    return bool(session.scalar(select(func.count()).select_from(Document).where(
-        Document.request_id == req.id, Document.kind == "release", Document.scan_status == "clean")))

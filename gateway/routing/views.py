@@ -1,16 +1,17 @@
-"""Records staff: the facility queue, claim and transitions."""
+"""Records staff: the facility queue, claim, assign and transitions."""
 
 from __future__ import annotations
 
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.intake.schemas import RequestSchema, Text
-from gateway.intake.views import present, visible_request
+from gateway.intake.views import render
 from gateway.routing import staff
 from gateway.schemas import Timestamp
-from gateway.web import IDEMPOTENCY_HEADER, adapters, clock, db_session, idempotent
+from gateway.web import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, adapters, clock, db_session, idempotent
 
 blp = Blueprint("staff", __name__, description="Facility records teams: queue, claim, transitions.")
 
@@ -18,7 +19,7 @@ blp = Blueprint("staff", __name__, description="Facility records teams: queue, c
 class QueueArgsSchema(Schema):
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
-    status = fields.String(validate=validate.OneOf(("routed", "in_progress", "on_hold")))
+    status = fields.String(validate=validate.OneOf(("routed", "in_progress", "on_hold", "awaiting_payment")))
     queue = fields.String(validate=validate.OneOf(("facility", "legal-review", "sensitive-review")))
 
 
@@ -34,6 +35,8 @@ class QueueItemSchema(Schema):
     routed_at = Timestamp()
     assigned_to = fields.String(allow_none=True)
     documents = fields.Integer()
+    version = fields.Integer()
+    hold_reason = fields.String(allow_none=True)
 
 
 class QueuePageSchema(Schema):
@@ -45,9 +48,9 @@ class TransitionSchema(Schema):
     class Meta:
         unknown = "raise"
 
-    to = fields.String(required=True, validate=validate.OneOf(("on_hold", "in_progress", "fulfilled", "returned",
-                                                                 "denied", "routed")),
-                       metadata={"description": "`routed` forwards a reviewed request to its facility queue"})
+    to = fields.String(required=True, validate=validate.OneOf(staff.TARGETS),
+                       metadata={"description": "`routed` passes a reviewed request to the next queue on its route "
+                                                "(or, in the facility queue, unclaims it)"})
     reasons = fields.List(fields.String(validate=validate.OneOf(staff.REASONS)), load_default=list,
                           validate=validate.Length(max=len(staff.REASONS)))
     note = Text(2000, multiline=True)
@@ -72,29 +75,52 @@ def facility_queue(args, code):
 @blp.route("/v1/requests/<request_id>/claim", methods=["POST"])
 @requires("facility_staff")
 @idempotent
-@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER])
 @blp.response(200, RequestSchema)
+@blp.alt_response(409, description="INVALID_TRANSITION: another clerk holds it, or it is not routed")
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def claim_request(request_id):
-    """Take a routed request: it becomes in_progress, assigned to you."""
-    req = visible_request(request_id)
-    session = db_session()
-    staff.claim(session, principal=current_principal(), req=req, audit_ctx=audit_context())
-    session.commit()
-    return present(req)
+    """Take a routed request: it becomes in_progress, assigned to you (claiming it again yourself is a no-op)."""
+    staff.claim(adapters().db, principal=current_principal(), request_id=request_id,
+                if_match=request.headers.get("If-Match"), audit_ctx=audit_context())
+    return render(request_id)
+
+
+class AssignSchema(Schema):
+    class Meta:
+        unknown = "raise"
+
+    user_id = fields.String(required=True, validate=validate.Length(1, 36),
+                            metadata={"description": "A records clerk of the request's facility"})
+
+
+@blp.route("/v1/requests/<request_id>/assign", methods=["POST"])
+@requires("facility_staff")
+@idempotent
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER])
+@blp.arguments(AssignSchema)
+@blp.response(200, RequestSchema)
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
+def assign_request(body, request_id):
+    """Hand a request to a colleague of the same facility (a routed request becomes theirs, in progress)."""
+    staff.assign(adapters().db, principal=current_principal(), request_id=request_id, user_id=body["user_id"],
+                 if_match=request.headers.get("If-Match"), audit_ctx=audit_context())
+    return render(request_id)
 
 
 @blp.route("/v1/requests/<request_id>/transitions", methods=["POST"])
 @requires("facility_staff")
 @idempotent
-@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER])
 @blp.arguments(TransitionSchema)
 @blp.response(200, RequestSchema)
-@blp.alt_response(409, description="INVALID_TRANSITION; RELEASE_REQUIRED before fulfilled")
+@blp.alt_response(409, description="INVALID_TRANSITION; RELEASE_REQUIRED before fulfilled; AUTH_REVOKED when the "
+                                   "patient revoked the authorization")
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def transition_request(body, request_id):
-    """Move a request on: on_hold, in_progress, fulfilled, returned or denied (the last two need reasons)."""
-    req = visible_request(request_id)
-    session = db_session()
-    staff.change_status(session, principal=current_principal(), req=req, to=body["to"], reasons=body["reasons"],
-                        note=body.get("note"), audit_ctx=audit_context())
-    session.commit()
-    return present(req)
+    """Move a request on: on_hold, in_progress, fulfilled, returned or denied (the last two need reasons), or
+    `routed` to pass it on from a review queue (or to unclaim it)."""
+    staff.change_status(adapters().db, principal=current_principal(), request_id=request_id, to=body["to"],
+                        reasons=body["reasons"], note=body.get("note"), if_match=request.headers.get("If-Match"),
+                        audit_ctx=audit_context())
+    return render(request_id)

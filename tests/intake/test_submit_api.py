@@ -118,7 +118,7 @@ def test_cancelled_requests_cannot_be_submitted(client, firm):
     assert response.status_code == 409 and response.get_json()["code"] == "INVALID_TRANSITION"
 
 
-def test_revocation_flags_open_requests_and_blocks_submit(client, db):
+def test_a_revocation_leaves_drafts_alone_and_blocks_their_submit(client, db):
     tenant = make_tenant(db)
     recipient = "Revoked & Partners LLP"
     body = request_body(recipient=recipient)
@@ -132,9 +132,8 @@ def test_revocation_flags_open_requests_and_blocks_submit(client, db):
         "patient": {"first_name": "maria", "last_name": "ONeil", "date_of_birth": "1975-06-15"},
         "recipient": "revoked and partners, L.L.P.", "effective_on": str(facility_today())})
     assert response.status_code == 201, response.get_json()
-    assert response.get_json()["flagged_requests"] == [draft["id"]]
-    events = client.get(f"/v1/requests/{draft['id']}/events", headers=requester).get_json()["items"]
-    assert "revocation_flagged" in [e["type"] for e in events]
+    assert response.get_json()["held_requests"] == []  # a draft is not in flight: its submit is refused
+    assert client.get(f"/v1/requests/{draft['id']}", headers=requester).get_json()["status"] == "draft"
     refused = submit(client, tenant, draft["id"])
     assert {e["code"] for e in refused.get_json()["errors"]} == {"AUTH_REVOKED"}
 

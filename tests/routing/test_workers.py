@@ -17,10 +17,11 @@ from sqlalchemy import func, select, update
 
 from gateway.adapters import build_redis
 from gateway.crypto import seal
+from gateway.outbox import OutboxMessage
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
 from gateway.routing.jobs import SINK_SECRET_PURPOSE
-from gateway.routing.models import FacilitySink, JobEffect, OutboxMessage
+from gateway.routing.models import FacilitySink, JobEffect
 from tests.factories import bearer, make_tenant
 from tests.fixtures.live import settings_environment
 from tests.routing.helpers import run_worker, submitted
@@ -55,7 +56,7 @@ def facility_sink(db, settings):
 
 def publish(db, settings):
     dispatcher = RqDispatcher(build_redis(settings))
-    while relay.publish_due(db, dispatcher, batch=100).published:
+    while relay.publish_due(db, dispatcher, batch=100).done:
         pass
 
 

@@ -36,6 +36,7 @@ from gateway.intake.rules.context import (
 from gateway.intake.rules.documents import required_documents
 from gateway.intake.rules.fees import fee_estimate
 from gateway.intake.rules.names import names_match, normalize_name
+from gateway.intake.rules.parties import revoked_by
 from gateway.intake.rules.policy import load_policy
 from gateway.intake.rules.registry import REGISTRY, check_request
 
@@ -59,4 +60,5 @@ __all__ = [
     "names_match",
     "normalize_name",
     "required_documents",
+    "revoked_by",
 ]

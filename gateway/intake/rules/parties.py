@@ -65,12 +65,17 @@ def not_revoked(body: Mapping, ctx: RuleContext) -> Iterator[FieldError]:
     An authorization signed after the revocation is a new authorization and stands.
     Without a signature date the rule waits: AUTH_MISSING_SIGNATURE already blocks.
     """
+    if revoked_by(ctx.revocations, body) is not None:
+        yield finding("AUTH_REVOKED", "authorization")
+
+
+def revoked_by(revocations, body: Mapping) -> Revocation | None:
+    """The first revocation that defeats this body's authorization (the AUTH_REVOKED test; also used to hold
+    requests already in flight when a revocation is recorded)."""
     signed = day(body, "authorization.signed_on")
     recipient = text(body, "authorization.recipient")
     if not on_authorization(body) or signed is None or not recipient:
-        return
-    for revocation in ctx.revocations:
-        if signed <= revocation.effective_on and names_match(recipient, revocation.recipient) \
-                and _same_patient(body, revocation):
-            yield finding("AUTH_REVOKED", "authorization")
-            return
+        return None
+    return next((revocation for revocation in revocations
+                 if signed <= revocation.effective_on and names_match(recipient, revocation.recipient)
+                 and _same_patient(body, revocation)), None)

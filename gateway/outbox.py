@@ -1,0 +1,149 @@
+"""The transactional outbox: what a change must cause later, written in the same transaction as the change.
+
+Two kinds of rows, both about one request:
+- `route`: put the request on an RQ queue (a facility queue or a review queue);
+- `notify`: a webhook event for the requester's systems, fanned out to the
+  subscribed webhooks by the relay.
+
+The request lifecycle (`gateway.intake.lifecycle`) writes them with the status
+change, its timeline event and its audit entry, so work and notifications are
+never lost when Redis is down and never published for a change that rolled
+back.  Relays (`gateway.routing.relay`) claim due rows with a lease — one
+UPDATE, atomic on SQLite's single writer and `SKIP LOCKED` on PostgreSQL — so
+two relays never publish the same row, and a relay that dies mid-batch leaves
+rows that become due again when the lease runs out.  A row published twice
+(relay killed between publish and mark-sent) is harmless: consumers
+deduplicate (jobs on their step, webhook fan-out on the event id).
+
+This module is shared infrastructure (like `idempotency`): intake writes rows,
+routing reads them, and neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from gateway.db import Base, Database, UTCDateTime, utcnow
+
+LEASE = timedelta(seconds=60)
+ROUTE, NOTIFY = "route", "notify"
+
+
+class OutboxMessage(Base):
+    """Work or a notification to publish, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12), default=ROUTE, server_default=ROUTE)
+    queue: Mapped[str | None] = mapped_column(String(80))
+    at_front: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A notify row's event: {"org_id", "type", "data"} (ids, statuses and codes only).
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    # pending → claimed (by one relay, until claim_expires_at) → sent.
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(120))
+    job_id: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def step(self) -> str:
+        """What a consumer deduplicates on: this message, whichever job delivers it."""
+        return f"{self.queue}#{self.id}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row one relay now owns until its lease expires."""
+
+    id: int
+    request_id: str
+    kind: str
+    queue: str | None
+    at_front: bool
+    step: str
+    payload: dict | None
+
+
+def add_route(session: Session, *, request_id: str, queue: str, at_front: bool = False) -> OutboxMessage:
+    """Queue routing work for a request inside the caller's transaction."""
+    message = OutboxMessage(request_id=request_id, kind=ROUTE, queue=queue, at_front=at_front, state="pending",
+                            next_attempt_at=utcnow())
+    session.add(message)
+    session.flush()
+    return message
+
+
+def add_notification(session: Session, *, request_id: str, org_id: str, event_type: str,
+                     data: dict) -> OutboxMessage:
+    """Queue a webhook event about a request inside the caller's transaction (ids and codes only)."""
+    message = OutboxMessage(request_id=request_id, kind=NOTIFY, payload={"org_id": org_id, "type": event_type,
+                                                                         "data": data},
+                            state="pending", next_attempt_at=utcnow())
+    session.add(message)
+    session.flush()
+    return message
+
+
+def _due(now: datetime):
+    return or_(
+        (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.state == "claimed") & (OutboxMessage.claim_expires_at <= now),
+    )
+
+
+def claim(db: Database, *, relay: str, limit: int, now: datetime | None = None,
+          lease: timedelta = LEASE) -> list[Claimed]:
+    """Take up to `limit` due rows for this relay, oldest first."""
+    now = now or utcnow()
+    token = f"{relay}:{uuid.uuid4().hex[:12]}"[:80]  # this call's claims, told apart from any other's
+    with db.transaction() as session:
+        due_ids = (select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.id).limit(limit)
+                   .with_for_update(skip_locked=True).scalar_subquery())
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), _due(now))
+                        .values(state="claimed", claimed_by=token, claim_expires_at=now + lease),
+                        execution_options={"synchronize_session": False})
+        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.claimed_by == token)
+                               .order_by(OutboxMessage.id)).all()
+        return [Claimed(r.id, r.request_id, r.kind, r.queue, r.at_front, r.step, r.payload) for r in rows]
+
+
+def mark_sent(session: Session, message_id: int, *, job_id: str | None, now: datetime | None = None) -> OutboxMessage:
+    """Record a successful publish (in the caller's transaction, with what the publish changed)."""
+    message = session.get(OutboxMessage, message_id)
+    message.state, message.sent_at, message.job_id = "sent", now or utcnow(), job_id
+    message.claimed_by = message.claim_expires_at = None
+    return message
+
+
+def release(db: Database, ids: list[int], *, error: str, now: datetime | None = None,
+            max_backoff: float = 60.0) -> None:
+    """Give claimed rows back after a failed publish, due again after an exponential backoff."""
+    now = now or utcnow()
+    with db.transaction() as session:
+        for message in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids))):
+            message.attempts += 1
+            delay = min(max_backoff, 0.5 * 2 ** min(message.attempts, 16))
+            message.state, message.next_attempt_at, message.last_error = "pending", now + timedelta(seconds=delay), \
+                error[:120]
+            message.claimed_by = message.claim_expires_at = None
+
+
+def pending_count(db: Database) -> int:
+    """Rows not yet published (for metrics, readiness and tests)."""
+    from sqlalchemy import func
+
+    with db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state != "sent"))

@@ -35,6 +35,14 @@ def record_revocation(db: Database, *, principal: Principal, patient: dict, reci
         with db.sessions() as session:
             get_visible(session, principal, Document, document_id, db=db, audit_context=audit_ctx)
     with db.write_transaction() as session:
+        # Lock every candidate first, in id order, and only then touch the audit trail: a request's change
+        # takes its row lock before the audit chain's, so taking them in the other order could deadlock.
+        dob = patient["date_of_birth"].isoformat()
+        candidate_ids = sorted(session.scalars(select(RecordsRequest.id).where(
+            RecordsRequest.status.in_(lifecycle.HOLDABLE),
+            RecordsRequest.patient["date_of_birth"].as_string() == dob)))
+        locked = [req for req in (lifecycle.lock_in(session, request_id) for request_id in candidate_ids)
+                  if req is not None]
         revocation = Revocation(
             patient_first_name=patient["first_name"], patient_last_name=patient["last_name"],
             patient_date_of_birth=patient["date_of_birth"], recipient=recipient, effective_on=effective_on,
@@ -43,17 +51,12 @@ def record_revocation(db: Database, *, principal: Principal, patient: dict, reci
         session.add(revocation)
         session.flush()
         record(session, actor=principal.audit_actor, org_id=principal.org_id, action="revocation.create",
-                         object_type="revocation", object_id=revocation.id, **audit_ctx)
+               object_type="revocation", object_id=revocation.id, **audit_ctx)
         held = []
-        candidates = session.scalars(select(RecordsRequest.id).where(
-            RecordsRequest.status.in_(lifecycle.HOLDABLE),
-            RecordsRequest.patient["date_of_birth"].as_string() == revocation.patient_date_of_birth.isoformat()))
-        for request_id in list(candidates):
-            req = lifecycle.lock_in(session, request_id)
-            if req is None or req.status not in lifecycle.HOLDABLE or not covers(revocation, body_of(req)):
-                continue
-            hold(session, req, revocation, actor=principal.audit_actor, audit_ctx=audit_ctx)
-            held.append(req.id)
+        for req in locked:
+            if req.status in lifecycle.HOLDABLE and covers(revocation, body_of(req)):
+                hold(session, req, revocation, actor=principal.audit_actor, audit_ctx=audit_ctx)
+                held.append(req.id)
         visible = set(session.scalars(select(RecordsRequest.id).where(
             RecordsRequest.id.in_(held), visibility(principal, RecordsRequest)))) if held else set()
         return revocation, [request_id for request_id in held if request_id in visible]

@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, flatten_messages
 from gateway.facilities.service import list_facilities
-from gateway.intake import service
+from gateway.intake import documents, service
 from gateway.intake.uploads import StorageDown
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
@@ -81,7 +81,7 @@ def queue():
                  purposes=forms.CHOICE_LABELS["purpose"], me=principal.audit_actor)
 
 
-def _refused(request_id: str, error: Unprocessable | Conflict, *, field: str | None = None):
+def _refused(request_id: str, error: Unprocessable | Conflict | Forbidden, *, field: str | None = None):
     """The request page again, the refusal summarised at the staff actions (its read audited like any view)."""
     if error.code == "VALIDATION_FAILED" and error.errors:
         errors = [FieldError(e.code, _form_field(e.field), e.message) for e in error.errors]
@@ -127,6 +127,18 @@ def transition_request(request_id):
     return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
 
 
+@bp.route("/requests/<request_id>/documents/<document_id>/withdraw", methods=["POST"])
+@requires("facility_staff")
+def withdraw_document(request_id, document_id):
+    """Take back released records uploaded by mistake (before fulfilment): the file is deleted, the act audited."""
+    try:
+        documents.withdraw_release(adapters().db, store=adapters().store, principal=g.principal,
+                                   request_id=request_id, document_id=document_id, audit_ctx=audit_context())
+    except (Conflict, Forbidden) as error:
+        return _refused(request_id, error)
+    return redirect(url_for("portal.request_detail", request_id=request_id) + "#documents", code=303)
+
+
 @bp.route("/requests/<request_id>/documents/<document_id>/view")
 @requires("requester", "requester_admin", "facility_staff")
 def view_document(request_id, document_id):
@@ -154,8 +166,11 @@ def view_document(request_id, document_id):
 def staff_context(req) -> dict:
     """What `_staff_actions.html` needs on the request page: the moves allowed now, reasons, claim state."""
     in_review = req.routing_queue in staff.REVIEW_QUEUES
-    moves = [to for to in staff.TRANSITIONS.get(req.status, ()) if to != "routed" or in_review]
-    labels = {"routed": "Forward to the facility queue (review passed)", "in_progress": "In progress"}
+    # `routed` passes a reviewed request on; in the facility queue it unclaims one being worked.
+    moves = [to for to in staff.TRANSITIONS.get(req.status, ()) if to != "routed" or in_review
+             or req.status == "in_progress"]
+    labels = {"routed": "Pass on to the next queue (review done)" if in_review else "Unclaim (back to the queue)",
+              "in_progress": "In progress"}
     posted = request.method == "POST" and request.endpoint == "portal.transition_request"
     values = {"to": request.form.get("to", ""), "reasons": request.form.getlist("reasons"),
               "note": request.form.get("note", "")} if posted else {"to": "", "reasons": [], "note": ""}

@@ -147,7 +147,8 @@ def test_claim_then_return_with_reasons_the_requester_reads(app, db, settings, f
     assert status_of(db, request_id) == "in_progress"
     page = staff.get(f"/portal/requests/{request_id}").get_data(as_text=True)
     assert "Assigned to <strong>you</strong>" in page and 'id="claim-request"' not in page
-    assert '<label for="f-to">Move to</label>' in page and '<option value="routed"' not in page  # not in review
+    assert '<label for="f-to">Move to</label>' in page
+    assert '<option value="routed">Unclaim (back to the queue)' in page  # not in review: routed unclaims it
     assert '<legend>Reasons</legend>' in page and 'value="INCOMPLETE"' in page and '<label for="f-note">' in page
     row = next(r for r in queue_rows(staff, "?status=in_progress") if r[0] == request_id)
     assert "<strong>you</strong>" in row[2]

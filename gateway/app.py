@@ -92,6 +92,7 @@ def register_portal(app: Flask) -> None:
 
 def register_security(app: Flask, settings: Settings) -> None:
     """Authentication on every non-public route, then per-principal rate limits."""
+    from gateway.auth import passwords
     from gateway.auth import web as auth_web
     from gateway.auth.ratelimit import install_rate_limits
     from gateway.auth.tokens import TokenService
@@ -99,6 +100,7 @@ def register_security(app: Flask, settings: Settings) -> None:
     db = app.extensions["gateway"].db
     from gateway.auth.oidc import OidcVerifier
 
+    passwords.prepare()
     auth_web.install(app, TokenService.from_settings(settings, db), OidcVerifier.from_settings(settings))
     install_rate_limits(app, settings)
 

@@ -82,3 +82,51 @@ def test_a_locked_account_answers_in_the_time_of_a_wrong_password(timing_client,
         print(f"\nsign-in locked {when_locked * 1000:.1f} ms, wrong password {wrong * 1000:.1f} ms, "
               f"ratio {ratio:.2f}")
     assert ratio <= MAX_RATIO
+
+
+def test_every_sign_in_path_costs_one_argon2_verification_with_the_same_parameters(app, db, settings, monkeypatch):
+    """Unknown, inactive, locked, wrong and right: one verification each, on the API and on the portal."""
+    import argon2._password_hasher as hasher_module
+
+    from gateway.auth.models import User
+    from tests.portal.helpers import csrf_of, portal_client
+
+    tenant, locked = make_tenant(db), make_tenant(db)
+    with db.transaction() as session:
+        session.get(User, tenant.requester_id).active = False
+    client = portal_client(app)
+    client.environ_base["REMOTE_ADDR"] = _address()
+    for _ in range(settings.login_max_failures):
+        client.post("/v1/auth/token", json={"email": locked.admin_email, "password": "not the password!"})
+
+    verified: list[str] = []
+    real = hasher_module.verify_secret
+
+    def counting(hash_, secret, type_):
+        verified.append(hash_.rsplit(b"$", 2)[0].decode())  # algorithm, version and cost parameters only
+        return real(hash_, secret, type_)
+
+    monkeypatch.setattr(hasher_module, "verify_secret", counting)
+
+    def api(email, password):
+        return client.post("/v1/auth/token", json={"email": email, "password": password}).status_code
+
+    def portal(email, password):
+        page = client.get("/portal/sign-in")
+        return client.post("/portal/sign-in", data={"email": email, "password": password,
+                                                    "csrf_token": csrf_of(page.get_data(as_text=True))}).status_code
+
+    cases = {
+        "unknown": (f"nobody-{uuid.uuid4().hex}@example.test", PASSWORD, 401),
+        "inactive": (tenant.requester_email, PASSWORD, 401),
+        "locked": (locked.admin_email, PASSWORD, 429),
+        "wrong password": (tenant.admin_email, "not the password!", 401),
+        "right password": (tenant.admin_email, PASSWORD, {"api": 200, "portal": 303}),
+    }
+    for channel, attempt in (("api", api), ("portal", portal)):
+        for name, (email, password, status) in cases.items():
+            verified.clear()
+            expected = status[channel] if isinstance(status, dict) else status
+            assert attempt(email, password) == expected, (channel, name)
+            assert len(verified) == 1, (channel, name, verified)
+            assert verified[0] == hasher_module.PasswordHasher().hash("x").rsplit("$", 2)[0], (channel, name)

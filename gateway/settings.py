@@ -69,10 +69,11 @@ class Settings:
     sign_in_rate_limit: str = "30 per minute"
     # Failed bearer credentials (bad API keys and tokens) per client address, a moving window in Redis
     # shared by every process. Past it the address gets 429 before any key lookup or signature check,
-    # except for credentials that authenticated within `bearer_known_good_ttl` seconds (remembered in
-    # Redis as HMACs keyed with `secret_key`, never the credential itself).
+    # except for credentials that authenticated (or were issued) within `bearer_known_good_ttl` seconds,
+    # remembered in Redis as HMACs keyed with `secret_key`, never the credential itself. A day, so that
+    # a key used once a night is still recognized; a credential that fails is forgotten at once.
     bearer_failure_rate_limit: str = "20 per minute"
-    bearer_known_good_ttl: int = 3600
+    bearer_known_good_ttl: int = 86400
     # Audit of failed bearer attempts: the first `..._first` per address and window (seconds) get their own
     # entry; later ones are counted and written as one `auth.failed_bearer.aggregate` entry per address once
     # the window is over. At most `..._max_entries` failed-bearer entries per window across all addresses;

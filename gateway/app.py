@@ -92,15 +92,20 @@ def register_portal(app: Flask) -> None:
 
 def register_security(app: Flask, settings: Settings) -> None:
     """Authentication on every non-public route, then per-principal rate limits."""
+    from gateway.auth import passwords
     from gateway.auth import web as auth_web
+    from gateway.auth.bearer_guard import BearerGuard
     from gateway.auth.ratelimit import install_rate_limits
     from gateway.auth.tokens import TokenService
 
     db = app.extensions["gateway"].db
     from gateway.auth.oidc import OidcVerifier
 
+    passwords.prepare()
     auth_web.install(app, TokenService.from_settings(settings, db), OidcVerifier.from_settings(settings))
-    install_rate_limits(app, settings)
+    limiter = install_rate_limits(app, settings)
+    # Failed bearer credentials are limited on the limiter's storage (Redis, shared by every process).
+    auth_web.install_guard(app, BearerGuard.from_settings(settings, limiter.storage))
 
 
 def register_request_hooks(app: Flask) -> None:

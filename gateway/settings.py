@@ -67,6 +67,20 @@ class Settings:
     api_rate_limit: str = "600 per minute"
     # Sign-in attempts per client address, on top of the database lockouts.
     sign_in_rate_limit: str = "30 per minute"
+    # Failed bearer credentials (bad API keys and tokens) per client address, a moving window in Redis
+    # shared by every process. Past it the address gets 429 before any key lookup or signature check,
+    # except for credentials that authenticated (or were issued) within `bearer_known_good_ttl` seconds,
+    # remembered in Redis as HMACs keyed with `secret_key`, never the credential itself. A day, so that
+    # a key used once a night is still recognized; a credential that fails is forgotten at once.
+    bearer_failure_rate_limit: str = "20 per minute"
+    bearer_known_good_ttl: int = 86400
+    # Audit of failed bearer attempts: the first `..._first` per address and window (seconds) get their own
+    # entry; later ones are counted and written as one `auth.failed_bearer.aggregate` entry per address once
+    # the window is over. At most `..._max_entries` failed-bearer entries per window across all addresses;
+    # past that, the remaining addresses share one aggregate entry without an address.
+    bearer_failure_audit_first: int = 5
+    bearer_failure_audit_window: int = 60
+    bearer_failure_audit_max_entries: int = 1000
     # Webhooks: targets on loopback/private/link-local/metadata addresses are refused unless allowed
     # (only for a local stack or tests; never in production).
     webhook_allow_private: bool = False
@@ -122,6 +136,12 @@ class Settings:
                 raise SettingsError(f"clamd address {address!r} is not host:port")
         if not 60 <= self.access_token_ttl <= 900:
             raise SettingsError("GATEWAY_ACCESS_TOKEN_TTL must be between 60 and 900 seconds")
+        if self.bearer_known_good_ttl < 60:
+            raise SettingsError("GATEWAY_BEARER_KNOWN_GOOD_TTL must be at least 60 seconds")
+        if self.bearer_failure_audit_first < 0 or self.bearer_failure_audit_max_entries < 1:
+            raise SettingsError("GATEWAY_BEARER_FAILURE_AUDIT_FIRST must be ≥ 0 and ..._MAX_ENTRIES ≥ 1")
+        if not 1 <= self.bearer_failure_audit_window <= 86400:
+            raise SettingsError("GATEWAY_BEARER_FAILURE_AUDIT_WINDOW must be 1 to 86400 seconds")
         try:
             from zoneinfo import ZoneInfo
 

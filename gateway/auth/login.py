@@ -2,7 +2,9 @@
 
 Counters live in the database, not Redis, so brute-force protection holds
 even while Redis is down.  Every attempt, allowed or not, is audited, and the
-audit entry commits even when the sign-in fails.
+audit entry commits even when the sign-in fails.  Every attempt costs one
+Argon2 verification (a dummy hash stands in for unknown, inactive and locked
+accounts), so timing reveals neither accounts nor lockouts.
 """
 
 from __future__ import annotations
@@ -107,13 +109,15 @@ def check_password(db: Database, *, email: str, password: str, ip: str | None, r
                  "org_id": user.org_id if user else None, "object_type": "user",
                  "object_id": user.id if user else None}
         wait = max(_locked_for(account, now), _locked_for(address, now))
+        # Exactly one Argon2 verification on every path: an unknown e-mail, an inactive account and a locked
+        # one are checked against a dummy hash with the same parameters, so the time taken tells nothing.
+        # While locked the real hash is never consulted: a correct guess must not be confirmed.
+        checkable = user is not None and user.active and not wait
+        password_ok = verify_password(user.password_hash if checkable else None, password)
         if wait:
-            # Don't even check the password while locked: a correct guess must not be confirmed.
             record(session, action="auth.login", result="blocked", **audit)
             outcome = LoginLocked(wait)
-        elif (user is None or not user.active
-              or not verify_password(user.password_hash if user else None, password)
-              or not _org_active(session, user)):
+        elif not password_ok or not _org_active(session, user):
             _count_failure(account, policy.max_failures, policy, now)
             _count_failure(address, policy.max_failures * ADDRESS_FACTOR, policy, now)
             record(session, action="auth.login", result="failure", **audit)

@@ -10,7 +10,7 @@ from gateway.audit.service import record
 from gateway.auth import api_keys, login, service
 from gateway.auth.models import ROLES, SCOPES, ApiKey, Organization, User
 from gateway.auth.tenancy import get_visible, visible_select
-from gateway.auth.web import audit_context, current_principal, requires
+from gateway.auth.web import audit_context, current_principal, remember_credential, requires
 from gateway.errors import FieldError, NotFound, TooManyRequests, Unauthenticated, Unprocessable
 from gateway.pagination import PageArgsSchema, keyset_page
 from gateway.schemas import Timestamp
@@ -109,6 +109,8 @@ def issue_token(body):
                               code="LOGIN_LOCKED") from None
     except login.LoginFailed:
         raise Unauthenticated() from None
+    # The password was just proven: the new token works at once, even from an address over its failure limit.
+    remember_credential(issued.access_token)
     return {"access_token": issued.access_token, "token_type": issued.token_type,
             "expires_in": issued.expires_in}
 
@@ -151,6 +153,7 @@ def create_api_key(body, org_id):
     record(session, actor=principal.audit_actor, org_id=org.id, action="api_key.create",
            object_type="api_key", object_id=key.id, **audit_context())
     session.commit()
+    remember_credential(plaintext)
     key.key = plaintext
     return key, 201, {"Location": url_for("auth.get_api_key", org_id=org.id, key_id=key.id)}
 

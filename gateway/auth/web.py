@@ -3,7 +3,10 @@
 Every route requires a credential unless its URL rule is on PUBLIC_RULES; a
 route added later without thinking about auth is therefore closed, and the
 test that walks the URL map keeps it so.  Both credential kinds arrive as
-`Authorization: Bearer`; a credential in the query string is refused.
+`Authorization: Bearer`; a credential in the query string is refused.  An
+address over its limit of failed credentials is refused (429) before any
+lookup or signature check, unless the credential authenticated recently
+(gateway.auth.bearer_guard).
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import current_app, g, request
 
-from gateway.audit.service import AuditUnavailable, record_now
+from gateway.audit.service import AuditUnavailable, record, record_now
 from gateway.auth.api_keys import authenticate_api_key, looks_like_api_key
+from gateway.auth.bearer_guard import Aggregate, BearerGuard
 from gateway.auth.models import Organization, User
 from gateway.auth.principal import Principal, scopes_for_roles
 from gateway.auth.tokens import InvalidToken, TokenService
-from gateway.errors import Forbidden, Unauthenticated
+from gateway.errors import Forbidden, TooManyRequests, Unauthenticated
 from gateway.web import adapters
 
 log = logging.getLogger("gateway.auth")
@@ -34,6 +39,8 @@ SESSION_AUTHENTICATED_PREFIX = "/portal"
 # Query parameters that look like someone put a credential in a URL (where logs and proxies keep it).
 _CREDENTIAL_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "key", "jwt", "auth",
                                 "authorization", "bearer"})
+# Aggregate audit entries are written in short transactions, so the audit lock is never held for long.
+_AGGREGATES_PER_TRANSACTION = 50
 
 
 @dataclass
@@ -42,12 +49,25 @@ class AuthServices:
 
     tokens: TokenService
     oidc: object | None
+    guard: BearerGuard | None = None
 
 
 def install(app, tokens: TokenService, oidc=None) -> None:
     """Attach the authentication hook; must run before the rate limiter's own hook."""
     app.extensions["gateway.auth"] = AuthServices(tokens=tokens, oidc=oidc)
     app.before_request(authenticate_request)
+
+
+def install_guard(app, guard: BearerGuard) -> None:
+    """Limit failed bearer credentials per address (built on the rate limiter's storage, so after it)."""
+    app.extensions["gateway.auth"].guard = guard
+
+
+def remember_credential(credential: str) -> None:
+    """A credential the gateway has just handed out is known good at once, like one that authenticated."""
+    guard = current_app.extensions["gateway.auth"].guard
+    if guard is not None:
+        guard.succeeded(credential)
 
 
 def client_ip() -> str | None:
@@ -68,20 +88,46 @@ def current_principal() -> Principal:
     return principal
 
 
-def _deny(reason: str) -> Unauthenticated:
-    # The reason goes to the audit trail, never to the caller: every 401 is identical.
-    try:
-        record_now(adapters().db, actor="anonymous", action="auth.credential", result="denied",
-                   object_type="route", object_id=(request.url_rule.rule[:64] if request.url_rule else None),
-                   **audit_context())
-    except AuditUnavailable:
-        pass  # refusing access needs no audit to stay safe
+def _deny(reason: str, credential: str | None = None) -> Unauthenticated:
+    # The reason goes to the logs, never to the caller: every 401 is identical.  A presented credential
+    # counts toward the address's failure limit; past the first few per window, failures are only counted
+    # and audited together.
+    guard: BearerGuard | None = current_app.extensions["gateway.auth"].guard
+    audit_this, due = (True, []) if guard is None else guard.failed(client_ip(), credential)
+    if audit_this:
+        try:
+            record_now(adapters().db, actor="anonymous", action="auth.credential", result="denied",
+                       object_type="route", object_id=(request.url_rule.rule[:64] if request.url_rule else None),
+                       **audit_context())
+        except AuditUnavailable:
+            pass  # refusing access needs no audit to stay safe
+    _write_aggregates(guard, due)
     log.info("credential rejected", extra={"reason": reason, "request_id": g.get("request_id")})
     return Unauthenticated()
 
 
+def _write_aggregates(guard: BearerGuard | None, aggregates: list[Aggregate]) -> None:
+    """One `auth.failed_bearer.aggregate` entry per address and window; counts go back to Redis on failure."""
+    window = guard.policy.audit_window if guard else 0
+    for start in range(0, len(aggregates), _AGGREGATES_PER_TRANSACTION):
+        chunk = aggregates[start:start + _AGGREGATES_PER_TRANSACTION]
+        try:
+            with adapters().db.transaction() as session:
+                for agg in chunk:
+                    began = datetime.fromtimestamp(agg.window_start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    # The count and its window in object_id: ids and numbers only, never the credential.
+                    record(session, actor="anonymous", action="auth.failed_bearer.aggregate", result="denied",
+                           object_type="failed_bearer", object_id=f"count:{agg.count} window:{began}/{window}s",
+                           ip=agg.address)
+        except Exception as error:
+            log.error("failed-bearer aggregate not audited; kept for the next attempt",
+                      extra={"exception_type": type(error).__name__})
+            guard.restore(aggregates[start:])
+            return
+
+
 def authenticate_request():
-    """before_request: establish g.principal or answer 401."""
+    """before_request: establish g.principal or answer 401 (429 for an address over its failure limit)."""
     g.principal = None
     if request.routing_exception is not None or request.method == "OPTIONS":
         return None  # 404/405 answer as such; there is nothing to protect
@@ -89,18 +135,27 @@ def authenticate_request():
         return None
     if request.url_rule is not None and _session_authenticated(request.url_rule.rule):
         return None
-    if _CREDENTIAL_PARAMS & {name.lower() for name in request.args}:
-        raise _deny("credential in query string")
+    services: AuthServices = current_app.extensions["gateway.auth"]
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
+    credential = credential.strip() if scheme.lower() == "bearer" else ""
+    if credential and services.guard is not None:
+        # Before any lookup, hashing or signature check: one Redis round trip while under the limit.
+        wait = services.guard.refusal(client_ip(), credential)
+        if wait is not None:
+            raise TooManyRequests("Too many failed credentials from this address; retry after the indicated "
+                                  "delay.", retry_after=wait)
+    if _CREDENTIAL_PARAMS & {name.lower() for name in request.args}:
+        raise _deny("credential in query string")
+    if not credential:
         raise _deny("missing bearer credential")
-    services: AuthServices = current_app.extensions["gateway.auth"]
     principal = (_principal_from_api_key(credential) if looks_like_api_key(credential)
                  else _principal_from_token(services, credential))
     if principal is None:
-        raise _deny("invalid credential")
+        raise _deny("invalid credential", credential)
+    if services.guard is not None:
+        services.guard.succeeded(credential)
+        _write_aggregates(services.guard, services.guard.due_aggregates())
     g.principal = principal
     return None
 

@@ -17,7 +17,7 @@ from gateway.auth import api_keys as keys_service
 from gateway.auth.models import SCOPES, ApiKey, Organization
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.views import ApiKeyCreateSchema
-from gateway.auth.web import audit_context, requires
+from gateway.auth.web import audit_context, remember_credential, requires
 from gateway.db import utcnow
 from gateway.errors import FieldError, Forbidden, NotFound, Unprocessable
 from gateway.pagination import keyset_page
@@ -119,6 +119,7 @@ def create_api_key():
     record(session, actor=principal.audit_actor, org_id=org.id, action="api_key.create",
            object_type="api_key", object_id=key.id, **audit_context())
     session.commit()
+    remember_credential(plaintext)  # usable at once, even from an address over its failure limit
     return _page("portal/api_key_created.html", 201, key=key, plaintext=plaintext, scope_labels=SCOPE_LABELS)
 
 

@@ -21,7 +21,7 @@ from gateway.intake.schemas import (
     ValidationSchema,
 )
 from gateway.pagination import PageArgsSchema
-from gateway.web import IDEMPOTENCY_HEADER, adapters, clock, db_session, idempotent, run_idempotently
+from gateway.web import IDEMPOTENCY_HEADER, adapters, clock, db_session, has_body, idempotent, run_idempotently
 
 blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
 
@@ -41,11 +41,10 @@ def load_create_body(data) -> dict:
 
 
 def json_body() -> dict:
-    """The request's JSON body, or 400 BODY_NOT_JSON."""
-    data = request.get_json(silent=True)
-    if data is None:
+    """The request's JSON body: 400 BODY_NOT_JSON without a JSON body, MALFORMED_JSON when it does not parse."""
+    if not request.is_json or not has_body():
         raise BadRequest("Send a JSON body with Content-Type: application/json.", code="BODY_NOT_JSON")
-    return load_create_body(data)
+    return load_create_body(request.get_json())
 
 
 def present(req) -> dict:
@@ -124,7 +123,7 @@ def update_request(request_id):
     """Correct a draft or returned request (for instance a new authorization's dates) before submitting."""
     req = visible_request(request_id)
     service.ensure_editable(req)  # a locked request answers 409 whatever the patch says
-    patch = request.get_json(silent=True, force=True)
+    patch = request.get_json(force=True) if has_body() else None  # malformed: 400 MALFORMED_JSON
     if not isinstance(patch, dict):
         raise BadRequest("Send a JSON merge patch object.", code="BODY_NOT_JSON")
     body = load_create_body(service.merge_patch(service.stored_body(req), patch))

@@ -10,12 +10,12 @@ from flask_smorest import Blueprint
 from gateway import idempotency
 from gateway.auth.tenancy import get_visible
 from gateway.auth.web import audit_context, current_principal, requires
-from gateway.errors import GatewayError, NotFound, Unprocessable, error_body
+from gateway.errors import GatewayError, NotFound, PayloadTooLarge, Unprocessable, error_body
 from gateway.intake import documents, service
 from gateway.intake.models import Document
 from gateway.intake.multipart import MultipartReader, boundary_of
 from gateway.intake.schemas import DocumentSchema
-from gateway.intake.uploads import FileTooLarge, ingest
+from gateway.intake.uploads import ingest
 from gateway.intake.views import READERS, visible_request
 from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, replay_response, settings
 
@@ -25,7 +25,8 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["kind", "file"],
     "properties": {"kind": {"type": "string", "enum": list(documents.DOCUMENT_KINDS)},
                    "file": {"type": "string", "format": "binary"}}}}}}
-UPLOAD_ERRORS = ("413 FILE_TOO_LARGE; 415 FILE_TYPE_NOT_ALLOWED; 422 FILE_EMPTY, FILE_CORRUPT, PDF_ENCRYPTED, "
+UPLOAD_ERRORS = ("413 FILE_TOO_LARGE, BODY_TOO_LARGE (a preamble, part headers or a text field past its fixed "
+                 "cap, or more than 10 parts); 415 FILE_TYPE_NOT_ALLOWED; 422 FILE_EMPTY, FILE_CORRUPT, PDF_ENCRYPTED, "
                  "PDF_ACTIVE_CONTENT, FILE_POLYGLOT, MALWARE_DETECTED; 503 SCANNER_UNAVAILABLE, "
                  "STORAGE_UNAVAILABLE (with Retry-After; nothing stored, retry is safe)")
 
@@ -100,7 +101,7 @@ def receive_upload(request_id: str):
     except GatewayError as error:
         sha256 = upload.ingested.sha256 if upload.ingested is not None else None
         _undo(upload)
-        if not isinstance(error, FileTooLarge):
+        if not isinstance(error, PayloadTooLarge):  # past a cap: answer now, never read the rest
             reader.drain(s.max_upload_bytes)  # let the client finish sending so it can read our answer
         if key is not None and prior is None:
             _settle(key, upload, error, sha256)

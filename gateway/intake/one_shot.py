@@ -11,16 +11,14 @@ to that cancelled draft, and malware is recorded as for any upload.
 
 from __future__ import annotations
 
-import json
-
 from flask import request, url_for
 
-from gateway import idempotency
+from gateway import idempotency, jsonbody
 from gateway.auth.web import audit_context, current_principal
-from gateway.errors import GatewayError, Unprocessable
+from gateway.errors import GatewayError, MalformedJson, PayloadTooLarge, Unprocessable
 from gateway.intake import documents, service, submission
-from gateway.intake.multipart import MultipartReader, boundary_of
-from gateway.intake.uploads import FileTooLarge, ingest
+from gateway.intake.multipart import MAX_REQUEST_PART_BYTES, MultipartReader, boundary_of
+from gateway.intake.uploads import ingest
 from gateway.web import adapters, clock, db_session, replay_response, settings
 
 
@@ -36,28 +34,29 @@ def create_one_shot(load_body, present):
     key = request.headers.get("Idempotency-Key")
     prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)
     parts = reader.parts()
-    first = next(parts, None)
-    if first is None or first.name != "request":
-        raise Unprocessable("The first part must be `request`: the request as JSON.", code="VALIDATION_FAILED")
-    request_json = first.text()
     files: list[tuple[str, str, str]] = []
-    if prior is not None:  # a replay: fingerprint what was sent, then answer as the first time
-        import hashlib
-
-        for part in parts:
-            digest = hashlib.sha256()
-            for chunk in part.chunks():
-                digest.update(chunk)
-            files.append((part.name, part.filename or "", digest.hexdigest()))
-        idempotency.compare(prior[0], _fingerprint(request_json, files, submit))
-        return replay_response(prior[1])
     try:
-        body = load_body(json.loads(request_json))
-    except ValueError:
-        _release(key)
-        raise Unprocessable("The `request` part is not valid JSON.", code="BODY_NOT_JSON") from None
+        first = next(parts, None)
+        if first is None or first.name != "request" or first.is_file:
+            raise Unprocessable("The first part must be `request`: the request as JSON.", code="VALIDATION_FAILED")
+        request_json = first.text(limit=MAX_REQUEST_PART_BYTES)
+        if prior is not None:  # a replay: fingerprint what was sent, then answer as the first time
+            import hashlib
+
+            for part in parts:
+                digest = hashlib.sha256()
+                for chunk in part.chunks():
+                    digest.update(chunk)
+                files.append((part.name, part.filename or "", digest.hexdigest()))
+            idempotency.compare(prior[0], _fingerprint(request_json, files, submit))
+            return replay_response(prior[1])
+        try:
+            body = load_body(jsonbody.loads(request_json))
+        except jsonbody.MalformedJsonError as error:
+            raise MalformedJson(f"The `request` part is not usable JSON: {error}.") from None
     except GatewayError:
-        _release(key)
+        if prior is None:  # nothing was created: a retry with the same key must run again
+            _release(key)
         raise
     session = db_session()
     req = service.create_request(session, principal=principal, body=body, audit_ctx=audit_context())
@@ -90,7 +89,7 @@ def create_one_shot(load_body, present):
         session.rollback()
         if ingested is not None:
             documents.discard(a.store, ingested)
-        if not isinstance(error, FileTooLarge):
+        if not isinstance(error, PayloadTooLarge):  # past a cap: answer now, never read the rest
             reader.drain(s.max_upload_bytes)
         service.cancel_request(session, principal=principal, req=req, audit_ctx=audit_context())
         session.commit()

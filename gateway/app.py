@@ -16,7 +16,7 @@ from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.schemas import ProblemSchema
 from gateway.settings import Settings
-from gateway.web import GatewayRequest, check_body, close_db_session
+from gateway.web import GatewayJSONProvider, GatewayRequest, check_body, close_db_session
 
 # Every non-streaming body (JSON, the portal's forms) is capped here; gateway.jsonbody says why 1 MiB.
 MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
 
     app = Flask("gateway")
     app.request_class = GatewayRequest
+    app.json = GatewayJSONProvider(app)
     app.config.update(
         API_TITLE="Records Request Gateway",
         API_VERSION="v1",

@@ -1,6 +1,6 @@
 """The one JSON parser for request bodies: bounded in size and nesting, strict in syntax.
 
-Flask's `request.get_json` reaches it through `GatewayRequest.json_module`, the
+Flask's `request.get_json` reaches it through the app's JSON provider, the
 one-shot form's `request` part calls it directly, and webargs (which parses
 bodies with the standard library on its own) only ever sees a body that has
 already passed through it (`gateway.web.check_body`).  No Flask here: it is a

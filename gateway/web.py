@@ -7,6 +7,7 @@ request-scoped session is opened in one place and closed in one place.
 from __future__ import annotations
 
 from flask import Request, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session
 
 from gateway import jsonbody
@@ -112,11 +113,21 @@ def replay_response(stored):
     return response
 
 
-class GatewayRequest(Request):
-    """Flask's request, parsing JSON bodies with the one bounded parser (`gateway.jsonbody`)."""
+class GatewayJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, decoding with the one bounded parser (`gateway.jsonbody`).
 
-    # werkzeug's get_json calls json_module.loads and hands its ValueError to on_json_loading_failed.
-    json_module = jsonbody
+    Flask points every request's `json_module` at `app.json`, so `request.get_json` (and
+    `flask.json.loads`) decode through here; a MalformedJsonError is a ValueError, which
+    werkzeug's get_json hands to `GatewayRequest.on_json_loading_failed`.
+    """
+
+    def loads(self, s, **kwargs):
+        """Decode JSON text or bytes; MalformedJsonError when malformed or nested too deep."""
+        return jsonbody.loads(s)
+
+
+class GatewayRequest(Request):
+    """Flask's request, answering undecodable JSON with 400 MALFORMED_JSON."""
 
     def on_json_loading_failed(self, e: ValueError | None):
         """Not JSON at all (wrong media type): Flask's 415; malformed or too deep: 400 MALFORMED_JSON."""

@@ -10,15 +10,16 @@ from flask import Flask, g, request
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import errors
+from gateway import errors, jsonbody
 from gateway.adapters import build_adapters
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.schemas import ProblemSchema
 from gateway.settings import Settings
-from gateway.web import close_db_session
+from gateway.web import GatewayJSONProvider, GatewayRequest, check_body, close_db_session
 
-MAX_JSON_BODY = 1024 * 1024
+# Every non-streaming body (JSON, the portal's forms) is capped here; gateway.jsonbody says why 1 MiB.
+MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
 STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document"})
 # A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
     configure_logging(settings.log_level, settings.log_json)
 
     app = Flask("gateway")
+    app.request_class = GatewayRequest
+    app.json = GatewayJSONProvider(app)
     app.config.update(
         API_TITLE="Records Request Gateway",
         API_VERSION="v1",
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
     register_blueprints(app)
     register_portal(app)
     register_security(app, settings)
+    register_body_checks(app)
     errors.register_error_handlers(app)
     app.teardown_appcontext(close_db_session)
     return app
@@ -108,6 +112,20 @@ def register_security(app: Flask, settings: Settings) -> None:
     auth_web.install_guard(app, BearerGuard.from_settings(settings, limiter.storage))
 
 
+def is_streaming_upload() -> bool:
+    """A multipart upload to an endpoint that streams it (its own caps; see gateway.intake.multipart)."""
+    return request.endpoint in STREAMING_ENDPOINTS and request.mimetype == "multipart/form-data"
+
+
+def register_body_checks(app: Flask) -> None:
+    """After authentication and rate limits, before any view: every other body capped and JSON checked."""
+
+    @app.before_request
+    def _check_body():
+        if not is_streaming_upload():
+            check_body()
+
+
 def register_request_hooks(app: Flask) -> None:
     """Request id, timing, metrics and the access log."""
     import logging
@@ -120,7 +138,7 @@ def register_request_hooks(app: Flask) -> None:
         g.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         g.started = time.perf_counter()
         # Multipart uploads stream and enforce their own limit; every other body is small JSON.
-        if request.endpoint not in STREAMING_ENDPOINTS or request.mimetype != "multipart/form-data":
+        if not is_streaming_upload():
             request.max_content_length = MAX_JSON_BODY
 
     @app.after_request

@@ -94,6 +94,24 @@ class PayloadTooLarge(GatewayError):
     status, code, title = 413, "FILE_TOO_LARGE", "Payload too large"
 
 
+class BodyTooLarge(PayloadTooLarge):
+    """A body (or a part of a multipart body) past a fixed cap, refused while it streams."""
+
+    code, title = "BODY_TOO_LARGE", "Body too large"
+
+
+class MalformedJson(BadRequest):
+    """A body that is not JSON, or nests deeper than the contract allows."""
+
+    code, title = "MALFORMED_JSON", "Malformed JSON"
+
+
+class RequestTimeout(GatewayError):
+    """The client stopped sending its body (or sent it too slowly) before it was complete."""
+
+    status, code, title = 408, "REQUEST_TIMEOUT", "Request timeout"
+
+
 class UnsupportedMediaType(GatewayError):
     status, code, title = 415, "FILE_TYPE_NOT_ALLOWED", "Unsupported media type"
 
@@ -119,14 +137,15 @@ class ServiceUnavailable(GatewayError):
 # Werkzeug's HTTP errors mapped to stable codes.
 _HTTP_CODES = {
     400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 409: "CONFLICT", 412: "PRECONDITION_FAILED",
-    413: "PAYLOAD_TOO_LARGE",
+    405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 408: "REQUEST_TIMEOUT", 409: "CONFLICT",
+    412: "PRECONDITION_FAILED", 413: "BODY_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE", 422: "VALIDATION_FAILED", 429: "RATE_LIMITED",
 }
 # Our own wording, so an unknown route and someone else's object read the same.
 _HTTP_DETAILS = {
     404: NotFound().detail,
     405: "This resource does not support that method; see the Allow header.",
+    413: "The request body is larger than this endpoint accepts.",
 }
 _MARSHMALLOW_CODES = {
     "Unknown field.": "UNKNOWN_FIELD",

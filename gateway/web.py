@@ -6,11 +6,14 @@ request-scoped session is opened in one place and closed in one place.
 
 from __future__ import annotations
 
-from flask import current_app, g
+from flask import Request, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session
 
+from gateway import jsonbody
 from gateway.adapters import Adapters
 from gateway.clock import Clock
+from gateway.errors import BodyTooLarge, MalformedJson
 from gateway.settings import Settings
 
 
@@ -116,3 +119,50 @@ def replay_response(stored):
         response.headers["Location"] = stored.location
     response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+class GatewayJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, decoding with the one bounded parser (`gateway.jsonbody`).
+
+    Flask points every request's `json_module` at `app.json`, so `request.get_json` (and
+    `flask.json.loads`) decode through here; a MalformedJsonError is a ValueError, which
+    werkzeug's get_json hands to `GatewayRequest.on_json_loading_failed`.
+    """
+
+    def loads(self, s, **kwargs):
+        """Decode JSON text or bytes; MalformedJsonError when malformed or nested too deep."""
+        return jsonbody.loads(s)
+
+
+class GatewayRequest(Request):
+    """Flask's request, answering undecodable JSON with 400 MALFORMED_JSON."""
+
+    def on_json_loading_failed(self, e: ValueError | None):
+        """Not JSON at all (wrong media type): Flask's 415; malformed or too deep: 400 MALFORMED_JSON."""
+        if e is None:
+            return super().on_json_loading_failed(e)
+        raise MalformedJson(f"The body is not usable JSON: {e}.")
+
+
+def has_body() -> bool:
+    """True when the client announced a body (a length above zero, or chunked transfer coding)."""
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def check_body() -> None:
+    """Before any view of a non-streaming endpoint: the body within its cap, and JSON bodies parsed once.
+
+    A body without Content-Length (chunked) is read through werkzeug's stream capped at
+    `max_content_length`, which stops at the cap without saying so; a body that fills the cap
+    is therefore refused here.  Parsing every JSON body through `get_json` means webargs
+    (which decodes bodies with the standard library itself) only ever sees one that is valid
+    and at most 32 levels deep.
+    """
+    if not has_body():
+        return
+    data = request.get_data(cache=True)  # 413 at once when Content-Length is over the cap
+    cap = request.max_content_length
+    if cap is not None and request.content_length is None and len(data) >= cap:
+        raise BodyTooLarge(f"The request body is larger than this endpoint accepts ({cap // 1024} KiB).")
+    if request.is_json:
+        request.get_json()

@@ -21,7 +21,8 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["kind", "file"],
     "properties": {"kind": {"type": "string", "enum": list(documents.DOCUMENT_KINDS)},
                    "file": {"type": "string", "format": "binary"}}}}}}
-UPLOAD_ERRORS = ("413 FILE_TOO_LARGE; 415 FILE_TYPE_NOT_ALLOWED; 422 FILE_EMPTY, FILE_CORRUPT, PDF_ENCRYPTED, "
+UPLOAD_ERRORS = ("413 FILE_TOO_LARGE, BODY_TOO_LARGE (a preamble, part headers or a text field past its fixed "
+                 "cap, or more than 10 parts); 415 FILE_TYPE_NOT_ALLOWED; 422 FILE_EMPTY, FILE_CORRUPT, PDF_ENCRYPTED, "
                  "PDF_ACTIVE_CONTENT, FILE_POLYGLOT, MALWARE_DETECTED; 503 SCANNER_UNAVAILABLE, "
                  "STORAGE_UNAVAILABLE (with Retry-After; nothing stored, retry is safe)")
 

@@ -13,16 +13,14 @@ is recorded as for any upload.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from flask import request
 
-from gateway import idempotency
+from gateway import idempotency, jsonbody
 from gateway.auth.web import audit_context, current_principal
-from gateway.errors import GatewayError, Unprocessable
+from gateway.errors import GatewayError, MalformedJson, PayloadTooLarge, Unprocessable
 from gateway.intake import documents, service, submission
-from gateway.intake.multipart import MultipartReader, boundary_of
-from gateway.intake.uploads import FileTooLarge
+from gateway.intake.multipart import MAX_REQUEST_PART_BYTES, MultipartReader, boundary_of
 from gateway.web import adapters, clock, replay_response, settings
 
 
@@ -38,28 +36,27 @@ def create_one_shot(load_body, created):
     key = request.headers.get("Idempotency-Key")
     prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)
     parts = reader.parts()
-    first = next(parts, None)
-    if first is None or first.name != "request":
-        _release(key, prior)
-        raise Unprocessable("The first part must be `request`: the request as JSON.", code="VALIDATION_FAILED")
-    request_json = first.text()
     files: list[tuple[str, str, str]] = []
-    if prior is not None:  # a replay: fingerprint what was sent, then answer as the first time
-        for part in parts:
-            digest = hashlib.sha256()
-            for chunk in part.chunks():
-                digest.update(chunk)
-            files.append((part.name, part.filename or "", digest.hexdigest()))
-        idempotency.compare(prior[0], _fingerprint(request_json, files, submit))
-        return replay_response(prior[1])
     try:
-        body = load_body(json.loads(request_json))
+        first = next(parts, None)
+        if first is None or first.name != "request" or first.is_file:
+            raise Unprocessable("The first part must be `request`: the request as JSON.", code="VALIDATION_FAILED")
+        request_json = first.text(limit=MAX_REQUEST_PART_BYTES)
+        if prior is not None:  # a replay: fingerprint what was sent, then answer as the first time
+            for part in parts:
+                digest = hashlib.sha256()
+                for chunk in part.chunks():
+                    digest.update(chunk)
+                files.append((part.name, part.filename or "", digest.hexdigest()))
+            idempotency.compare(prior[0], _fingerprint(request_json, files, submit))
+            return replay_response(prior[1])
+        try:
+            body = load_body(jsonbody.loads(request_json))
+        except jsonbody.MalformedJsonError as error:
+            raise MalformedJson(f"The `request` part is not usable JSON: {error}.") from None
         request_id = service.create_request(a.db, principal=principal, body=body, audit_ctx=audit_context())
-    except ValueError:
-        _release(key, prior)
-        raise Unprocessable("The `request` part is not valid JSON.", code="BODY_NOT_JSON") from None
     except GatewayError:
-        _release(key, prior)
+        _release(key, prior)  # nothing was created: a retry with the same key must run again
         raise
     try:
         for part in parts:
@@ -75,7 +72,7 @@ def create_one_shot(load_body, created):
             submission.submit(a.db, principal=principal, request_id=request_id, clock=clock(),
                               audit_ctx=audit_context())
     except GatewayError as error:
-        if not isinstance(error, FileTooLarge):
+        if not isinstance(error, PayloadTooLarge):  # past a cap: answer now, never read the rest
             reader.drain(s.max_upload_bytes)
         service.cancel_request(a.db, principal=principal, request_id=request_id, reason="one-shot form refused",
                                audit_ctx=audit_context())

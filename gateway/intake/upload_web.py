@@ -14,11 +14,10 @@ from flask import request
 
 from gateway import idempotency
 from gateway.auth.web import audit_context, current_principal
-from gateway.errors import GatewayError, Unprocessable, error_body
+from gateway.errors import GatewayError, PayloadTooLarge, Unprocessable, error_body
 from gateway.intake.documents import DocumentUpload
 from gateway.intake.multipart import MultipartReader, boundary_of
 from gateway.intake.schemas import DocumentSchema
-from gateway.intake.uploads import FileTooLarge
 from gateway.web import adapters, replay_response, settings
 
 
@@ -82,7 +81,7 @@ def receive_upload(request_id: str):
     except GatewayError as error:
         sha256 = upload.ingested.sha256 if upload.ingested is not None else None
         upload.discard()
-        if not isinstance(error, FileTooLarge):
+        if not isinstance(error, PayloadTooLarge):  # past a cap: answer now, never read the rest
             reader.drain(s.max_upload_bytes)  # let the client finish sending so it can read our answer
         if key is not None and prior is None:
             _settle(key, form, error, sha256)

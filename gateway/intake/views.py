@@ -27,7 +27,16 @@ from gateway.intake.schemas import (
     ValidationSchema,
 )
 from gateway.pagination import PageArgsSchema
-from gateway.web import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, adapters, clock, db_session, idempotent, run_idempotently
+from gateway.web import (
+    IDEMPOTENCY_HEADER,
+    IF_MATCH_HEADER,
+    adapters,
+    clock,
+    db_session,
+    has_body,
+    idempotent,
+    run_idempotently,
+)
 
 blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
 
@@ -37,11 +46,10 @@ load_create_body = service.load_create_body
 
 
 def json_body() -> dict:
-    """The request's JSON body as a validated create body, or 400 BODY_NOT_JSON."""
-    data = request.get_json(silent=True)
-    if data is None:
+    """The request's JSON body: 400 BODY_NOT_JSON without a JSON body, MALFORMED_JSON when it does not parse."""
+    if not request.is_json or not has_body():
         raise BadRequest("Send a JSON body with Content-Type: application/json.", code="BODY_NOT_JSON")
-    return load_create_body(data)
+    return load_create_body(request.get_json())
 
 
 def present(req) -> dict:
@@ -137,7 +145,8 @@ def get_request(request_id):
 @blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def update_request(request_id):
     """Correct a draft or returned request (for instance a new authorization's dates) before submitting."""
-    patch = request.get_json(silent=True, force=True)
+    service.ensure_editable(visible_request(request_id))  # a closed request answers 409 whatever the patch says
+    patch = request.get_json(force=True) if has_body() else None  # malformed: 400 MALFORMED_JSON
     if not isinstance(patch, dict):
         raise BadRequest("Send a JSON merge patch object.", code="BODY_NOT_JSON")
     service.update_request(adapters().db, principal=current_principal(), request_id=request_id, patch=patch,

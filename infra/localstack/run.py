@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from gateway.settings import Settings
+from infra import GUNICORN_CONFIG
 from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
 from infra.localstack.clamd import ClamdProcess
 from infra.localstack.moto import MotoServerProcess
@@ -119,8 +120,7 @@ def main() -> int:
         seed = json.loads(subprocess.run([*gateway, "demo", "seed", "--json"], check=True, env=env,
                                          capture_output=True, text=True).stdout)
 
-        stack.spawn("gunicorn", [str(BIN / "gunicorn"), "--workers", "2", "--bind", API,
-                                 "--graceful-timeout", "20", "--timeout", "600",
+        stack.spawn("gunicorn", [str(BIN / "gunicorn"), "--config", str(GUNICORN_CONFIG), "--bind", API,
                                  "gateway.wsgi:app"], env)
         stack.spawn("RQ worker", [*gateway, "worker"], env)
         stack.spawn("outbox relay", [*gateway, "outbox", "relay"], env)

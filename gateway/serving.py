@@ -1,0 +1,204 @@
+"""gunicorn's threaded (gthread) worker, with slow clients kept off its threads.
+
+Stock gthread hands a connection to a thread once its first byte arrives; the
+thread then blocks reading the request head and body for as long as the client
+takes, so a few dozen clients trickling bytes (slowloris) hold every thread and
+the service stops answering.  Here:
+
+- the worker's main loop (one selector, no thread) reads each request's head,
+  and a small body whole, before any thread is involved, and closes a
+  connection whose head has not arrived within HEAD_TIMEOUT;
+- in a thread, every blocking socket operation has a timeout (IO_TIMEOUT), and
+  a body still streaming must keep a minimum pace (BODY_GRACE, BODY_MIN_RATE),
+  so a client trickling a large body holds a thread for seconds, not days.
+
+Used by infra/gunicorn.conf.py (`worker_class`); nothing in the application
+imports this module.  It leans on gthread internals (TConn, the poller, the
+parser's unreader) of the locked gunicorn version; tests/test_serving.py runs
+it against real sockets.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import selectors
+import socket
+import time
+from functools import partial
+
+from gunicorn.workers.gthread import ThreadWorker
+
+# Seconds for a whole request head (and a small body) to arrive once a connection is readable.
+# A real client sends its head in one packet; ten seconds covers a slow mobile link with ease.
+HEAD_TIMEOUT = 10.0
+# A head past this is refused (431): bearer tokens and cookies are a few KiB.
+MAX_HEAD_BYTES = 64 * 1024
+# Bodies up to this size (with a Content-Length) are read by the main loop too, so a client
+# trickling a JSON body holds no thread.  Bounded memory: at most this much per connection.
+PREREAD_BODY_BYTES = 64 * 1024
+# Any one blocking send or recv in a thread: a client that stops reading or sending is dropped.
+IO_TIMEOUT = 30.0
+# A body read in a thread may take BODY_GRACE seconds plus one second per BODY_MIN_RATE bytes
+# received; 4 KiB/s is below any real uplink (a 100 MiB upload may take 7 hours at that pace).
+BODY_GRACE = 20.0
+BODY_MIN_RATE = 4096
+
+# The blank line after the last field (leading empty lines, which RFC 9112 lets a server skip, never end a head).
+_HEAD_END = re.compile(rb"[^\r\n]\r?\n\r?\n")
+_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,15})[ \t]*\r?$", re.I | re.M)
+# A body announced by these is left to the thread: its length is unknown, or the client waits
+# for "100 Continue" before sending it.
+_NO_PREREAD = re.compile(rb"^(?:transfer-encoding|expect)[ \t]*:", re.I | re.M)
+_HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                   b"Content-Length: 0\r\n\r\n")
+
+
+class GuardedSocket:
+    """A client socket whose blocking operations time out and whose body reads keep a pace."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._started = 0.0
+        self._received = 0
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def fileno(self) -> int:
+        """The descriptor (selectors register the wrapper)."""
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        """Blocking means blocking for at most IO_TIMEOUT."""
+        self._sock.settimeout(IO_TIMEOUT if flag else 0.0)
+
+    def start_request(self) -> None:
+        """A request is being handled: its body pace is measured from now."""
+        self._started, self._received = time.monotonic(), 0
+
+    def recv(self, size: int, *flags) -> bytes:
+        """Receive, failing with socket.timeout once the body falls behind its minimum pace."""
+        timeout = self._sock.gettimeout()
+        if not self._started or timeout == 0.0:
+            data = self._sock.recv(size, *flags)
+        else:
+            allowed = self._started + BODY_GRACE + self._received / BODY_MIN_RATE - time.monotonic()
+            if allowed <= 0:
+                raise TimeoutError("the client is sending its body too slowly")
+            self._sock.settimeout(min(allowed, timeout or IO_TIMEOUT))
+            try:
+                data = self._sock.recv(size, *flags)
+            finally:
+                self._sock.settimeout(timeout)
+        self._received += len(data)
+        return data
+
+
+def _body_to_preread(fields: bytes | bytearray) -> int:
+    """How much of the body the main loop reads too: a small body of known length, else none."""
+    if _NO_PREREAD.search(fields) is not None:
+        return 0
+    length = _CONTENT_LENGTH.search(fields)
+    if length is None or int(length.group(1)) > PREREAD_BODY_BYTES:
+        return 0
+    return int(length.group(1))
+
+
+class GatewayThreadWorker(ThreadWorker):
+    """gthread, reading request heads (and small bodies) in the main loop; see the module docstring."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.awaiting_heads: dict = {}  # conn -> deadline, in deadline order (one timeout for all)
+
+    def enqueue_req(self, conn):
+        """Every route to a thread (new, kept-alive, read-ahead) passes here: heads first."""
+        if getattr(conn, "head_ready", False):
+            conn.head_ready = False
+            return super().enqueue_req(conn)
+        if not isinstance(conn.sock, GuardedSocket):
+            conn.sock = GuardedSocket(conn.sock)
+        conn.head = bytearray(conn.parser.unreader.take_buffered() if conn.parser is not None else b"")
+        conn.head_scanned, conn.head_wanted = 0, None
+        if not self._head_progress(conn):
+            conn.sock.setblocking(False)
+            self.awaiting_heads[conn] = time.monotonic() + HEAD_TIMEOUT
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, conn))
+        return None
+
+    def _head_progress(self, conn) -> bool:
+        """Dispatch (or refuse) the connection once its head, and a small body, are in; False: read on."""
+        if conn.head_wanted is None:
+            # Search only what is new (and 4 bytes back, for an end split across reads).
+            end = _HEAD_END.search(conn.head, max(0, conn.head_scanned - 4))
+            conn.head_scanned = len(conn.head)
+            if end is None or end.start() > MAX_HEAD_BYTES:
+                if end is not None or len(conn.head) > MAX_HEAD_BYTES:
+                    self._drop(conn, answer=_HEAD_TOO_LARGE)
+                    return True
+                return False
+            conn.head_wanted = end.end() + _body_to_preread(conn.head[:end.start() + 1])
+        if len(conn.head) < conn.head_wanted:
+            return False
+        self._forget(conn)
+        conn.prefetched, conn.head = bytes(conn.head), None
+        conn.data_ready = conn.head_ready = True
+        self.enqueue_req(conn)
+        return True
+
+    def _on_head_readable(self, conn, _sock):
+        try:
+            data = conn.sock._sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        conn.head.extend(data)
+        self._head_progress(conn)
+
+    def _forget(self, conn) -> None:
+        if self.awaiting_heads.pop(conn, None) is not None:
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def _drop(self, conn, answer: bytes = b"") -> None:
+        self._forget(conn)
+        if answer:
+            try:
+                conn.sock._sock.send(answer)
+            except OSError:
+                pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """Also close connections whose head did not arrive in time (called on every loop turn)."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.awaiting_heads:
+            conn, deadline = next(iter(self.awaiting_heads.items()))
+            if deadline > now:
+                break
+            self._drop(conn)
+
+    def handle(self, conn):
+        """In the thread: hand the bytes read by the main loop to gunicorn's parser, then serve."""
+        prefetched = getattr(conn, "prefetched", None)
+        conn.prefetched = None
+        try:
+            conn.sock.setblocking(True)
+            conn.init()
+        except OSError as error:
+            if error.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.debug("Socket error before the request: %s", error)
+            return False
+        if prefetched:
+            conn.parser.unreader.unread(prefetched)
+        conn.sock.start_request()
+        return super().handle(conn)

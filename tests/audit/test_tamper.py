@@ -218,3 +218,29 @@ def test_unreadable_checkpoints_fail_the_check(trail):
     append(trail.db, 2)
     trail.settings = dataclasses.replace(trail.settings, audit_checkpoint_bucket="no-such-audit-bucket")
     assert "checkpoints could not be read" in problems(trail.verify())
+
+
+def test_the_relay_writes_checkpoints_while_it_runs(trail, redis_service, checkpoint_bucket):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    settings = dataclasses.replace(trail.settings, redis_url=redis_service.url, audit_checkpoint_every_seconds=1)
+    append(trail.db, 3)
+    relay = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "outbox", "relay"],
+                             env={**os.environ, **settings_environment(settings)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        store, deadline = checkpoint_bucket.store(), time.monotonic() + 60
+        while time.monotonic() < deadline and not store.list():
+            time.sleep(0.2)
+        append(trail.db, 2)
+        while time.monotonic() < deadline and len(store.list()) < 2:
+            time.sleep(0.2)
+    finally:
+        relay.terminate()
+        relay.wait(timeout=30)
+    assert [json.loads(store.get(s.name))["seq"] for s in store.list()] == [3, 5]
+    code, report = trail.verify()
+    assert (code, report["checkpoints"], report["unanchored"]) == (0, 2, 0)

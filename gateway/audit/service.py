@@ -21,7 +21,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.audit import chain
@@ -197,6 +197,8 @@ def verify_chain(session: Session, *, max_problems: int = 50, chain_key: str | N
             head_hash = event.hash
         expected_seq, prev_hash = event.seq + 1, event.hash
     report.last_seq, report.last_hash = expected_seq - 1, prev_hash
+    if since > 1 and first:  # nothing from `since` on: say where the chain really ends
+        report.last_seq = session.scalar(select(func.max(AuditEvent.seq))) or 0
     for seq in sorted(s for s in anchors if s > report.last_seq):
         for anchor in anchors[seq]:
             report.problem(f"checkpoint {anchor.number} ({anchor.at}) recorded {seq} entries but the database "

@@ -19,10 +19,10 @@ def _human(report) -> str:
     if report.ok:
         lines = [f"audit trail intact: {report.checked} entries"]
         if latest:
-            lines.append(f"  {report.checkpoints} checkpoints; the newest (#{latest['number']}, {latest['at']}) "
-                         f"covers {latest['seq']} entries; {report.unanchored} are newer")
+            lines.append(f"  checkpoints: {report.checkpoints}; the newest (#{latest['number']}, {latest['at']}) "
+                         f"covers {latest['seq']} entries; newer entries: {report.unanchored}")
     else:
-        lines = [f"audit trail BROKEN ({len(report.problems)} problems, {report.checked} entries read):"]
+        lines = [f"audit trail BROKEN (problems: {len(report.problems)}; entries read: {report.checked}):"]
         lines += [f"  - {text}" for text in report.problems]
     lines += [f"warning: {text}" for text in report.warnings]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.db import Database
 from gateway.scanning import ClamdScanner, Scanner
 from gateway.settings import Settings
-from gateway.storage import DocumentStore, S3DocumentStore
+from gateway.storage import DocumentStore, S3CheckpointStore, S3DocumentStore
 
 
 @dataclass
@@ -36,14 +36,31 @@ def build_redis(settings: Settings) -> redis.Redis:
                                 health_check_interval=30)
 
 
-def build_store(settings: Settings) -> S3DocumentStore:
-    """The S3 document store; a local endpoint gets moto's throwaway credentials if none are set."""
+def _s3_credentials(settings: Settings) -> tuple[str | None, str | None]:
+    # A local endpoint (moto) gets throwaway credentials if none are set; AWS uses boto3's own chain.
     access_key, secret_key = settings.aws_access_key_id, settings.aws_secret_access_key
     if settings.s3_endpoint_url and not access_key:
         access_key, secret_key = "testing", "testing"
+    return access_key, secret_key
+
+
+def build_store(settings: Settings) -> S3DocumentStore:
+    """The S3 document store; a local endpoint gets moto's throwaway credentials if none are set."""
+    access_key, secret_key = _s3_credentials(settings)
     return S3DocumentStore.build(
         endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
         bucket=settings.s3_bucket, kms_key_id=settings.kms_key_id,
+        access_key=access_key, secret_key=secret_key,
+        connect_timeout=settings.storage_timeout, read_timeout=settings.storage_timeout * 3,
+    )
+
+
+def build_checkpoint_store(settings: Settings) -> S3CheckpointStore:
+    """The Object Lock bucket holding the audit trail's signed checkpoints (the relay and the CLI use it)."""
+    access_key, secret_key = _s3_credentials(settings)
+    return S3CheckpointStore.build(
+        endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+        bucket=settings.audit_checkpoint_bucket, retention_days=settings.audit_checkpoint_retention_days,
         access_key=access_key, secret_key=secret_key,
         connect_timeout=settings.storage_timeout, read_timeout=settings.storage_timeout * 3,
     )

@@ -83,10 +83,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# Where a session carries the audit chain key (gateway.audit.service reads it); sessions from a
+# Database built without the key cannot append to the audit trail.
+AUDIT_CHAIN_KEY_INFO = "gateway.audit_chain_key"
+
+
 class Database:
     """One engine and session factory; built by the app factory, the CLI and workers."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, audit_chain_key: str | None = None):
         self.url = normalize_url(url)
         parsed = make_url(self.url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -101,12 +106,14 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The key rides on the session (never in a row), so `record(session, ...)` keeps its signature.
+        info = {AUDIT_CHAIN_KEY_INFO: audit_chain_key} if audit_chain_key else {}
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=info)
 
     @classmethod
     def from_settings(cls, settings) -> Database:
         """Build from the injected settings."""
-        return cls(settings.database_url)
+        return cls(settings.database_url, audit_chain_key=settings.audit_chain_key)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

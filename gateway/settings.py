@@ -11,6 +11,8 @@ clamd as `make run`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +57,16 @@ class Settings:
     # Encrypts signing keys at rest (and signs portal sessions). Required in production;
     # in development one is generated once into the data directory.
     secret_key: str = field(default="", repr=False)
+    # Keys the audit trail's HMAC chain and its checkpoints; never stored in the database. Required in
+    # production (and different from the secret key); in development derived from the secret key.
+    audit_chain_key: str = field(default="", repr=False)
+    # Signed checkpoints of the audit chain (count and head), kept outside the database in an S3
+    # bucket with Object Lock (COMPLIANCE mode), each locked for the retention; written by the relay's
+    # housekeeping once this many entries or seconds have passed since the last one.
+    audit_checkpoint_bucket: str = "records-gateway-audit-checkpoints"
+    audit_checkpoint_retention_days: int = 2190
+    audit_checkpoint_every_entries: int = 100
+    audit_checkpoint_every_seconds: int = 60
     # Identity.
     jwt_issuer: str = "records-gateway"
     jwt_audience: str = "records-gateway-api"
@@ -121,6 +133,8 @@ class Settings:
             )
         if not settings.secret_key and not settings.is_production:
             settings = dataclasses.replace(settings, secret_key=_development_secret(Path(settings.data_dir)))
+        if not settings.audit_chain_key and not settings.is_production and settings.secret_key:
+            settings = dataclasses.replace(settings, audit_chain_key=derived_key(settings.secret_key, "audit-chain"))
         settings.validate()
         return settings
 
@@ -152,6 +166,15 @@ class Settings:
             raise SettingsError("GATEWAY_MAX_UPLOAD_BYTES must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("GATEWAY_SECRET_KEY must be at least 32 characters")
+        if len(self.audit_chain_key) < 32:
+            raise SettingsError("GATEWAY_AUDIT_CHAIN_KEY is required (at least 32 characters)")
+        if self.is_production and hmac.compare_digest(self.audit_chain_key, self.secret_key):
+            raise SettingsError("GATEWAY_AUDIT_CHAIN_KEY must differ from GATEWAY_SECRET_KEY in production")
+        if not self.audit_checkpoint_bucket:
+            raise SettingsError("GATEWAY_AUDIT_CHECKPOINT_BUCKET must name the checkpoint bucket")
+        for name in ("retention_days", "every_entries", "every_seconds"):
+            if getattr(self, f"audit_checkpoint_{name}") < 1:
+                raise SettingsError(f"GATEWAY_AUDIT_CHECKPOINT_{name.upper()} must be at least 1")
         if not 10 <= self.portal_idle_timeout <= self.portal_session_lifetime:
             raise SettingsError("GATEWAY_PORTAL_IDLE_TIMEOUT must be at least 10 seconds and at most the lifetime")
         if self.is_production and not self.portal_cookie_secure:
@@ -164,13 +187,18 @@ class Settings:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in {"aws_secret_access_key", "secret_key"} and value:
+            if f.name in {"aws_secret_access_key", "secret_key", "audit_chain_key"} and value:
                 value = "***"
             elif isinstance(value, str) and "://" in value and "@" in value:
                 scheme, rest = value.split("://", 1)
                 value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def derived_key(secret_key: str, purpose: str) -> str:
+    """A development key for one purpose, derived from the secret key (HMAC-SHA256, hex)."""
+    return hmac.new(secret_key.encode(), f"records-gateway:{purpose}".encode(), hashlib.sha256).hexdigest()
 
 
 def _development_secret(data_dir: Path) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
+from infra.aws.bootstrap import aws_clients, bootstrap_checkpoint_bucket, bootstrap_documents_bucket
 from tests.factories import FACILITY_TIMEZONE
 
 pytest_plugins = [
@@ -47,13 +47,24 @@ class SessionBucket:
         # The alias, as production configures it: it still names the key after moto restarts empty.
         self.kms_key_id = TEST_KMS_ALIAS
         self.s3_client, self.kms_client = aws_clients(self.endpoint_url, MOTO_REGION, MOTO_ACCESS_KEY, MOTO_SECRET_KEY)
+        # Audit-checkpoint buckets, one per database: checkpoints of two chains never share a bucket.
+        self.audit_buckets: list[str] = []
         self.rebootstrap()
+
+    def new_audit_bucket(self) -> str:
+        """A fresh Object Lock bucket for one database's audit checkpoints (locked for a day)."""
+        name = f"gateway-audit-{uuid.uuid4().hex[:16]}"
+        self.audit_buckets.append(name)
+        bootstrap_checkpoint_bucket(self.s3_client, name, self.region, 1, apply_bucket_policy=False)
+        return name
 
     def rebootstrap(self) -> None:
         """Create the bucket and key (idempotent).  moto evaluates the tag-conditional Deny as
         unconditional, so this bucket goes without the policy; tests/infra asserts the policy."""
         bootstrap_documents_bucket(self.s3_client, self.kms_client, self.bucket, self.kms_key_id, self.region,
                                    apply_bucket_policy=False)
+        for name in self.audit_buckets:
+            bootstrap_checkpoint_bucket(self.s3_client, name, self.region, 1, apply_bucket_policy=False)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +87,8 @@ def settings(database_url, redis_service, clamd_service, moto_service, session_b
         s3_bucket=session_bucket.bucket,
         s3_region=session_bucket.region,
         kms_key_id=session_bucket.kms_key_id,
+        audit_checkpoint_bucket=session_bucket.new_audit_bucket(),
+        audit_checkpoint_retention_days=1,
         storage_timeout=3.0,
         facility_timezone=FACILITY_TIMEZONE,
         # Hundreds of sign-ins come from 127.0.0.1 in one session; test_login_and_limits checks the limit.

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime
 
 
 class AuditEvent(Base):
-    """One audited action; `hash` covers every field and the previous entry's hash."""
+    """One audited action; `hash` covers every field and the previous entry's hash.
+
+    The application may only INSERT and SELECT these rows (PostgreSQL grants, and
+    triggers on both databases refuse UPDATE, DELETE and TRUNCATE).
+    """
 
     __tablename__ = "audit_events"
 
@@ -29,10 +33,18 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # How `hash` is computed (gateway.audit.chain): 1 = unkeyed SHA-256 (rows written before
+    # migration 0009, hence the server default), 2 = HMAC-SHA256 under the chain key.
+    scheme: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
 
 
 class AuditChainHead(Base):
-    """A single row naming the chain's last position; writers lock it, which serialises appends."""
+    """A single row naming the chain's last position; writers lock it, which serialises appends.
+
+    The one audit row the application may UPDATE (never DELETE).  It is a lock and a
+    convenience, not evidence: `gateway audit verify` trusts the entries and the
+    checkpoints kept outside the database, and only reports a head that disagrees.
+    """
 
     __tablename__ = "audit_chain_head"
 

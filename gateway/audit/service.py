@@ -1,30 +1,40 @@
 """Appending to, verifying and reading the hash-chained audit trail.
 
 Each entry stores the hash of the one before it, so an edited, inserted or
-deleted row breaks the chain and `gateway audit verify` names where.  Appends
-take the single chain-head row with an UPDATE first: that row lock (a write
-lock on SQLite) serialises writers, so two concurrent appends can never fork
-the chain.  Entries hold ids and codes only — never PHI.
+deleted row breaks the chain and `gateway audit verify` names where.  Entry
+hashes are HMAC-SHA256 under a key from settings that never enters the database
+(gateway.audit.chain), so someone holding only the database cannot recompute
+them after a change.  What the chain alone cannot show — its newest entries
+removed together with the head row, an emptied table, the tables rolled back
+to an older copy — the signed checkpoints kept outside the database show
+(gateway.audit.checkpoints).
+
+Appends take the single chain-head row with an UPDATE first: that row lock (a
+write lock on SQLite) serialises writers, so two concurrent appends can never
+fork the chain.  Nothing here does network I/O, so the lock is never held
+across it.  Entries hold ids and codes only — never PHI.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from gateway.audit import chain
+from gateway.audit.chain import GENESIS, KEYED_SCHEME, LEGACY_SCHEME, SCHEMES
 from gateway.audit.models import AuditChainHead, AuditEvent
-from gateway.db import Database, utcnow
+from gateway.db import AUDIT_CHAIN_KEY_INFO, Database, utcnow
 from gateway.errors import ServiceUnavailable
 
 log = logging.getLogger("gateway.audit")
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "RESULTS", "Anchor", "AuditUnavailable", "VerifyReport", "chain_key_of", "record",
+           "record_now", "verify_chain"]
+
 RESULTS = ("success", "failure", "denied", "blocked")
 
 
@@ -35,14 +45,9 @@ class AuditUnavailable(ServiceUnavailable):
     title = "Audit trail unavailable"
 
 
-def _canonical(seq: int, at: datetime, fields: dict) -> bytes:
-    """The exact bytes an entry's hash covers; stable across databases."""
-    body = {"seq": seq, "at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), **fields}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _entry_hash(prev_hash: str, canonical: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical).hexdigest()
+def chain_key_of(session: Session) -> str | None:
+    """The audit chain key the session's Database was built with (None without one)."""
+    return session.info.get(AUDIT_CHAIN_KEY_INFO)
 
 
 def _fields(event: AuditEvent) -> dict:
@@ -51,12 +56,21 @@ def _fields(event: AuditEvent) -> dict:
             "result": event.result, "ip": event.ip, "request_id": event.request_id}
 
 
+def computed_hash(event: AuditEvent, key: bytes | None) -> str:
+    """What the entry's hash must be, from its contents and its scheme."""
+    return chain.entry_hash(event.scheme, event.prev_hash, chain.canonical(event.seq, event.at, _fields(event)), key)
+
+
 def record(session: Session, *, actor: str, action: str, result: str = "success",
            org_id: str | None = None, object_type: str | None = None, object_id: str | None = None,
            ip: str | None = None, request_id: str | None = None) -> AuditEvent:
     """Append one entry inside the caller's transaction (it commits or rolls back with the action)."""
     if result not in RESULTS:
         raise ValueError(f"unknown audit result {result!r}")
+    chain_key = chain_key_of(session)
+    if not chain_key:
+        raise AuditUnavailable("No audit chain key is configured; nothing can be audited.")
+    key = chain.entry_key(chain_key)
     head = session.execute(
         update(AuditChainHead).where(AuditChainHead.id == 1)
         .values(seq=AuditChainHead.seq + 1)
@@ -69,8 +83,8 @@ def record(session: Session, *, actor: str, action: str, result: str = "success"
     at = utcnow()
     event = AuditEvent(seq=seq, at=at, actor=actor, org_id=org_id, action=action,
                        object_type=object_type, object_id=object_id, result=result, ip=ip,
-                       request_id=request_id, prev_hash=prev_hash)
-    event.hash = _entry_hash(prev_hash, _canonical(seq, at, _fields(event)))
+                       request_id=request_id, prev_hash=prev_hash, scheme=KEYED_SCHEME)
+    event.hash = computed_hash(event, key)
     session.add(event)
     session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=event.hash))
     session.flush()
@@ -88,47 +102,115 @@ def record_now(db: Database, **entry) -> None:
         raise AuditUnavailable("The audit trail could not be written; the action was not performed.") from error
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """What a signed checkpoint says the chain held: `seq` entries, the last with hash `head`."""
+
+    number: int
+    seq: int
+    head: str
+    at: str
+
+
 @dataclass
 class VerifyReport:
     """What `gateway audit verify` found."""
 
     checked: int = 0
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # Where the chain in the database ends.
+    last_seq: int = 0
+    last_hash: str = GENESIS
+    # The signed checkpoints read from outside the database, the newest of them, and how many entries
+    # are newer than it (only those could go missing unnoticed).
+    checkpoints: int = 0
+    latest_checkpoint: dict | None = None
+    unanchored: int = 0
+    # Entries hashed with the unkeyed scheme of the code before migration 0009.
+    legacy_entries: int = 0
+    max_problems: int = 50
 
     @property
     def ok(self) -> bool:
         """True when the chain is intact end to end."""
         return not self.problems
 
+    def problem(self, text: str) -> None:
+        """Note a problem (the first `max_problems` are kept; any one fails the check)."""
+        if len(self.problems) < self.max_problems:
+            self.problems.append(text)
+        elif len(self.problems) == self.max_problems:
+            self.problems.append("... more problems not shown")
 
-def verify_chain(session: Session, *, max_problems: int = 50) -> VerifyReport:
-    """Recompute every hash in order and compare links, positions and the chain head."""
-    report = VerifyReport()
-    expected_seq, prev_hash = 1, GENESIS
+    def as_dict(self) -> dict:
+        """The report as `gateway audit verify --json` prints it."""
+        return {"ok": self.ok, "checked": self.checked, "problems": self.problems, "warnings": self.warnings,
+                "last_seq": self.last_seq, "checkpoints": self.checkpoints,
+                "latest_checkpoint": self.latest_checkpoint, "unanchored": self.unanchored,
+                "legacy_entries": self.legacy_entries}
 
-    def problem(text: str) -> None:
-        if len(report.problems) < max_problems:
-            report.problems.append(text)
 
-    rows = session.scalars(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000))
-    for event in rows:
+def verify_chain(session: Session, *, max_problems: int = 50, chain_key: str | None = None,
+                 anchors: Mapping[int, Sequence[Anchor]] | None = None, since: int = 1,
+                 report: VerifyReport | None = None) -> VerifyReport:
+    """Recompute every hash from entry `since` on and compare links, positions, schemes, head row and `anchors`.
+
+    With `since` > 1 (a writer checking what is new since its last checkpoint) the
+    entry at `since` is taken on the anchor's word and the head row is not checked.
+    """
+    report = report or VerifyReport(max_problems=max_problems)
+    chain_key = chain_key or chain_key_of(session)
+    key = chain.entry_key(chain_key) if chain_key else None
+    anchors = anchors or {}
+    # The head row first: entries only grow, so appends during the scan cannot look like a truncation.
+    head = session.get(AuditChainHead, 1) if since <= 1 else None
+    head_hash = GENESIS if head is not None and head.seq == 0 else None
+    expected_seq, prev_hash, keyed_seen, first = max(since, 1), GENESIS, False, True
+
+    query = select(AuditEvent).where(AuditEvent.seq >= since).order_by(AuditEvent.seq)
+    for event in session.scalars(query.execution_options(yield_per=1000)):
         report.checked += 1
         if event.seq != expected_seq:
-            problem(f"entries {expected_seq}..{event.seq - 1} are missing (deleted)")
+            report.problem(f"entries {expected_seq}..{event.seq - 1} are missing (deleted)")
+        if since > 1 and first:
+            prev_hash = event.prev_hash  # vouched for by the anchor at `since`, checked below
+        first = False
         if event.prev_hash != prev_hash:
-            problem(f"entry {event.seq} does not link to the entry before it")
-        if _entry_hash(event.prev_hash, _canonical(event.seq, event.at, _fields(event))) != event.hash:
-            problem(f"entry {event.seq} was altered (its hash does not match its contents)")
+            report.problem(f"entry {event.seq} does not link to the entry before it")
+        if event.scheme not in SCHEMES:
+            report.problem(f"entry {event.seq} names an unknown hash scheme {event.scheme!r}")
+        elif event.scheme == LEGACY_SCHEME and keyed_seen:
+            report.problem(f"entry {event.seq} carries an unkeyed hash after keyed entries "
+                           "(re-hashed by someone without the chain key)")
+        elif event.scheme == KEYED_SCHEME and key is None:
+            report.problem(f"entry {event.seq} cannot be checked: no audit chain key is configured")
+        elif computed_hash(event, key) != event.hash:
+            report.problem(f"entry {event.seq} was altered (its hash does not match its contents)")
+        keyed_seen = keyed_seen or event.scheme == KEYED_SCHEME
+        report.legacy_entries += event.scheme == LEGACY_SCHEME
+        for anchor in anchors.get(event.seq, ()):
+            if anchor.head != event.hash:
+                report.problem(f"entry {event.seq} differs from checkpoint {anchor.number} ({anchor.at}): "
+                               "the audit trail was rewritten or rolled back to an earlier copy")
+        if head is not None and event.seq == head.seq:
+            head_hash = event.hash
         expected_seq, prev_hash = event.seq + 1, event.hash
-    head = session.get(AuditChainHead, 1)
+    report.last_seq, report.last_hash = expected_seq - 1, prev_hash
+    if since > 1 and first:  # nothing from `since` on: say where the chain really ends
+        report.last_seq = session.scalar(select(func.max(AuditEvent.seq))) or 0
+    for seq in sorted(s for s in anchors if s > report.last_seq):
+        for anchor in anchors[seq]:
+            report.problem(f"checkpoint {anchor.number} ({anchor.at}) recorded {seq} entries but the database "
+                           f"holds {report.last_seq}: the newest entries were removed or the audit tables "
+                           "were rolled back to an earlier copy")
+    if since > 1:
+        return report
     if head is None:
-        problem("the chain head row is missing")
-    else:
-        if head.seq != expected_seq - 1:
-            problem(f"the chain head says {head.seq} entries but {expected_seq - 1} end the chain "
-                    "(entries deleted from the end?)")
-        if head.last_hash != prev_hash:
-            problem("the chain head's hash does not match the last entry")
+        report.problem("the chain head row is missing")
+    elif head.seq > report.last_seq:
+        report.problem(f"the chain head says {head.seq} entries but {report.last_seq} end the chain "
+                       "(entries deleted from the end?)")
+    elif head.last_hash != head_hash:
+        report.problem(f"the chain head's hash does not match entry {head.seq}")
     return report
-
-

@@ -55,7 +55,7 @@ def main():
 
 def run():
     """Console-script entry point: the command groups of every domain, then click."""
-    from gateway.cli import identity, maintenance, routing  # noqa: F401  (they register their commands on `main`)
+    from gateway.cli import audit, identity, maintenance, routing  # noqa: F401  (they register their commands on `main`)
 
     main()
 
@@ -101,6 +101,25 @@ def db_current(ctx: Context, as_json: bool):
     data = {"revision": migrate.current_revision(ctx.db.engine),
             "head": migrate.head_revision(ctx.settings.database_url)}
     emit(data, as_json, f"database {data['revision']}, code head {data['head']}")
+
+
+@db.command("grant-app-role")
+@click.option("--role", required=True, help="The existing PostgreSQL role the application connects as.")
+@click.option("--print-only", is_flag=True, help="Print the statements instead of running them.")
+@json_option
+@pass_context
+def db_grant_app_role(ctx: Context, role: str, print_only: bool, as_json: bool):
+    """Give ROLE the application's privileges (run as the owner, after every upgrade): rows only;
+    the audit trail INSERT and SELECT only."""
+    from gateway.db_roles import RoleError, grant_app_role
+
+    try:
+        statements = grant_app_role(ctx.db.engine, role, apply=not print_only)
+    except RoleError as error:
+        fail(str(error), as_json, "ROLE_REFUSED", 2)
+    emit({"role": role, "applied": not print_only, "statements": statements}, as_json,
+         "\n".join(f"{statement};" for statement in statements) if print_only
+         else f"granted {role} the application's privileges ({len(statements)} statements)")
 
 
 @main.command("config")

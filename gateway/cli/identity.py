@@ -1,4 +1,4 @@
-"""`gateway orgs|users|staff|auditors|admins|api-keys|keys|audit|demo` commands."""
+"""`gateway orgs|users|staff|auditors|admins|api-keys|keys|demo` commands."""
 
 from __future__ import annotations
 
@@ -209,27 +209,6 @@ def keys_rotate(ctx, as_json):
     with ctx.db.transaction() as session:
         _audit(session, "signing_key.rotate", "signing_key", kid)
     emit({"kid": kid}, as_json, f"now signing with key {kid}")
-
-
-@main.group()
-def audit():
-    """The audit trail."""
-
-
-@audit.command("verify")
-@json_option
-@pass_context
-def audit_verify(ctx, as_json):
-    """Check the hash chain end to end; exit 1 when it was tampered with."""
-    from gateway.audit.service import verify_chain
-
-    with ctx.db.transaction() as session:
-        report = verify_chain(session)
-    data = {"ok": report.ok, "checked": report.checked, "problems": report.problems}
-    emit(data, as_json, f"audit chain intact ({report.checked} entries)" if report.ok
-         else "audit chain BROKEN:\n  " + "\n  ".join(report.problems))
-    if not report.ok:
-        raise SystemExit(1)
 
 
 @main.group()

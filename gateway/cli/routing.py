@@ -29,7 +29,8 @@ def outbox():
 @pass_context
 def outbox_relay(ctx, once, as_json):
     """Publish routed work to RQ until stopped (SIGTERM/SIGINT finish the batch in hand)."""
-    from gateway.adapters import build_redis
+    from gateway.adapters import build_checkpoint_store, build_redis
+    from gateway.audit.checkpointer import Checkpointer
     from gateway.routing import relay
     from gateway.routing.dispatch import RqDispatcher
     from gateway.routing.housekeeping import Housekeeping
@@ -43,7 +44,8 @@ def outbox_relay(ctx, once, as_json):
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    housekeeping = Housekeeping(ctx.settings, ctx.db, dispatcher)
+    checkpointer = Checkpointer.from_settings(ctx.settings, ctx.db, build_checkpoint_store(ctx.settings))
+    housekeeping = Housekeeping(ctx.settings, ctx.db, dispatcher, checkpointer=checkpointer)
     relay.run(ctx.db, dispatcher, stop=stop, batch=ctx.settings.outbox_batch_size, on_idle=housekeeping.tick)
 
 

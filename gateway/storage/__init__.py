@@ -1,8 +1,15 @@
-"""Document storage: the DocumentStore protocol and its S3 and in-memory implementations.
+"""Object storage: the DocumentStore and CheckpointStore protocols, their S3 and in-memory implementations.
 
 A leaf package: it imports nothing from other gateway domains.
 """
 
+from gateway.storage.checkpoints import (
+    CheckpointExists,
+    CheckpointStore,
+    InMemoryCheckpointStore,
+    S3CheckpointStore,
+    StoredCheckpoint,
+)
 from gateway.storage.memory import InMemoryDocumentStore, InMemoryStagedUpload
 from gateway.storage.s3 import S3DocumentStore
 from gateway.storage.s3_upload import S3StagedUpload
@@ -26,13 +33,18 @@ __all__ = [
     "PENDING",
     "SCAN_STATUS_TAG",
     "SHA256_TAG",
+    "CheckpointExists",
+    "CheckpointStore",
     "DocumentStore",
+    "InMemoryCheckpointStore",
     "InMemoryDocumentStore",
     "InMemoryStagedUpload",
+    "S3CheckpointStore",
     "S3DocumentStore",
     "S3StagedUpload",
     "StagedUpload",
     "StorageUnavailable",
+    "StoredCheckpoint",
     "StoredObjectMissing",
     "content_disposition",
     "sanitise_filename",

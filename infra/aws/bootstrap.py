@@ -1,8 +1,14 @@
-"""Create the documents bucket the way production needs it; safe to run again.
+"""Create the documents and audit-checkpoint buckets the way production needs them; safe to run again.
 
     python -m infra.aws.bootstrap --endpoint-url http://127.0.0.1:5000 \\
         --bucket records-gateway-documents --kms-alias alias/records-gateway-documents \\
+        --audit-bucket records-gateway-audit-checkpoints --audit-retention-days 2190 \\
         --region eu-central-1
+
+The audit-checkpoint bucket is created with Object Lock (which can only be
+chosen at creation here, and brings versioning with it) and a default
+retention in COMPLIANCE mode, so even an object written without lock headers
+is locked; the gateway also sends the mode and retain-until date on every PUT.
 
 Every step is a find-or-create or a whole-configuration PUT, so a second run
 changes nothing. The bucket policy and lifecycle rules are merged by statement
@@ -29,6 +35,8 @@ CLEAN = "clean"
 INSECURE_TRANSPORT_SID = "DenyInsecureTransport"
 UNSCANNED_READS_SID = "DenyUnscannedObjectReads"
 ABORT_MULTIPART_RULE_ID = "abort-incomplete-multipart-uploads"
+CHECKPOINT_LOCK_MODE = "COMPLIANCE"
+DEFAULT_CHECKPOINT_RETENTION_DAYS = 2190  # six years, as HIPAA keeps its documentation (164.316(b)(2))
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _DUMMY_CREDENTIAL = "testing"
 
@@ -85,7 +93,7 @@ def ensure_kms_key(kms_client: Any, alias: str) -> tuple[dict[str, Any], bool]:
     return metadata, True
 
 
-def ensure_bucket(s3_client: Any, bucket: str, region: str) -> bool:
+def ensure_bucket(s3_client: Any, bucket: str, region: str, *, object_lock: bool = False) -> bool:
     """Create the bucket in ``region`` unless we already own it; return True if created."""
     try:
         s3_client.head_bucket(Bucket=bucket)
@@ -95,6 +103,8 @@ def ensure_bucket(s3_client: Any, bucket: str, region: str) -> bool:
         if _error_code(exc) not in {"404", "NoSuchBucket", "NotFound", "403"}:
             raise
     kwargs: dict[str, Any] = {"Bucket": bucket, "ObjectOwnership": "BucketOwnerEnforced"}
+    if object_lock:
+        kwargs["ObjectLockEnabledForBucket"] = True
     # us-east-1 is the one region that rejects an explicit LocationConstraint.
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -132,14 +142,14 @@ def documents_bucket_policy_statements(bucket: str) -> list[dict[str, Any]]:
     ]
 
 
-def _merged_policy(s3_client: Any, bucket: str) -> dict[str, Any]:
+def _merged_policy(s3_client: Any, bucket: str, ours: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     try:
         policy = json.loads(s3_client.get_bucket_policy(Bucket=bucket)["Policy"])
     except ClientError as exc:
         if _error_code(exc) != "NoSuchBucketPolicy":
             raise
         policy = {"Version": "2012-10-17", "Statement": []}
-    ours = documents_bucket_policy_statements(bucket)
+    ours = documents_bucket_policy_statements(bucket) if ours is None else ours
     sids = {s["Sid"] for s in ours}
     statements = policy.get("Statement", [])
     if isinstance(statements, dict):
@@ -229,6 +239,91 @@ def bootstrap_documents_bucket(
     )
 
 
+@dataclass(frozen=True)
+class CheckpointBucketResult:
+    """What the audit-checkpoint bootstrap found or made."""
+
+    bucket: str
+    region: str
+    retention_days: int
+    created_bucket: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the result as plain JSON-ready data."""
+        return asdict(self)
+
+
+def _object_lock_configuration(s3_client: Any, bucket: str) -> dict[str, Any] | None:
+    try:
+        return s3_client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    except ClientError as exc:
+        if _error_code(exc) != "ObjectLockConfigurationNotFoundError":
+            raise
+        return None
+
+
+def bootstrap_checkpoint_bucket(
+    s3_client: Any,
+    bucket: str,
+    region: str,
+    retention_days: int = DEFAULT_CHECKPOINT_RETENTION_DAYS,
+    *,
+    apply_bucket_policy: bool = True,
+) -> CheckpointBucketResult:
+    """Find or create the Object Lock bucket of the audit trail's checkpoints and configure it.
+
+    Encryption is SSE-S3, not KMS: checkpoints hold no PHI, and a KMS key
+    scheduled for deletion would make locked checkpoints unreadable, which is
+    as good as deleting them.  No lifecycle rule: nothing here ever expires.
+    """
+    if retention_days < 1:
+        raise ValueError("retention_days must be at least 1")
+    created = ensure_bucket(s3_client, bucket, region, object_lock=True)
+    lock = _object_lock_configuration(s3_client, bucket)
+    if not lock or lock.get("ObjectLockEnabled") != "Enabled":
+        raise RuntimeError(f"bucket {bucket} exists without Object Lock; it cannot hold audit checkpoints "
+                           "(choose a new bucket name, or enable Object Lock on it first)")
+    s3_client.put_bucket_ownership_controls(
+        Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    )
+    s3_client.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3_client.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    wanted = {"DefaultRetention": {"Mode": CHECKPOINT_LOCK_MODE, "Days": retention_days}}
+    current = (lock.get("Rule") or {}).get("DefaultRetention") or {}
+    if (current.get("Mode"), current.get("Days")) != (CHECKPOINT_LOCK_MODE, retention_days):
+        s3_client.put_object_lock_configuration(
+            Bucket=bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": wanted}
+        )
+    if apply_bucket_policy:
+        tls_only = [s for s in documents_bucket_policy_statements(bucket) if s["Sid"] == INSECURE_TRANSPORT_SID]
+        s3_client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(_merged_policy(s3_client, bucket, tls_only)))
+    return CheckpointBucketResult(
+        bucket=bucket, region=region, retention_days=retention_days, created_bucket=created
+    )
+
+
+def read_checkpoint_bucket_configuration(s3_client: Any, bucket: str) -> dict[str, Any]:
+    """Read back Object Lock, versioning, encryption, public access block and ownership."""
+    configuration = read_bucket_configuration(s3_client, bucket)
+    del configuration["lifecycle"]
+    configuration["object_lock"] = _object_lock_configuration(s3_client, bucket)
+    return configuration
+
+
 def _read_or_none(call: Any, missing_codes: set[str], extract: Any) -> Any:
     try:
         return extract(call())
@@ -292,7 +387,7 @@ def aws_clients(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Bootstrap the documents bucket and print the result and configuration as JSON."""
+    """Bootstrap the documents (and audit-checkpoint) bucket and print results and configuration as JSON."""
     parser = argparse.ArgumentParser(
         prog="python -m infra.aws.bootstrap", description=__doc__.split("\n")[0]
     )
@@ -300,6 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--kms-alias", default=DEFAULT_KMS_ALIAS)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--audit-bucket", default=None,
+                        help="also create the audit-checkpoint bucket (Object Lock, COMPLIANCE)")
+    parser.add_argument("--audit-retention-days", type=int, default=DEFAULT_CHECKPOINT_RETENTION_DAYS,
+                        help="how long each checkpoint stays locked (the bucket's default retention)")
     parser.add_argument(
         "--bucket-policy",
         choices=("auto", "apply", "skip"),
@@ -320,10 +419,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = bootstrap_documents_bucket(
         s3, kms, args.bucket, args.kms_alias, args.region, apply_bucket_policy=apply_policy
     )
-    output = {
+    output: dict[str, Any] = {
         "result": result.as_dict(),
         "configuration": read_bucket_configuration(s3, args.bucket),
     }
+    if args.audit_bucket:
+        audit = bootstrap_checkpoint_bucket(
+            s3, args.audit_bucket, args.region, args.audit_retention_days, apply_bucket_policy=apply_policy
+        )
+        output["audit_checkpoints"] = {
+            "result": audit.as_dict(),
+            "configuration": read_checkpoint_bucket_configuration(s3, args.audit_bucket),
+        }
     json.dump(output, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
     return 0

@@ -2,8 +2,9 @@
 
 Starts what is not already there -- Redis (unless one answers at the configured
 URL), clamd with the project's config and signatures, moto's S3 server with the
-bucket bootstrapped by infra/aws/bootstrap.py -- then migrates the database,
-seeds demo credentials, and runs gunicorn, an RQ worker and the outbox relay.  Ctrl-C stops exactly what it started.
+documents and audit-checkpoint buckets bootstrapped by infra/aws/bootstrap.py -- then
+migrates the database, seeds demo credentials, and runs gunicorn, an RQ worker and the
+outbox relay.  Ctrl-C stops exactly what it started.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import urlparse
 
 from gateway.settings import Settings
 from infra import GUNICORN_CONFIG
-from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
+from infra.aws.bootstrap import aws_clients, bootstrap_checkpoint_bucket, bootstrap_documents_bucket
 from infra.localstack.clamd import ClamdProcess
 from infra.localstack.moto import MotoServerProcess
 from infra.localstack.redis import RedisProcess
@@ -114,6 +115,9 @@ def main() -> int:
         result = bootstrap_documents_bucket(s3, kms, settings.s3_bucket, settings.kms_key_id,
                                             settings.s3_region, apply_bucket_policy=False)
         say(f"S3 endpoint {settings.s3_endpoint_url}, bucket {result.bucket} (SSE-KMS {result.kms_key_alias})")
+        audit = bootstrap_checkpoint_bucket(s3, settings.audit_checkpoint_bucket, settings.s3_region,
+                                            settings.audit_checkpoint_retention_days, apply_bucket_policy=False)
+        say(f"audit checkpoints in bucket {audit.bucket} (Object Lock, COMPLIANCE, {audit.retention_days} days)")
 
         gateway = [str(BIN / "gateway")]
         subprocess.run([*gateway, "db", "upgrade"], check=True, env=env)

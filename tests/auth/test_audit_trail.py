@@ -10,7 +10,9 @@ import sys
 from sqlalchemy import text
 
 from gateway.db import Database
+from tests.audit.helpers import append, drop_append_only_triggers
 from tests.factories import PASSWORD, bearer, make_tenant, make_user, sign_in
+from tests.fixtures.live import settings_environment
 
 
 def _entries(client, headers, **query):
@@ -62,20 +64,12 @@ def test_audit_filters_and_pagination(client, db):
     assert max(e["seq"] for e in rest["items"]) < min(e["seq"] for e in page["items"])
 
 
-def _verify(url: str) -> tuple[int, dict]:
-    env = {**os.environ, "GATEWAY_DATABASE_URL": url}
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "gateway"), "audit", "verify", "--json"],
+def _gateway(settings, *args: str) -> tuple[int, dict]:
+    """The real console script, in a process of its own, with the settings in its environment."""
+    env = {**os.environ, **settings_environment(settings)}
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "gateway"), *args, "--json"],
                             env=env, capture_output=True, text=True, timeout=120)
-    return result.returncode, json.loads(result.stdout)
-
-
-def _drop_append_only_triggers(connection, dialect: str) -> None:
-    # What a DBA with full privileges could do; the application never can.
-    if dialect == "postgresql":
-        connection.execute(text("DROP TRIGGER audit_events_no_update ON audit_events"))
-    else:
-        connection.execute(text("DROP TRIGGER audit_events_no_update"))
-        connection.execute(text("DROP TRIGGER audit_events_no_delete"))
+    return result.returncode, json.loads(result.stdout or result.stderr)
 
 
 def test_audit_rows_cannot_be_changed_by_sql(db):
@@ -83,45 +77,54 @@ def test_audit_rows_cannot_be_changed_by_sql(db):
     from sqlalchemy.exc import DBAPIError
 
     make_tenant(db)  # ensures rows exist
+    statements = ["UPDATE audit_events SET actor = 'x' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1",
+                  "DELETE FROM audit_events"]
+    if db.engine.dialect.name == "postgresql":
+        statements.append("TRUNCATE audit_events")  # a statement-level trigger (row triggers never see it)
     with db.engine.connect() as connection:
-        with pytest.raises(DBAPIError):
-            connection.execute(text("UPDATE audit_events SET actor = 'x' WHERE seq = 1"))
-        connection.rollback()
-        with pytest.raises(DBAPIError):
-            connection.execute(text("DELETE FROM audit_events WHERE seq = 1"))
+        for statement in statements:
+            with pytest.raises(DBAPIError, match="append-only"):
+                connection.execute(text(statement))
+            connection.rollback()
 
 
-def test_gateway_audit_verify_detects_edited_and_deleted_rows(empty_database_any):
+def test_gateway_audit_verify_detects_edited_and_deleted_rows(empty_database_any, checkpoint_bucket, tmp_path):
     from gateway import migrate
-    from gateway.audit.service import record
+    from gateway.settings import Settings
+    from tests.fixtures.s3 import MOTO_REGION
 
     url = empty_database_any
     migrate.upgrade(url)
-    db = Database(url)
-    for i in range(6):
-        with db.transaction() as session:
-            record(session, actor=f"user:{i}", action="auth.login", ip="127.0.0.1")
-    assert _verify(url) == (0, {"ok": True, "checked": 6, "problems": []})
+    settings = Settings.from_env({}, env="test", data_dir=tmp_path, database_url=url,
+                                 s3_endpoint_url=checkpoint_bucket.endpoint_url, s3_region=MOTO_REGION,
+                                 audit_checkpoint_bucket=checkpoint_bucket.bucket, audit_checkpoint_retention_days=1)
+    db = Database.from_settings(settings)
+    append(db, 6)
+    code, written = _gateway(settings, "audit", "checkpoint")
+    assert code == 0 and written["checkpoint"]["seq"] == 6
+    code, report = _gateway(settings, "audit", "verify")
+    assert (code, report["ok"], report["checked"], report["problems"], report["checkpoints"]) == (0, True, 6, [], 1)
 
     with db.engine.begin() as connection:
-        _drop_append_only_triggers(connection, db.engine.dialect.name)
+        drop_append_only_triggers(connection)
         connection.execute(text("UPDATE audit_events SET actor = 'user:someone-else' WHERE seq = 3"))
-    code, report = _verify(url)
+    code, report = _gateway(settings, "audit", "verify")
     assert code == 1 and not report["ok"]
     assert any("entry 3 was altered" in p for p in report["problems"])
 
     with db.engine.begin() as connection:
-        connection.execute(text("UPDATE audit_events SET actor = 'user:2' WHERE seq = 3"))  # restore
-    assert _verify(url)[0] == 0
+        connection.execute(text("UPDATE audit_events SET actor = 'user:test-2' WHERE seq = 3"))  # restore
+    assert _gateway(settings, "audit", "verify")[0] == 0
     with db.engine.begin() as connection:
         connection.execute(text("DELETE FROM audit_events WHERE seq = 4"))
-    code, report = _verify(url)
+    code, report = _gateway(settings, "audit", "verify")
     assert code == 1 and any("4..4 are missing" in p for p in report["problems"])
 
     with db.engine.begin() as connection:
         connection.execute(text("DELETE FROM audit_events WHERE seq = 6"))
-    code, report = _verify(url)
+    code, report = _gateway(settings, "audit", "verify")
     assert any("chain head" in p for p in report["problems"])
+    assert any("checkpoint 1" in p and "holds 5" in p for p in report["problems"])
     db.dispose()
 
 

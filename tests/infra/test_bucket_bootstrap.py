@@ -1,4 +1,4 @@
-"""The documents bucket bootstrap against a real moto server: configuration and idempotence."""
+"""The documents and audit-checkpoint bucket bootstraps against a real moto server: configuration and idempotence."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+from botocore.exceptions import ClientError
 
 from gateway.storage import CLEAN, SCAN_STATUS_TAG
 from infra.aws import bootstrap
@@ -187,3 +188,55 @@ def test_cli_prints_result_and_configuration_as_json(moto_service, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["result"]["created_bucket"] is False
     assert "bucket policy not applied" in captured.err
+
+
+def test_the_audit_checkpoint_bucket_locks_in_compliance_mode(clients):
+    s3, _ = clients
+    bucket = fresh_bucket()
+    result = bootstrap.bootstrap_checkpoint_bucket(s3, bucket, MOTO_REGION, 30)
+    assert result.created_bucket and result.retention_days == 30
+    configuration = bootstrap.read_checkpoint_bucket_configuration(s3, bucket)
+    assert configuration["object_lock"]["ObjectLockEnabled"] == "Enabled"
+    retention = configuration["object_lock"]["Rule"]["DefaultRetention"]
+    assert (retention["Mode"], retention["Days"]) == ("COMPLIANCE", 30)
+    assert configuration["versioning"] == "Enabled"
+    assert configuration["encryption"][0]["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert all(configuration["public_access_block"].values())
+    assert configuration["ownership"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert set(statements_by_sid(configuration)) == {"DenyInsecureTransport"}
+
+
+def test_the_audit_checkpoint_bucket_locks_even_objects_put_without_lock_headers(clients):
+    s3, _ = clients
+    bucket = fresh_bucket()
+    # No policy: moto would apply its conditional Deny to every object request.
+    bootstrap.bootstrap_checkpoint_bucket(s3, bucket, MOTO_REGION, 30, apply_bucket_policy=False)
+    configuration = bootstrap.read_checkpoint_bucket_configuration(s3, bucket)
+    version = s3.put_object(Bucket=bucket, Key="checkpoints/x.json", Body=b"{}", ChecksumAlgorithm="SHA256")
+    with pytest.raises(ClientError):
+        s3.delete_object(Bucket=bucket, Key="checkpoints/x.json", VersionId=version["VersionId"])
+
+    # Again, with an object in it (moto, unlike S3, refuses a lock configuration on a non-empty bucket).
+    again = bootstrap.bootstrap_checkpoint_bucket(s3, bucket, MOTO_REGION, 30, apply_bucket_policy=False)
+    assert not again.created_bucket
+    assert bootstrap.read_checkpoint_bucket_configuration(s3, bucket) == configuration
+
+
+def test_a_bucket_without_object_lock_cannot_hold_checkpoints(clients):
+    s3, _ = clients
+    bucket = fresh_bucket()
+    bootstrap.ensure_bucket(s3, bucket, MOTO_REGION)
+    with pytest.raises(RuntimeError, match="without Object Lock"):
+        bootstrap.bootstrap_checkpoint_bucket(s3, bucket, MOTO_REGION, 30)
+
+
+def test_cli_also_bootstraps_the_audit_bucket(moto_service, capsys):
+    bucket, audit = fresh_bucket(), fresh_bucket()
+    argv = ["--endpoint-url", moto_service.endpoint_url, "--bucket", bucket, "--region", MOTO_REGION,
+            "--audit-bucket", audit, "--audit-retention-days", "7"]
+    assert bootstrap.main(argv) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["audit_checkpoints"]["result"] == {
+        "bucket": audit, "region": MOTO_REGION, "retention_days": 7, "created_bucket": True}
+    lock = output["audit_checkpoints"]["configuration"]["object_lock"]
+    assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"

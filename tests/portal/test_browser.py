@@ -288,3 +288,55 @@ def test_keyboard_only_sign_in_and_first_step(portal_site, new_page, firm):
     expect(page.locator("#step-patient")).to_be_focused()
     expect(page.get_by_label("First name")).to_be_visible()
     assert "Silva" not in page.title()
+
+
+def test_a_release_stays_hidden_from_the_requester_until_fulfilled_and_staff_can_withdraw_it(portal_site, new_page,
+                                                                                             firm, db):
+    requester = new_page(portal_site)
+    sign_in(requester, firm.requester_email)
+    today = facility_today()
+    fill_request(requester, "tufts-mc", signed_on=today - timedelta(days=3), expires_on=today + timedelta(days=100))
+    requester.get_by_role("button", name="Save and add documents").click()
+    upload(requester, samples.minimal_pdf(), "authorization.pdf")
+    expect(requester.locator(".uploads li").last).to_have_attribute("data-result", "clean")
+    requester.get_by_role("button", name="Submit request").click()
+    wait_for_status(requester, "routed")
+    request_url = requester.url.split("#")[0]
+
+    staff = new_page(portal_site)
+    sign_in(staff, make_user(db, ["facility_staff"], ["tufts-mc"]))
+    staff.goto(request_url)
+    staff.get_by_role("button", name="Claim").click()
+    expect(staff.locator('h1 [data-status="in_progress"]')).to_be_visible()
+    upload(staff, samples.minimal_pdf(pages=2, text="wrong patient"), "wrong-records.pdf")
+    expect(staff.locator(".uploads li").last).to_have_attribute("data-result", "clean")
+    staff.reload()
+    wrong_id = staff.locator("form[data-withdraw]").first.get_attribute("data-withdraw")
+
+    # The requester sees nothing of it: not in the documents, not released, not on the timeline, not by URL.
+    requester.goto(request_url)
+    expect(requester.locator("#documents-list")).not_to_contain_text("wrong-records.pdf")
+    expect(requester.locator("#released")).to_have_count(0)
+    expect(requester.locator(f'[data-document="{wrong_id}"]')).to_have_count(0)
+    assert requester.goto(f"{request_url}/documents/{wrong_id}/download").status == 404
+
+    # Staff withdraw the file uploaded to the wrong request; then release the right one.
+    staff.goto(request_url)
+    staff.locator(f'form[data-withdraw="{wrong_id}"]').get_by_role("button", name="Withdraw").click()
+    expect(staff.locator("#documents-list")).not_to_contain_text("wrong-records.pdf")
+    released = samples.minimal_pdf(pages=3, text="released records")
+    upload(staff, released, "records.pdf")
+    expect(staff.locator(".uploads li").last).to_have_attribute("data-result", "clean")
+    staff.reload()
+    requester.goto(request_url)
+    expect(requester.locator("#documents-list")).not_to_contain_text("records.pdf")
+    staff.get_by_label("Move to").select_option("fulfilled")
+    staff.get_by_role("button", name="Update status").click()
+    expect(staff.locator('h1 [data-status="fulfilled"]')).to_be_visible()
+
+    requester.goto(request_url)
+    expect(requester.locator("#released")).to_be_visible()
+    expect(requester.locator("#documents-list")).not_to_contain_text("wrong-records.pdf")
+    with requester.expect_download() as download:
+        requester.locator('[data-download="release"]').click()
+    assert open(download.value.path(), "rb").read() == released

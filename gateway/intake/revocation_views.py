@@ -1,4 +1,4 @@
-"""`POST /v1/revocations`: records teams and operators record a patient's revocation."""
+"""`POST /v1/revocations`: records teams record a patient's revocation (operators hold no patient data)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ blp = Blueprint("revocations", __name__, url_prefix="/v1/revocations",
 
 
 @blp.route("", methods=["POST"])
-@requires("facility_staff", "gateway_admin")
+@requires("facility_staff")
 @idempotent
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 @blp.arguments(RevocationCreateSchema)

@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.auth.principal import Principal
+from gateway.auth.rights import ensure_manages_credentials
 from gateway.crypto import seal, unseal
 from gateway.db import Database, new_id, utcnow
 from gateway.errors import FieldError, Forbidden, Unprocessable
@@ -59,6 +60,7 @@ def create_webhook(session: Session, *, principal: Principal, url: str, events: 
     """Register a webhook for the principal's organization; returns it and its secret (shown once, kept sealed)."""
     if not principal.org_id:
         raise Forbidden("Webhooks belong to a requester organization.")
+    ensure_manages_credentials(principal, principal.org_id)  # its admins only: never an operator or an API key
     unknown = [e for e in events if e not in EVENT_TYPES]
     if not events or unknown:
         raise Unprocessable("Subscribe to at least one known event type.", code="VALIDATION_FAILED",

@@ -58,7 +58,7 @@ def _read_form(reader: MultipartReader, upload: _Upload, *, req, principal, repl
             if upload.kind is not None:  # refuse a wrong kind before reading megabytes
                 documents.check_kind(principal, req, upload.kind)
             upload.ingested = ingest(part.chunks(), scanner=a.scanner, store=a.store,
-                                     max_bytes=s.max_upload_bytes)
+                                     max_bytes=s.max_upload_bytes, filename=part.filename)
         else:
             raise Unprocessable(f"Unexpected form field `{part.name[:40]}`; send `kind` and `file`.",
                                 code="VALIDATION_FAILED")

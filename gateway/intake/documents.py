@@ -149,9 +149,8 @@ def accept(session: Session, *, store, principal: Principal, req: RecordsRequest
 
 
 def download_url(store, document: Document) -> str:
-    """A presigned GET (≤ 5 minutes, attachment) for a clean document."""
+    """A presigned GET (≤ 5 minutes, attachment) for a clean document; its name is stored, not in the URL."""
     try:
-        return store.download_url(document.storage_key, filename=document.filename,
-                                  content_type=document.content_type, expires_in=300)
+        return store.download_url(document.storage_key, content_type=document.content_type, expires_in=300)
     except StorageUnavailable:
         raise StorageDown("Document storage is unavailable. Retry shortly.") from None

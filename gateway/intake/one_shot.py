@@ -69,7 +69,8 @@ def create_one_shot(load_body, present):
                 raise Unprocessable(f"Unexpected part `{part.name[:40]}`; name file parts by document kind.",
                                     code="VALIDATION_FAILED")
             kind = documents.check_kind(principal, req, part.name)
-            ingested = ingest(part.chunks(), scanner=a.scanner, store=a.store, max_bytes=s.max_upload_bytes)
+            ingested = ingest(part.chunks(), scanner=a.scanner, store=a.store, max_bytes=s.max_upload_bytes,
+                              filename=part.filename)
             try:
                 pages, _ = documents.judge(ingested)
             except documents.MalwareDetected:

@@ -17,7 +17,9 @@ from gateway.storage.store import (
     StorageUnavailable,
     StoredObjectMissing,
     content_disposition,
+    default_filename,
     sanitise_filename,
+    stored_disposition,
 )
 
 __all__ = [
@@ -35,5 +37,7 @@ __all__ = [
     "StorageUnavailable",
     "StoredObjectMissing",
     "content_disposition",
+    "default_filename",
     "sanitise_filename",
+    "stored_disposition",
 ]

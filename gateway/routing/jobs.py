@@ -23,10 +23,12 @@ from gateway.intake.assessment import resource
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
 from gateway.intake.schemas import RequestSchema
 from gateway.intake.service import add_event
+from gateway.routing.dispatch import give_up_current_job
 from gateway.routing.models import FacilitySink, JobEffect
 from gateway.routing.queues import LEGAL_REVIEW, SENSITIVE_REVIEW
-from gateway.routing.sinks import Handoff, HandoffDocument, sink_from_config
+from gateway.routing.sinks import Handoff, HandoffDocument, SinkRejected, sink_from_config
 from gateway.settings import Settings
+from gateway.webhooks.sender import Sender
 
 log = logging.getLogger("gateway.routing.jobs")
 REVIEW_QUEUES = (LEGAL_REVIEW, SENSITIVE_REVIEW)
@@ -42,6 +44,11 @@ def deliver_routed(request_id: str, step: str) -> dict:
     try:
         return hand_over(db, build_store(settings), settings, clock=SystemClock.from_settings(settings),
                          request_id=request_id, step=step)
+    except SinkRejected:
+        # The sender's verdict was "give up" (the facility system refused it): retrying cannot help, so the
+        # job lands in the failed registry now, for an operator to requeue once the cause is fixed.
+        give_up_current_job()
+        raise
     finally:
         db.dispose()
 
@@ -54,7 +61,7 @@ def sink_for(session, facility: str, store, settings: Settings):
     secret = unseal(settings.secret_key, config.secret_sealed, purpose=SINK_SECRET_PURPOSE) \
         if config.secret_sealed else None
     return sink_from_config(config.kind, url=config.url, secret=secret, folder=config.folder,
-                            open_document=store.open)
+                            open_document=store.open, sender=Sender.from_settings(settings))
 
 
 def handoff_of(session, req: RecordsRequest, queue: str, *, clock: Clock) -> Handoff:

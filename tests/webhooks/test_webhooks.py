@@ -23,7 +23,7 @@ from gateway.auth.principal import Principal
 from gateway.crypto import unseal
 from gateway.errors import Unprocessable
 from gateway.idempotency import IdempotencyRecord
-from gateway.webhooks import service
+from gateway.webhooks import sender, service
 from gateway.webhooks.jobs import deliver_job
 from gateway.webhooks.models import Webhook, WebhookDelivery
 from gateway.webhooks.service import claim_due, deliver, emit
@@ -249,7 +249,7 @@ def test_https_to_the_pinned_address_verifies_the_certificate_against_the_name(t
     with pytest.raises(Exception) as caught:
         pinned_post(receiver.url(host="impostor.example.test", scheme="https"), body=b"{}", headers={},
                     timeout=3, allow_private=True, ca_certs=cert)
-    assert service.error_reason(caught.value) == "tls_error"
+    assert sender.error_reason(caught.value) == "tls_error"
     assert len(receiver.requests) == 1
 
 

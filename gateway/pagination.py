@@ -184,7 +184,16 @@ def _after(keys: list[_Key], values: list, descending: bool):
             same = column == value
         alternatives.append(and_(*equal_so_far, beyond))
         equal_so_far.append(same)
-    return or_(*alternatives)
+    # Implied by the alternatives, but a plain range on the first key lets an index start at the cursor
+    # instead of filtering every row before it.
+    first, value = keys[0].expression, values[0]
+    if value is None:
+        start = first.is_(None)
+    else:
+        start = first <= value if descending else first >= value
+        if keys[0].nullable:
+            start = or_(start, first.is_(None))
+    return and_(start, or_(*alternatives))
 
 
 def _ordering(keys: list[_Key], descending: bool) -> list:

@@ -99,9 +99,9 @@ def _users(principal: Principal):
 
 @tenant_rule(ApiKey)
 def _api_keys(principal: Principal):
-    if _is_admin(principal):
-        return true()
-    if principal.org_id and principal.has_role("requester_admin"):
+    # An organization's own admins only: an operator who could see (and so mint or revoke) keys could
+    # act as the organization and read its requests.
+    if principal.kind == "user" and principal.org_id and principal.has_role("requester_admin"):
         return ApiKey.org_id == principal.org_id
     return false()
 

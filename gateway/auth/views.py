@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from gateway.audit.service import record
-from gateway.auth import api_keys, login, service
+from gateway.auth import api_keys, login, rights, service
 from gateway.auth.models import ROLES, SCOPES, ApiKey, Organization, User
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, remember_credential, requires
@@ -140,13 +140,14 @@ def _visible_org(org_id: str) -> Organization:
 
 
 @blp.route("/v1/orgs/<org_id>/api-keys", methods=["POST"])
-@requires("requester_admin", "gateway_admin")
+@requires(rights.ORG_ADMIN)
 @blp.arguments(ApiKeyCreateSchema)
 @blp.response(201, ApiKeyCreatedSchema)
 def create_api_key(body, org_id):
-    """Create an API key for the organization's systems; the key is in this response only."""
+    """Create an API key for the organization's systems (its admins only); the key is in this response only."""
     org = _visible_org(org_id)
     principal, session = current_principal(), db_session()
+    rights.ensure_manages_credentials(principal, org.id)
     key, plaintext = api_keys.create_api_key(session, org_id=org.id, scopes=body["scopes"], name=body["name"],
                                              expires_in_days=body["expires_in_days"],
                                              created_by=principal.audit_actor)
@@ -159,7 +160,7 @@ def create_api_key(body, org_id):
 
 
 @blp.route("/v1/orgs/<org_id>/api-keys", methods=["GET"])
-@requires("requester_admin", "gateway_admin")
+@requires(rights.ORG_ADMIN)
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, ApiKeyListSchema)
 def list_api_keys(page, org_id):
@@ -171,7 +172,7 @@ def list_api_keys(page, org_id):
 
 
 @blp.route("/v1/orgs/<org_id>/api-keys/<key_id>", methods=["GET"])
-@requires("requester_admin", "gateway_admin")
+@requires(rights.ORG_ADMIN)
 @blp.response(200, ApiKeySchema)
 def get_api_key(org_id, key_id):
     """One API key's metadata."""
@@ -179,7 +180,7 @@ def get_api_key(org_id, key_id):
 
 
 @blp.route("/v1/orgs/<org_id>/api-keys/<key_id>", methods=["DELETE"])
-@requires("requester_admin", "gateway_admin")
+@requires(rights.ORG_ADMIN)
 @blp.response(204)
 def revoke_api_key(org_id, key_id):
     """Revoke an API key; it stops working at once."""
@@ -201,13 +202,14 @@ def _org_key(org_id: str, key_id: str) -> ApiKey:
 
 
 @blp.route("/v1/orgs/<org_id>/users", methods=["POST"])
-@requires("requester_admin", "gateway_admin")
+@requires(rights.ORG_ADMIN, rights.OPERATOR)
 @blp.arguments(UserCreateSchema)
 @blp.response(201, UserSchema)
 def create_org_user(body, org_id):
-    """Add a portal user to the organization (role requester or requester_admin)."""
+    """Add a portal user to the organization: its admins add requesters and admins; operators its first admin."""
     org = _visible_org(org_id)
     principal, session = current_principal(), db_session()
+    rights.ensure_may_add_user(session, principal, org, body["role"])
     try:
         user = service.create_user(session, email=body["email"], password=body["password"],
                                    roles=[body["role"]], org_id=org.id)
@@ -221,7 +223,7 @@ def create_org_user(body, org_id):
 
 
 @blp.route("/v1/orgs/<org_id>/users", methods=["GET"])
-@requires("requester_admin", "gateway_admin")
+@requires(rights.ORG_ADMIN, rights.OPERATOR)
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, UserListSchema)
 def list_org_users(page, org_id):

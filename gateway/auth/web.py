@@ -229,14 +229,28 @@ def requires(*roles: str, scope: str | None = None):
             # Scopes narrow what an API key may do; a person's roles already say what they may do.
             scoped_out = scope and principal.kind == "api_key" and not principal.has_scope(scope)
             if not principal.has_role(*roles) or scoped_out:
-                try:
-                    record_now(adapters().db, actor=principal.audit_actor, org_id=principal.org_id,
-                               action="access.denied", result="denied", object_type="route",
-                               object_id=request.url_rule.rule[:64], **audit_context())
-                except AuditUnavailable:
-                    pass  # refusing needs no audit to stay safe; the 403 stands
+                audit_denied(principal)
                 raise Forbidden("Your role does not allow this operation.")
-            return view(*args, **kwargs)
+            try:
+                return view(*args, **kwargs)
+            except Forbidden:
+                # A service's own rights check (gateway.auth.rights) refused: audited like the role check,
+                # after the view's uncommitted work is dropped (its write lock would hold up the audit).
+                session = g.get("_db_session")
+                if session is not None:
+                    session.rollback()
+                audit_denied(principal)
+                raise
         wrapper.required_roles = roles
         return wrapper
     return decorate
+
+
+def audit_denied(principal: Principal) -> None:
+    """Record a 403 on this route in its own transaction (best effort: the refusal stands without it)."""
+    try:
+        record_now(adapters().db, actor=principal.audit_actor, org_id=principal.org_id,
+                   action="access.denied", result="denied", object_type="route",
+                   object_id=request.url_rule.rule[:64] if request.url_rule else None, **audit_context())
+    except AuditUnavailable:
+        pass  # refusing needs no audit to stay safe; the 403 stands

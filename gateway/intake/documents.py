@@ -157,7 +157,9 @@ class DocumentUpload:
         if self.ingested is not None:
             raise Unprocessable("Send one file per upload.", code="VALIDATION_FAILED")
         self.filename = filename
-        self.ingested = ingest(chunks, scanner=self.scanner, store=self.store, max_bytes=self.max_bytes)
+        # The name goes with the object (served as Content-Disposition), never into its key or a URL.
+        self.ingested = ingest(chunks, scanner=self.scanner, store=self.store, max_bytes=self.max_bytes,
+                               filename=filename)
         return self.ingested
 
     def accept(self, kind: str | None) -> Document:
@@ -280,9 +282,8 @@ def _document_of(session: Session, principal: Principal, req: RecordsRequest, do
 
 
 def download_url(store, document: Document) -> str:
-    """A presigned GET (≤ 5 minutes, attachment) for a clean document."""
+    """A presigned GET (≤ 5 minutes, attachment) for a clean document; its name is stored, not in the URL."""
     try:
-        return store.download_url(document.storage_key, filename=document.filename,
-                                  content_type=document.content_type, expires_in=300)
+        return store.download_url(document.storage_key, content_type=document.content_type, expires_in=300)
     except StorageUnavailable:
         raise StorageDown("Document storage is unavailable. Retry shortly.") from None

@@ -15,6 +15,7 @@ from datetime import date
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
+from gateway.pagination import cursor_field
 from gateway.schemas import Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
@@ -220,7 +221,7 @@ class RequestPageSchema(Schema):
 
 class RequestListArgsSchema(Schema):
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+    cursor = cursor_field()
     status = fields.String(validate=validate.OneOf(STATUSES))
     facility = fields.String(validate=validate.Length(1, 64))
     reference = fields.String(validate=validate.Length(1, 100))

@@ -120,8 +120,13 @@ def _first_bytes(chunks) -> tuple[bytes, list[bytes]]:
     return head, seen
 
 
-def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir: str | None = None) -> Ingested:
-    """Read every chunk once into clamd, the hasher, S3 staging and (PDFs) a spool file."""
+def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir: str | None = None,
+           filename: str | None = None) -> Ingested:
+    """Read every chunk once into clamd, the hasher, S3 staging and (PDFs) a spool file.
+
+    `filename` (the part's) is stored with the object as its attachment name, so
+    download URLs never carry it.
+    """
     source = iter(chunks)
     head, seen = _first_bytes(source)
     content_type = sniff_content_type(head)
@@ -136,7 +141,7 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
             raise ScannerDown("The virus scanner is unavailable; nothing was stored. Retry shortly.") from None
         key = f"documents/{uuid.uuid4()}" if content_type else None
         if key:
-            staged = store.begin_upload(key, content_type=content_type)
+            staged = store.begin_upload(key, content_type=content_type, filename=filename)
         if content_type == PDF:
             fd, name = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=spool_dir)
             spool, spool_path = os.fdopen(fd, "wb", buffering=1024 * 1024), Path(name)

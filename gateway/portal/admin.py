@@ -14,6 +14,7 @@ from marshmallow import ValidationError
 
 from gateway.audit.service import AuditUnavailable, record, record_now
 from gateway.auth import api_keys as keys_service
+from gateway.auth import rights
 from gateway.auth.models import SCOPES, ApiKey, Organization
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.views import ApiKeyCreateSchema
@@ -56,7 +57,6 @@ WEBHOOK_FIELD_MESSAGES = {
 KEYS_PER_PAGE = 50
 DELIVERIES_SHOWN = 10
 DELETED_WEBHOOKS_SHOWN = 10
-ADMIN = "requester_admin"
 
 
 def _org() -> Organization:
@@ -64,9 +64,9 @@ def _org() -> Organization:
     principal = g.principal
     if not principal.org_id:
         raise Forbidden("API keys and webhooks belong to a requester organization.")
+    rights.ensure_manages_credentials(principal, principal.org_id)  # the API's own rule, whatever the page
     return get_visible(db_session(), principal, Organization, principal.org_id, db=adapters().db,
                        audit_context=audit_context())
-
 
 
 def _plain_errors(messages: dict, wording: dict) -> list[FieldError]:
@@ -89,14 +89,14 @@ def _keys_page(*, status: int = 200, values: dict | None = None, errors=()):
 
 
 @bp.route("/api-keys", methods=["GET"])
-@requires(ADMIN)
+@requires(rights.ORG_ADMIN)
 def api_keys():
     """The organization's API keys (never their secrets) and the form to create one."""
     return _keys_page()
 
 
 @bp.route("/api-keys", methods=["POST"])
-@requires(ADMIN)
+@requires(rights.ORG_ADMIN)
 @once_per_form(repeat_endpoint="portal.api_keys")
 def create_api_key():
     """Create a key (as POST /v1/orgs/<org>/api-keys does) and show it, this once."""
@@ -124,7 +124,7 @@ def create_api_key():
 
 
 @bp.route("/api-keys/<key_id>/revoke", methods=["POST"])
-@requires(ADMIN)
+@requires(rights.ORG_ADMIN)
 def revoke_api_key(key_id):
     """Revoke a key (as DELETE /v1/orgs/<org>/api-keys/<id> does); it stops working at once."""
     org, principal, session = _org(), g.principal, db_session()
@@ -160,14 +160,14 @@ def _webhooks_page(*, status: int = 200, values: dict | None = None, errors=()):
 
 
 @bp.route("/webhooks", methods=["GET"])
-@requires(ADMIN)
+@requires(rights.ORG_ADMIN)
 def webhooks():
     """The organization's webhooks with their recent deliveries, and the form to add one."""
     return _webhooks_page()
 
 
 @bp.route("/webhooks", methods=["POST"])
-@requires(ADMIN)
+@requires(rights.ORG_ADMIN)
 @once_per_form(repeat_endpoint="portal.webhooks")
 def create_webhook():
     """Register a webhook (as POST /v1/webhooks does) and show its signing secret, this once."""
@@ -202,7 +202,7 @@ def create_webhook():
 
 
 @bp.route("/webhooks/<webhook_id>/delete", methods=["POST"])
-@requires(ADMIN)
+@requires(rights.ORG_ADMIN)
 def delete_webhook(webhook_id):
     """Delete a webhook (as DELETE /v1/webhooks/<id> does): nothing more is sent, pending deliveries stop."""
     org, principal, session = _org(), g.principal, db_session()

@@ -24,9 +24,11 @@ from gateway.intake.lifecycle import AUTH_REVOKED, add_event
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
 from gateway.intake.routing_policy import REVIEW_QUEUES
 from gateway.intake.schemas import RequestSchema
+from gateway.routing.dispatch import give_up_current_job
 from gateway.routing.models import FacilitySink, JobEffect
-from gateway.routing.sinks import Handoff, HandoffDocument, sink_from_config
+from gateway.routing.sinks import Handoff, HandoffDocument, SinkRejected, sink_from_config
 from gateway.settings import Settings
+from gateway.webhooks.sender import Sender
 
 log = logging.getLogger("gateway.routing.jobs")
 SINK_SECRET_PURPOSE = "facility-sink"
@@ -41,6 +43,11 @@ def deliver_routed(request_id: str, step: str) -> dict:
     try:
         return hand_over(db, build_store(settings), settings, clock=SystemClock.from_settings(settings),
                          request_id=request_id, step=step)
+    except SinkRejected:
+        # The sender's verdict was "give up" (the facility system refused it): retrying cannot help, so the
+        # job lands in the failed registry now, for an operator to requeue once the cause is fixed.
+        give_up_current_job()
+        raise
     finally:
         db.dispose()
 
@@ -53,7 +60,7 @@ def sink_for(session, facility: str, store, settings: Settings):
     secret = unseal(settings.secret_key, config.secret_sealed, purpose=SINK_SECRET_PURPOSE) \
         if config.secret_sealed else None
     return sink_from_config(config.kind, url=config.url, secret=secret, folder=config.folder,
-                            open_document=store.open)
+                            open_document=store.open, sender=Sender.from_settings(settings))
 
 
 def handoff_of(session, req: RecordsRequest, queue: str, *, clock: Clock) -> Handoff:

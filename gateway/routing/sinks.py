@@ -26,12 +26,11 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-import requests
-
 from gateway.storage.store import StorageUnavailable, StoredObjectMissing
+from gateway.webhooks.sender import Sender
 
 WEBHOOK_EVENT = "request.routed"
 MANIFEST = "manifest.json"
@@ -78,17 +77,17 @@ class Handoff:
 class SinkError(Exception):
     """A transient failure (network, timeout, 5xx, disk full): retry the job.  Messages carry no PHI."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 class SinkRejected(Exception):
     """The facility system refused the handoff for good (4xx): don't retry.  Messages carry no PHI."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 @runtime_checkable
@@ -118,13 +117,6 @@ class InboxSink:
 # --------------------------------------------------------------------------- webhook
 
 
-def signature_header(secret: str | bytes, body: bytes, *, timestamp: int) -> str:
-    """The Gateway-Signature value: t=<unix ts>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
 def _check_webhook_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -133,18 +125,24 @@ def _check_webhook_url(url: str) -> str:
 
 
 class WebhookSink:
-    """POSTs a signed, PHI-free `request.routed` event; the facility's ROI system fetches the request itself."""
+    """POSTs a signed, PHI-free `request.routed` event; the facility's ROI system fetches the request itself.
+
+    Sent by the gateway's one webhook sender (gateway.webhooks.sender), as
+    requester webhooks are: the same signature, the same SSRF guard under the
+    operator's allow-private setting (a facility system on a private network
+    needs it set), a pinned connection, the timeout, and the same verdict on
+    the answer: delivered (a receipt), retry (SinkError: RQ tries again) or
+    give up (SinkRejected: the job fails at once).
+    """
 
     kind: ClassVar[str] = "webhook"
 
-    def __init__(self, url: str, secret: str, *, timeout: float = 10.0,
-                 post: Callable[..., Any] | None = None) -> None:
+    def __init__(self, url: str, secret: str, *, sender: Sender | None = None) -> None:
         if not secret:
             raise ValueError("a webhook sink needs a signing secret")
         self.url = _check_webhook_url(url)
-        self._secret = secret.encode()
-        self.timeout = timeout
-        self._post = post or requests.post
+        self._secret = secret
+        self._sender = sender or Sender()
 
     def __repr__(self) -> str:
         # The URL may embed credentials and the secret is a secret: show the host only.
@@ -174,32 +172,18 @@ class WebhookSink:
         timestamp = int(time.time())
         body = json.dumps(self.payload(handoff, event_id=event_id, created_at=_utc_iso(timestamp)),
                           separators=(",", ":")).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "records-request-gateway",
-            "Gateway-Signature": signature_header(self._secret, body, timestamp=timestamp),
+        outcome = self._sender.send(self.url, secret=self._secret, body=body, timestamp=timestamp, headers={
             "Gateway-Event-Id": event_id,
             # Stable across redeliveries of the same routing step, unlike the event id.
             "Idempotency-Key": f"{handoff.request_id}:{handoff.queue}",
-        }
-        try:
-            # stream=True: only the status line and headers are read, never a body of unknown size.
-            response = self._post(self.url, data=body, headers=headers, timeout=self.timeout,
-                                  allow_redirects=False, stream=True)
-        except (requests.RequestException, OSError) as exc:
-            raise SinkError(f"webhook delivery failed: {type(exc).__name__}") from exc
-        try:
-            status = int(response.status_code)
-        finally:
-            close = getattr(response, "close", None)
-            if close is not None:
-                close()
-        if 200 <= status < 300:
-            return {"sink": self.kind, "status": status, "event_id": event_id}
-        if 400 <= status < 500 and status not in (408, 429):
-            raise SinkRejected(f"webhook refused the handoff: HTTP {status}", status=status)
-        # 5xx, 408, 429, and 3xx: a redirect is never followed (the body would go somewhere unvetted).
-        raise SinkError(f"webhook delivery failed: HTTP {status}", status=status)
+        })
+        if outcome.delivered:
+            return {"sink": self.kind, "status": outcome.status, "event_id": event_id}
+        if outcome.retryable:
+            raise SinkError(f"webhook delivery failed: {outcome.reason}", status=outcome.status,
+                            reason=outcome.reason)
+        raise SinkRejected(f"webhook refused the handoff: {outcome.reason}", status=outcome.status,
+                           reason=outcome.reason)
 
 
 # --------------------------------------------------------------------------- folder
@@ -389,14 +373,14 @@ class FolderSink:
 
 
 def sink_from_config(kind: str, *, url: str | None, secret: str | None, folder: str | None,
-                     open_document: Callable[[str], Iterator[bytes]] | None) -> Sink:
+                     open_document: Callable[[str], Iterator[bytes]] | None, sender: Sender | None = None) -> Sink:
     """Build a facility's sink from its stored configuration; ValueError if it is incomplete."""
     if kind == InboxSink.kind:
         return InboxSink()
     if kind == WebhookSink.kind:
         if not url or not secret:
             raise ValueError("a webhook sink needs a url and a secret")
-        return WebhookSink(url, secret)
+        return WebhookSink(url, secret, sender=sender)
     if kind == FolderSink.kind:
         if not folder:
             raise ValueError("a folder sink needs a folder path")

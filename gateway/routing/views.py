@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.intake.schemas import RequestSchema, Text
 from gateway.intake.views import render
+from gateway.pagination import cursor_field
 from gateway.routing import staff
 from gateway.schemas import Timestamp
 from gateway.web import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, adapters, clock, db_session, idempotent
@@ -18,7 +19,7 @@ blp = Blueprint("staff", __name__, description="Facility records teams: queue, c
 
 class QueueArgsSchema(Schema):
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+    cursor = cursor_field()
     status = fields.String(validate=validate.OneOf(("routed", "in_progress", "on_hold", "awaiting_payment")))
     queue = fields.String(validate=validate.OneOf(("facility", "legal-review", "sensitive-review")))
 

@@ -24,7 +24,9 @@ from gateway.storage.store import (
     StorageUnavailable,
     StoredObjectMissing,
     content_disposition,
+    default_filename,
     sanitise_filename,
+    stored_disposition,
 )
 
 __all__ = [
@@ -47,5 +49,7 @@ __all__ = [
     "StoredCheckpoint",
     "StoredObjectMissing",
     "content_disposition",
+    "default_filename",
     "sanitise_filename",
+    "stored_disposition",
 ]

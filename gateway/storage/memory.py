@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from gateway.clock import utcnow
 from gateway.storage.store import (
@@ -22,6 +22,8 @@ from gateway.storage.store import (
     check_expires_in,
     check_sha256_hex,
     content_disposition,
+    default_filename,
+    stored_disposition,
 )
 
 _CHUNK_SIZE = 64 * 1024
@@ -39,6 +41,7 @@ class StoredObject:
     content_type: str
     tags: dict[str, str]
     created_at: datetime
+    content_disposition: str = ""
 
 
 @dataclass
@@ -46,6 +49,7 @@ class _Upload:
     key: str
     content_type: str
     started_at: datetime
+    content_disposition: str
     chunks: list[bytes] = field(default_factory=list)
 
 
@@ -64,15 +68,17 @@ class InMemoryDocumentStore:
         if not self.available:
             raise StorageUnavailable("in-memory store marked unavailable")
 
-    def begin_upload(self, key: str, *, content_type: str) -> InMemoryStagedUpload:
-        """Start writing a new pending object under ``key``."""
+    def begin_upload(self, key: str, *, content_type: str, filename: str | None = None) -> InMemoryStagedUpload:
+        """Start writing a new pending object under ``key``, to be served as attachment ``filename``."""
         self._check_available()
         if not key or key.startswith("/"):
             raise ValueError("key must be a relative key")
+        content_type = check_content_type(content_type)
         with self._lock:
             self._next_upload += 1
             upload_id = self._next_upload
-            self.uploads[upload_id] = _Upload(key, check_content_type(content_type), self._clock())
+            self.uploads[upload_id] = _Upload(key, content_type, self._clock(),
+                                              stored_disposition(filename, content_type))
         return InMemoryStagedUpload(self, upload_id)
 
     def promote(self, key: str) -> None:
@@ -89,21 +95,25 @@ class InMemoryDocumentStore:
         self,
         key: str,
         *,
-        filename: str,
         content_type: str,
         expires_in: int = MAX_DOWNLOAD_URL_SECONDS,
     ) -> str:
-        """Return a fake URL carrying the same response overrides S3 would sign."""
+        """Return a fake URL carrying the same query S3 would sign (no file name); `fetch` serves it."""
         check_expires_in(expires_in)
-        self._promoted(key)
-        query = urlencode(
-            {
-                "response-content-disposition": content_disposition(filename),
-                "response-content-type": check_content_type(content_type),
-                "expires-in": expires_in,
-            }
-        )
-        return f"memory://documents/{quote(key)}?{query}"
+        stored = self._promoted(key)
+        query = {"response-content-type": check_content_type(content_type), "expires-in": expires_in}
+        if not stored.content_disposition.startswith("attachment"):
+            query["response-content-disposition"] = content_disposition(default_filename(content_type))
+        return f"memory://documents/{quote(key)}?{urlencode(query)}"
+
+    def fetch(self, url: str) -> tuple[dict[str, str], bytes]:
+        """What GETting a `download_url` answers, as S3 would: (headers, body)."""
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        stored = self._promoted(unquote(parts.path.removeprefix("/")))
+        headers = {"Content-Type": query.get("response-content-type", stored.content_type),
+                   "Content-Disposition": query.get("response-content-disposition", stored.content_disposition)}
+        return headers, stored.data
 
     def open(self, key: str) -> Iterator[bytes]:
         """Stream a promoted object's bytes in chunks."""
@@ -153,7 +163,8 @@ class InMemoryDocumentStore:
                 self.uploads[upload_id] = upload
                 raise ValueError("sha256_hex does not match the bytes written")
             tags = {SCAN_STATUS_TAG: PENDING, SHA256_TAG: sha256_hex}
-            self.objects[upload.key] = StoredObject(data, upload.content_type, tags, self._clock())
+            self.objects[upload.key] = StoredObject(data, upload.content_type, tags, self._clock(),
+                                                    upload.content_disposition)
 
 
 class InMemoryStagedUpload:

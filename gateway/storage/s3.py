@@ -26,6 +26,8 @@ from gateway.storage.store import (
     check_content_type,
     check_expires_in,
     content_disposition,
+    default_filename,
+    stored_disposition,
 )
 
 MiB = 1024 * 1024
@@ -96,11 +98,12 @@ class S3DocumentStore:
 
     # -- writing -----------------------------------------------------------
 
-    def begin_upload(self, key: str, *, content_type: str) -> S3StagedUpload:
-        """Start writing a new pending object under ``key``."""
+    def begin_upload(self, key: str, *, content_type: str, filename: str | None = None) -> S3StagedUpload:
+        """Start writing a new pending object under ``key``, stored to be served as attachment ``filename``."""
         if not key or key.startswith("/") or len(key.encode("utf-8")) > 1024:
             raise ValueError("key must be a relative S3 key of at most 1024 bytes")
-        return S3StagedUpload(self, key, check_content_type(content_type))
+        content_type = check_content_type(content_type)
+        return S3StagedUpload(self, key, content_type, stored_disposition(filename, content_type))
 
     def encryption_args(self) -> dict[str, Any]:
         """Return the SSE-KMS request arguments every write carries."""
@@ -159,25 +162,33 @@ class S3DocumentStore:
         self,
         key: str,
         *,
-        filename: str,
         content_type: str,
         expires_in: int = MAX_DOWNLOAD_URL_SECONDS,
     ) -> str:
-        """Return a presigned attachment GET for a promoted object (never log it)."""
+        """Return a presigned attachment GET for a promoted object (never log it).
+
+        The URL names no file: S3 serves the Content-Disposition stored with
+        the object at upload.  An object stored before names were (it has
+        none) is served as an attachment under a neutral name instead.
+        """
         check_expires_in(expires_in)
+        content_type = check_content_type(content_type)
         params = {
             "Bucket": self.bucket,
             "Key": key,
-            "ResponseContentDisposition": content_disposition(filename),
-            "ResponseContentType": check_content_type(content_type),
+            "ResponseContentType": content_type,
             # Records must not linger in shared or browser caches.
             "ResponseCacheControl": "private, no-store",
         }
         # In AWS the bucket policy would make such a link answer 403 anyway;
         # refusing here gives a clear error, and covers emulators that run
         # without the policy.
-        params.update(self._promoted_version("download_url", key))
+        version = self._promoted_version("download_url", key)
+        params.update(version)
         with translated("download_url", key):
+            head = self.client.head_object(Bucket=self.bucket, Key=key, **version)
+            if not str(head.get("ContentDisposition") or "").startswith("attachment"):
+                params["ResponseContentDisposition"] = content_disposition(default_filename(content_type))
             return self.client.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=expires_in
             )

@@ -76,11 +76,14 @@ class S3StagedUpload:
     after any exception the caller must call ``abort``.
     """
 
-    def __init__(self, store: S3DocumentStore, key: str, content_type: str) -> None:
+    def __init__(self, store: S3DocumentStore, key: str, content_type: str, content_disposition: str) -> None:
         self._store = store
         self._client = store.client
         self._key = key
         self._content_type = content_type
+        # Fixed when the object is created (the file name is known from the part's headers, before its
+        # bytes), so a download URL never has to carry the name.
+        self._content_disposition = content_disposition
         self._buffer = bytearray()
         self._digest = hashlib.sha256()
         self._upload_id: str | None = None
@@ -178,6 +181,7 @@ class S3StagedUpload:
                 Bucket=self._store.bucket,
                 Key=self._key,
                 ContentType=self._content_type,
+                ContentDisposition=self._content_disposition,
                 # Tagged from the first byte: the bucket policy denies reads
                 # of anything not tagged clean, and the sweeper finds it.
                 Tagging=urlencode({SCAN_STATUS_TAG: PENDING}),
@@ -230,6 +234,7 @@ class S3StagedUpload:
                 Key=self._key,
                 Body=body,
                 ContentType=self._content_type,
+                ContentDisposition=self._content_disposition,
                 Tagging=urlencode(tags),
                 # S3 recomputes this and refuses the PUT on a mismatch.
                 ChecksumSHA256=base64.b64encode(self._digest.digest()).decode("ascii"),

@@ -63,10 +63,15 @@ class StagedUpload(Protocol):
 
 
 class DocumentStore(Protocol):
-    """Where document bytes live: staged, promoted once clean, then served."""
+    """Where document bytes live: staged, promoted once clean, then served.
 
-    def begin_upload(self, key: str, *, content_type: str) -> StagedUpload:
-        """Start writing a new object under ``key``."""
+    The uploaded file name (often the patient's name) is stored with the
+    object as its ``Content-Disposition: attachment`` when the upload begins,
+    and served from there: it is never part of a key or a download URL.
+    """
+
+    def begin_upload(self, key: str, *, content_type: str, filename: str | None = None) -> StagedUpload:
+        """Start writing a new object under ``key``, to be served as an attachment named ``filename``."""
 
     def promote(self, key: str) -> None:
         """Mark the object clean so it may be read and downloaded."""
@@ -78,11 +83,10 @@ class DocumentStore(Protocol):
         self,
         key: str,
         *,
-        filename: str,
         content_type: str,
         expires_in: int = MAX_DOWNLOAD_URL_SECONDS,
     ) -> str:
-        """Return a short-lived URL that downloads a promoted object as an attachment."""
+        """Return a short-lived URL that downloads a promoted object as an attachment (no file name in it)."""
 
     def open(self, key: str) -> Iterator[bytes]:
         """Stream a promoted object's bytes in chunks."""
@@ -173,3 +177,17 @@ def content_disposition(filename: str) -> str:
     name = sanitise_filename(filename)
     encoded = quote(name, safe="")
     return f"attachment; filename=\"{_ascii_fallback(name)}\"; filename*=UTF-8''{encoded}"
+
+
+# The name an object is served under when the upload named none (or predates stored names).
+_EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".tif"}
+
+
+def default_filename(content_type: str) -> str:
+    """``document`` with the extension of the media type: a name that says nothing about anyone."""
+    return _DEFAULT_FILENAME + _EXTENSIONS.get(content_type, "")
+
+
+def stored_disposition(filename: str | None, content_type: str) -> str:
+    """The Content-Disposition an object is stored with: an attachment under its sanitised name."""
+    return content_disposition(filename if filename and filename.strip() else default_filename(content_type))

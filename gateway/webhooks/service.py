@@ -11,27 +11,26 @@ Delivery is at least once: receivers deduplicate on the event id.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
 import secrets
-import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.auth.principal import Principal
+from gateway.auth.rights import ensure_manages_credentials
 from gateway.crypto import seal, unseal
 from gateway.db import Database, new_id, utcnow
 from gateway.errors import FieldError, Forbidden, Unprocessable
 from gateway.settings import Settings
 from gateway.webhooks import access  # noqa: F401  (registers the tenant rules)
 from gateway.webhooks.models import Webhook, WebhookDelivery
-from gateway.webhooks.signing import SIGNATURE_HEADER, sign
-from gateway.webhooks.ssrf import WebhookUrlForbidden, check_target, pinned_post
+from gateway.webhooks.sender import RETRY, Outcome, Sender, Transport
+from gateway.webhooks.ssrf import check_target
 
 log = logging.getLogger("gateway.webhooks")
 
@@ -41,17 +40,14 @@ DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "do
 # Every string in `data` is an id, a status, a code or a timestamp: no spaces, no free text.
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 SEAL_PURPOSE = "webhook"
-USER_AGENT = "records-gateway-webhooks/1"
 MAX_WEBHOOKS_PER_ORG = 10
 RETRY_WINDOW = timedelta(days=3)
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY_DELAY = timedelta(hours=6)
 JITTER = 0.2
-# 408 and 429 say "later", not "never"; every other 4xx is the receiver refusing the event.
-_RETRYABLE_4XX = frozenset({408, 429})
 _random = secrets.SystemRandom()
 
-HttpPost = Callable[..., int]  # (url, *, body: bytes, headers: dict, timeout: float) -> status code
+HttpPost = Transport  # (url, *, body: bytes, headers: dict, timeout: float) -> status code
 
 
 def create_webhook(session: Session, *, principal: Principal, url: str, events: list[str],
@@ -59,6 +55,7 @@ def create_webhook(session: Session, *, principal: Principal, url: str, events: 
     """Register a webhook for the principal's organization; returns it and its secret (shown once, kept sealed)."""
     if not principal.org_id:
         raise Forbidden("Webhooks belong to a requester organization.")
+    ensure_manages_credentials(principal, principal.org_id)  # its admins only: never an operator or an API key
     unknown = [e for e in events if e not in EVENT_TYPES]
     if not events or unknown:
         raise Unprocessable("Subscribe to at least one known event type.", code="VALIDATION_FAILED",
@@ -178,36 +175,17 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, MAX_RETRY_DELAY.total_seconds()))
 
 
-def error_reason(error: BaseException) -> str:
-    """A short class of a network failure for the delivery log (never a message that could echo data)."""
-    import socket
-
-    chain, seen = error, set()
-    while chain is not None and id(chain) not in seen:
-        seen.add(id(chain))
-        if isinstance(chain, WebhookUrlForbidden):
-            return "target_forbidden"
-        if isinstance(chain, TimeoutError | socket.timeout) or "Timeout" in type(chain).__name__:
-            return "timeout"
-        if isinstance(chain, ConnectionRefusedError):
-            return "connection_refused"
-        if isinstance(chain, socket.gaierror):
-            return "dns_error"
-        if isinstance(chain, ssl.SSLError) or type(chain).__name__ == "SSLError":
-            return "tls_error"
-        chain = chain.__cause__ or chain.__context__
-    return type(error).__name__[:200]
-
-
 def deliver(db: Database, delivery_id: str, *, settings: Settings, http_post: HttpPost | None = None,
             now: datetime | None = None) -> str:
     """Make one attempt at a delivery and record it; returns the delivery's state afterwards.
 
     No transaction is held open across the HTTP call.  A delivery that is no
     longer pending is left alone (a job run twice does nothing the second time).
+    The attempt itself, and whether a failure is retried, is the one sender's
+    (gateway.webhooks.sender); the backoff and the three-day window are here.
     """
     now = now or utcnow()
-    post = http_post or functools.partial(pinned_post, allow_private=settings.webhook_allow_private)
+    sender = Sender.from_settings(settings, transport=http_post)
     with db.transaction() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
@@ -221,47 +199,37 @@ def deliver(db: Database, delivery_id: str, *, settings: Settings, http_post: Ht
         url, sealed, payload = webhook.url, webhook.secret_sealed, delivery.payload
         event_id, webhook_id = delivery.event_id, webhook.id
 
-    status: int | None = None
-    reason: str | None = None
     try:
         secret = unseal(settings.secret_key, sealed, purpose=SEAL_PURPOSE)
-    except ValueError:
-        secret, reason = None, "secret_unreadable"  # GATEWAY_SECRET_KEY changed: retry once it is restored
-    if secret is not None:
-        body = canonical_body(payload)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                   SIGNATURE_HEADER: sign(secret, body, int(now.timestamp())),
-                   "Gateway-Event-Id": event_id, "Gateway-Delivery-Id": delivery_id}
-        try:
-            status = int(post(url, body=body, headers=headers, timeout=settings.webhook_timeout))
-        except Exception as error:  # any failure to get a status is a failed attempt, retried
-            reason = error_reason(error)
+    except ValueError:  # GATEWAY_SECRET_KEY changed: retry once it is restored
+        outcome = Outcome(RETRY, None, "secret_unreadable")
+    else:
+        outcome = sender.send(url, secret=secret, body=canonical_body(payload), timestamp=int(now.timestamp()),
+                              headers={"Gateway-Event-Id": event_id, "Gateway-Delivery-Id": delivery_id})
 
     with db.transaction() as session:
         delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
         if delivery is None or delivery.state == "delivered":
             return "delivered" if delivery else "missing"
-        _record_attempt(delivery, status=status, reason=reason, now=now)
+        _record_attempt(delivery, outcome, now=now)
         state = delivery.state
     log.info("webhook delivery attempt", extra={
-        "delivery_id": delivery_id, "webhook_id": webhook_id, "state": state, "status_code": status,
-        "error": reason, "attempt": delivery.attempts})
+        "delivery_id": delivery_id, "webhook_id": webhook_id, "state": state, "status_code": outcome.status,
+        "error": outcome.reason, "attempt": delivery.attempts})
     return state
 
 
-def _record_attempt(delivery: WebhookDelivery, *, status: int | None, reason: str | None, now: datetime) -> None:
+def _record_attempt(delivery: WebhookDelivery, outcome: Outcome, *, now: datetime) -> None:
     delivery.attempts = (delivery.attempts or 0) + 1
-    delivery.last_attempt_at, delivery.last_status_code = now, status
-    if status is not None and 200 <= status < 300:
+    delivery.last_attempt_at, delivery.last_status_code = now, outcome.status
+    if outcome.delivered:
         delivery.state, delivery.last_error = "delivered", None
         delivery.delivered_at, delivery.next_attempt_at = now, None
         return
-    if status is not None and 400 <= status < 500 and status not in _RETRYABLE_4XX:
-        delivery.state, delivery.last_error, delivery.next_attempt_at = "failed", f"http_{status}", None
+    delivery.last_error = (outcome.reason or "failed")[:200]
+    if not outcome.retryable:
+        delivery.state, delivery.next_attempt_at = "failed", None
         return
-    if reason is None:
-        reason = f"redirect_{status}_not_followed" if status is not None and 300 <= status < 400 else f"http_{status}"
-    delivery.last_error = reason[:200]
     next_at = now + retry_delay(delivery.attempts)
     if delivery.state != "pending" or next_at > delivery.created_at + RETRY_WINDOW:
         # The webhook was deleted meanwhile, or the three days are up.

@@ -153,7 +153,7 @@ def create_webhook(body):
 
 
 @blp.route("", methods=["GET"])
-@requires("requester_admin", "gateway_admin")
+@requires("requester_admin")
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, WebhookListSchema)
 def list_webhooks(page):
@@ -164,7 +164,7 @@ def list_webhooks(page):
 
 
 @blp.route("/<webhook_id>", methods=["GET"])
-@requires("requester_admin", "gateway_admin")
+@requires("requester_admin")
 @blp.response(200, WebhookSchema)
 def get_webhook(webhook_id):
     """One webhook (without its secret)."""
@@ -172,7 +172,7 @@ def get_webhook(webhook_id):
 
 
 @blp.route("/<webhook_id>", methods=["DELETE"])
-@requires("requester_admin", "gateway_admin")
+@requires("requester_admin")
 @blp.response(204)
 def delete_webhook(webhook_id):
     """Delete a webhook: nothing more is sent to it, and its pending deliveries are abandoned."""
@@ -185,7 +185,7 @@ def delete_webhook(webhook_id):
 
 
 @blp.route("/<webhook_id>/deliveries", methods=["GET"])
-@requires("requester_admin", "gateway_admin")
+@requires("requester_admin")
 @blp.arguments(WebhookDeliveryArgsSchema, location="query")
 @blp.response(200, WebhookDeliveryListSchema)
 def list_deliveries(args, webhook_id):

@@ -156,6 +156,6 @@ def test_requester_admin_manages_keys_and_users(client, db, firm_a):
 def test_bad_cursor_and_limit_are_problems(client, firm_a):
     admin_a = sign_in(client, firm_a.admin_email)
     bad = client.get(f"/v1/orgs/{firm_a.org_id}/api-keys?cursor=!!notours", headers=admin_a)
-    assert bad.status_code == 422 and bad.get_json()["code"] == "INVALID_CURSOR"
+    assert bad.status_code == 400 and bad.get_json()["code"] == "INVALID_CURSOR"
     over = client.get(f"/v1/orgs/{firm_a.org_id}/api-keys?limit=1000", headers=admin_a)
     assert over.status_code == 422 and over.get_json()["errors"][0]["field"] == "limit"

@@ -83,6 +83,52 @@ def test_clean_pdf_is_stored_promoted_encrypted_and_downloadable(client, db, fir
     assert ("document.download", f"document:{document['id']}") in actions
 
 
+PATIENT_FILE_NAMES = ["Ana Silva authorization.pdf", "José Müller – Einwilligung.pdf", "отчёт Иванова.pdf",
+                      "SILVA, ANA  DOB 1980-02-29.pdf"]
+
+
+@pytest.mark.parametrize("filename", PATIENT_FILE_NAMES)
+def test_download_url_never_carries_the_file_name(client, firm, draft, filename):
+    """API.md v1.1: the name (often the patient's) travels only in Content-Disposition, never in the URL."""
+    from urllib.parse import unquote
+
+    from gateway.storage import content_disposition, sanitise_filename
+    from tests.storage.test_s3_store import assert_url_names_nothing
+
+    response = upload(client, firm, draft["id"], samples.minimal_pdf(), filename=filename)
+    assert response.status_code == 201, response.get_json()
+    document = response.get_json()
+    assert document["filename"] == sanitise_filename(filename)  # the API still reports it, in the body
+    content = client.get(f"/v1/requests/{draft['id']}/documents/{document['id']}/content",
+                         headers=bearer(firm.api_key))
+    assert content.status_code == 302
+    url = content.headers["Location"]
+    assert_url_names_nothing(url, filename)
+    fetched = requests.get(url, timeout=10)
+    assert fetched.status_code == 200
+    disposition = fetched.headers["Content-Disposition"]
+    assert disposition == content_disposition(filename) and disposition.startswith("attachment; filename=\"")
+    assert unquote(disposition.split("filename*=UTF-8''", 1)[1]) == sanitise_filename(filename)
+
+
+def test_one_shot_documents_keep_their_names_out_of_urls_too(client, firm):
+    import io
+    import json
+
+    filename = "Ana Silva signed authorization.pdf"
+    response = client.post("/v1/requests?submit=false", headers=bearer(firm.api_key),
+                           content_type="multipart/form-data", data={"request": json.dumps(request_body()),
+                                 "authorization": (io.BytesIO(samples.minimal_pdf()), filename)})
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    [document] = created["documents"]
+    content = client.get(f"/v1/requests/{created['id']}/documents/{document['id']}/content",
+                         headers=bearer(firm.api_key))
+    assert "Silva" not in content.headers["Location"] and "Ana" not in content.headers["Location"]
+    assert 'filename="Ana Silva signed authorization.pdf"' in requests.get(
+        content.headers["Location"], timeout=10).headers["Content-Disposition"]
+
+
 @pytest.mark.parametrize("image", ["png_bytes", "jpeg_bytes", "tiff_bytes"])
 def test_images_are_accepted_by_content(client, firm, draft, image):
     data = getattr(samples, image)()

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
+import time_machine
 
 from gateway.routing.sinks import (
     FolderSink,
@@ -32,8 +32,15 @@ from gateway.routing.sinks import (
     sink_from_config,
 )
 from gateway.storage.store import StorageUnavailable
+from gateway.webhooks import sender as sender_module
+from gateway.webhooks.sender import Sender
+from gateway.webhooks.signing import sign, verify
 
 SECRET = "whsec_test_0123456789abcdef"
+def local_sink(url: str, *, timeout: float = 10) -> WebhookSink:
+    """A sink to the receivers below on 127.0.0.1: allowed only because its sender says so (as an operator's
+    GATEWAY_WEBHOOK_ALLOW_PRIVATE would); the default sender refuses them (see the SSRF tests)."""
+    return WebhookSink(url, SECRET, sender=Sender(allow_private=True, timeout=timeout))
 REQUEST_ID = "9f1c2b7e-4a6d-4e0b-9a53-6f2f1d8c0e11"
 PHI_KEYS = {"patient", "first_name", "last_name", "date_of_birth", "reference", "filename"}
 CHUNK = 7  # odd on purpose: documents arrive in many uneven pieces
@@ -130,7 +137,7 @@ def receiver():
 
 
 def test_webhook_signed_phi_free_and_idempotent(receiver):
-    sink = WebhookSink(receiver.url(), SECRET)
+    sink = local_sink(receiver.url())
     first = sink.deliver(handoff(DOC_A, DOC_B))
     sink.deliver(handoff(DOC_A, DOC_B))  # a redelivery after a crash
 
@@ -164,7 +171,7 @@ def test_webhook_signed_phi_free_and_idempotent(receiver):
 @pytest.mark.parametrize("status", [201, 202, 204])
 def test_webhook_any_2xx_is_a_receipt(receiver, status):
     receiver.status = status
-    receipt = WebhookSink(receiver.url(), SECRET).deliver(handoff(DOC_A))
+    receipt = local_sink(receiver.url()).deliver(handoff(DOC_A))
     assert (receipt["sink"], receipt["status"]) == ("webhook", status)
 
 
@@ -172,7 +179,7 @@ def test_webhook_any_2xx_is_a_receipt(receiver, status):
 def test_webhook_transient_statuses_retry(receiver, status):
     receiver.status = status
     with pytest.raises(SinkError) as caught:
-        WebhookSink(receiver.url(), SECRET).deliver(handoff(DOC_A))
+        local_sink(receiver.url()).deliver(handoff(DOC_A))
     assert caught.value.status == status
 
 
@@ -180,7 +187,7 @@ def test_webhook_transient_statuses_retry(receiver, status):
 def test_webhook_refusals_are_permanent(receiver, status):
     receiver.status = status
     with pytest.raises(SinkRejected) as caught:
-        WebhookSink(receiver.url(), SECRET).deliver(handoff(DOC_A))
+        local_sink(receiver.url()).deliver(handoff(DOC_A))
     assert caught.value.status == status
 
 
@@ -188,7 +195,7 @@ def test_webhook_refusals_are_permanent(receiver, status):
 def test_webhook_never_follows_redirects(receiver, status):
     receiver.status = status
     with pytest.raises(SinkError):
-        WebhookSink(receiver.url(), SECRET).deliver(handoff(DOC_A))
+        local_sink(receiver.url()).deliver(handoff(DOC_A))
     assert [path for path, _, _ in receiver.hits] == ["/hook"]
 
 
@@ -197,45 +204,106 @@ def test_webhook_connection_refused():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(SinkError) as caught:
-        WebhookSink(f"http://127.0.0.1:{port}/hook", SECRET, timeout=2).deliver(handoff(DOC_A))
-    assert isinstance(caught.value.__cause__, requests.ConnectionError)
+        local_sink(f"http://127.0.0.1:{port}/hook", timeout=2).deliver(handoff(DOC_A))
+    assert caught.value.reason == "connection_refused" and caught.value.status is None
 
 
 def test_webhook_timeout_gives_up_before_a_slow_receiver_answers(receiver):
     # /slow answers 200 only once released (after the test) or after 5 s: a sink that ignored its
     # timeout would get that 200 and return a receipt instead of raising.
     with pytest.raises(SinkError) as caught:
-        WebhookSink(receiver.url("/slow"), SECRET, timeout=0.2).deliver(handoff(DOC_A))
-    assert isinstance(caught.value.__cause__, requests.Timeout)
+        local_sink(receiver.url("/slow"), timeout=0.2).deliver(handoff(DOC_A))
+    assert caught.value.reason == "timeout"
     assert not receiver.release.is_set()
 
 
-def test_webhook_injected_post_gets_safe_arguments():
+def test_webhook_injected_transport_gets_signed_bytes_and_the_timeout():
     calls = []
 
-    class Response:
-        status_code = 201
-        closed = False
+    def transport(url, *, body, headers, timeout):
+        calls.append((url, body, headers, timeout))
+        return 201
 
-        def close(self):
-            Response.closed = True
-
-    def post(url, **kwargs):
-        calls.append((url, kwargs))
-        return Response()
-
-    receipt = WebhookSink("https://roi.example.org/hooks", SECRET, timeout=3, post=post).deliver(handoff(DOC_A))
-    (url, kwargs), = calls
-    assert receipt["status"] == 201 and Response.closed
-    assert url == "https://roi.example.org/hooks"
-    assert kwargs["allow_redirects"] is False and kwargs["timeout"] == 3
-    verify_signature(kwargs["headers"]["Gateway-Signature"], kwargs["data"], SECRET)
+    sink = WebhookSink("https://roi.example.org/hooks", SECRET, sender=Sender(timeout=3, transport=transport))
+    receipt = sink.deliver(handoff(DOC_A))
+    (url, body, headers, timeout), = calls
+    assert receipt["status"] == 201
+    assert url == "https://roi.example.org/hooks" and timeout == 3
+    verify_signature(headers["Gateway-Signature"], body, SECRET)
+    assert headers["Idempotency-Key"] == f"{REQUEST_ID}:facility.tufts-mc"
+    assert headers["Content-Type"] == "application/json" and headers["User-Agent"] == sender_module.USER_AGENT
 
     def failing(url, **kwargs):
-        raise requests.ConnectionError("boom")
+        raise ConnectionResetError("boom")
 
     with pytest.raises(SinkError):
-        WebhookSink("https://roi.example.org/hooks", SECRET, post=failing).deliver(handoff(DOC_A))
+        WebhookSink("https://roi.example.org/hooks", SECRET, sender=Sender(transport=failing)).deliver(handoff(DOC_A))
+
+
+# --------------------------------------------------------------------------- one sender, one guard
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "[::1]"])
+def test_webhook_sink_refuses_internal_targets_unless_the_operator_allows_them(receiver, host):
+    """The facility sink goes through the requester webhooks' SSRF guard: nothing is sent to an internal
+    address (the guard refuses before connecting), and the job is retried (DNS answers may change)."""
+    port = receiver.server_address[1]
+    https_url = f"https://{host}:{port}/hook"
+    with pytest.raises(SinkError) as caught:
+        WebhookSink(https_url, SECRET, sender=Sender(timeout=2)).deliver(handoff(DOC_A))
+    assert caught.value.reason == "target_forbidden"
+    assert receiver.hits == []
+
+
+def test_webhook_sink_plain_http_needs_the_operators_allowance_and_is_never_retried(receiver):
+    with pytest.raises(SinkRejected) as caught:  # the URL itself can never be sent to: give up at once
+        WebhookSink(receiver.url(), SECRET, sender=Sender(timeout=2)).deliver(handoff(DOC_A))
+    assert caught.value.reason == "target_forbidden"
+    assert receiver.hits == []
+    assert local_sink(receiver.url()).deliver(handoff(DOC_A))["status"] == 200  # allowed: delivered
+    assert len(receiver.hits) == 1
+
+
+def test_webhook_sink_honours_the_settings_of_the_operator(receiver):
+    from types import SimpleNamespace
+
+    refused = Sender.from_settings(SimpleNamespace(webhook_allow_private=False, webhook_timeout=2))
+    allowed = Sender.from_settings(SimpleNamespace(webhook_allow_private=True, webhook_timeout=2))
+    with pytest.raises((SinkError, SinkRejected)):
+        WebhookSink(receiver.url(), SECRET, sender=refused).deliver(handoff(DOC_A))
+    assert WebhookSink(receiver.url(), SECRET, sender=allowed).deliver(handoff(DOC_A))["status"] == 200
+    assert len(receiver.hits) == 1
+
+
+def test_facility_sinks_and_requester_webhooks_sign_alike(receiver, monkeypatch):
+    """Same secret, body and time: the same Gateway-Signature, because both are signed by the one sender
+    with the requester webhooks' signer (and a requester's receiver recipe verifies a facility delivery)."""
+    signed = []
+    real_sign = sender_module.sign
+    monkeypatch.setattr(sender_module, "sign", lambda *args: signed.append(args) or real_sign(*args))
+    with time_machine.travel(1_790_000_000, tick=False):
+        local_sink(receiver.url()).deliver(handoff(DOC_A))
+    (_, headers, raw), = receiver.hits
+    assert signed == [(SECRET, raw, 1_790_000_000)]  # the sink was signed by the one sender
+    assert headers["Gateway-Signature"] == sign(SECRET, raw, 1_790_000_000)
+    mac = hmac.new(SECRET.encode(), b"1790000000." + raw, hashlib.sha256).hexdigest()
+    assert headers["Gateway-Signature"] == f"t=1790000000,v1={mac}"
+    assert verify(SECRET, headers["Gateway-Signature"], raw, now=1_790_000_000)
+    # And a requester webhook's attempt with the same secret, body and time carries the very same header.
+    wire = []
+    Sender(transport=lambda url, *, body, headers, timeout: wire.append(headers) or 200).send(
+        "https://93.184.216.34/hooks", secret=SECRET, body=raw, timestamp=1_790_000_000)
+    assert wire[0]["Gateway-Signature"] == headers["Gateway-Signature"]
+
+
+def test_one_module_computes_webhook_signatures():
+    """No second copy of the HMAC code: gateway.webhooks.signing is the only place that keys an HMAC."""
+    gateway_root = Path(__file__).resolve().parents[2] / "gateway"
+    holders = sorted(str(path.relative_to(gateway_root)) for path in gateway_root.rglob("*.py")
+                     if "hmac.new(" in path.read_text())
+    assert holders == ["webhooks/signing.py"]
+    sinks_source = (gateway_root / "routing" / "sinks.py").read_text()
+    assert "import requests" not in sinks_source and "urllib3" not in sinks_source
 
 
 def test_webhook_repr_hides_secret_and_credentials():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -33,6 +34,12 @@ SECRET = "facility-shared-secret-for-tests"
 @pytest.fixture(autouse=True)
 def clean_redis(settings):
     build_redis(settings).flushdb()
+
+
+@pytest.fixture(scope="module")
+def local_settings(settings):
+    """The receivers here listen on 127.0.0.1: the operator's allow-private setting lets sinks reach them."""
+    return dataclasses.replace(settings, webhook_allow_private=True)
 
 
 @pytest.fixture
@@ -82,14 +89,14 @@ def test_inbox_sink_and_a_job_delivered_twice_has_its_effect_once(client, db, se
     assert [e["type"] for e in events].count("handed_over") == 1
 
 
-def test_webhook_sink_delivers_signed_without_phi(client, db, settings, facility_sink):
+def test_webhook_sink_delivers_signed_without_phi(client, db, settings, local_settings, facility_sink):
     receiver = Receiver()
     try:
         facility_sink("melrosewakefield", "webhook", url=receiver.url)
         tenant = make_tenant(db)
         request_id = submitted(client, tenant, "melrosewakefield")
         publish(db, settings)
-        result = run_worker(settings, "melrosewakefield")
+        result = run_worker(local_settings, "melrosewakefield")
         assert result.returncode == 0, result.stderr[-2000:]
     finally:
         receiver.close()
@@ -122,12 +129,13 @@ def test_folder_sink_drops_manifest_and_matching_files(client, db, settings, fac
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_job_retries_and_the_effect_happens_once(client, db, settings, facility_sink):
+def test_worker_killed_mid_job_retries_and_the_effect_happens_once(client, db, settings, local_settings,
+                                                                  facility_sink):
     receiver = Receiver(script=[(200, 30)])  # the first delivery hangs: that is when the worker dies
     facility_sink("tufts-mc", "webhook", url=receiver.url)
     tenant = make_tenant(db)
     request_id = submitted(client, tenant, "tufts-mc")
-    env = {**os.environ, **settings_environment(settings)}
+    env = {**os.environ, **settings_environment(local_settings)}
     worker = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "worker", "--facility", "tufts-mc"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -157,3 +165,54 @@ def test_worker_killed_mid_job_retries_and_the_effect_happens_once(client, db, s
     assert effects(db, request_id) == 1
     keys = {hit["headers"]["Idempotency-Key"] for hit in receiver.hits}
     assert len(receiver.hits) >= 2 and len(keys) == 1  # retried, and the receiver can tell it is the same
+
+
+def _jobs(settings, queue_name: str) -> tuple[list[str], list[str]]:
+    """(failed, scheduled-for-retry) job ids of a queue."""
+    from rq import Queue
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+    from rq.serializers import JSONSerializer
+
+    queue = Queue(queue_name, connection=build_redis(settings), serializer=JSONSerializer)
+    return FailedJobRegistry(queue=queue).get_job_ids(), ScheduledJobRegistry(queue=queue).get_job_ids()
+
+
+def _hits_for(receiver, request_id: str) -> list[dict]:
+    return [hit for hit in receiver.hits if json.loads(hit["body"])["data"]["request_id"] == request_id]
+
+
+def test_webhook_sink_to_loopback_is_refused_without_the_operators_allowance(client, db, settings, facility_sink):
+    """The facility sink now has the requester webhooks' SSRF guard: 127.0.0.1 is never contacted unless
+    GATEWAY_WEBHOOK_ALLOW_PRIVATE is set (the job fails and waits for a retry, nothing was handed over)."""
+    receiver = Receiver()
+    try:
+        facility_sink("lowell-general", "webhook", url=receiver.url.replace("http:", "https:"))
+        tenant = make_tenant(db)
+        request_id = submitted(client, tenant, "lowell-general")
+        publish(db, settings)
+        assert settings.webhook_allow_private is False
+        result = run_worker(settings, "lowell-general")
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        receiver.close()
+    assert receiver.hits == [] and effects(db, request_id) == 0
+    failed, scheduled = _jobs(settings, "facility.lowell-general")
+    assert len(scheduled) >= 1 and failed == []  # "retry later": the target's address may change
+
+
+def test_webhook_sink_refusal_is_not_retried(client, db, settings, local_settings, facility_sink):
+    """A 4xx from the facility system is the sender's "give up": the job goes to the failed registry at once
+    instead of being retried five times (RQ's retries stay for "retry later")."""
+    receiver = Receiver(script=[(410, 0)] * 10)
+    try:
+        facility_sink("melrosewakefield", "webhook", url=receiver.url)
+        tenant = make_tenant(db)
+        request_id = submitted(client, tenant, "melrosewakefield")
+        publish(db, settings)
+        result = run_worker(local_settings, "melrosewakefield")
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        receiver.close()
+    assert len(_hits_for(receiver, request_id)) == 1 and effects(db, request_id) == 0
+    failed, scheduled = _jobs(settings, "facility.melrosewakefield")
+    assert len(failed) == len(receiver.hits) >= 1 and scheduled == []  # each refused job: failed, once

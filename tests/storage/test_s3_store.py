@@ -33,9 +33,9 @@ def new_key() -> str:
     return f"documents/{uuid.uuid4()}"
 
 
-def upload(store, key: str, data: bytes, *, content_type: str = "application/pdf") -> str:
+def upload(store, key: str, data: bytes, *, content_type: str = "application/pdf", filename: str | None = None) -> str:
     digest = hashlib.sha256(data).hexdigest()
-    staged = store.begin_upload(key, content_type=content_type)
+    staged = store.begin_upload(key, content_type=content_type, filename=filename)
     for start in range(0, len(data), CHUNK):
         staged.write(data[start : start + CHUNK])
     staged.complete(sha256_hex=digest)
@@ -94,7 +94,7 @@ def test_missing_object_is_stored_object_missing(document_store):
         with pytest.raises(StoredObjectMissing):
             call(key)
     with pytest.raises(StoredObjectMissing):
-        document_store.download_url(key, filename="a.pdf", content_type="application/pdf")
+        document_store.download_url(key, content_type="application/pdf")
     document_store.delete(key)  # deleting nothing is not an error
 
 
@@ -202,22 +202,21 @@ def test_delete_removes_every_version(s3_bucket, document_store):
 
 def test_download_url_is_presigned_short_lived_attachment(s3_bucket, document_store):
     key = new_key()
-    upload(document_store, key, PDF)
+    upload(document_store, key, PDF, filename="records.pdf")
     with pytest.raises(StoredObjectMissing):  # never a link to unscanned bytes
-        document_store.download_url(key, filename="records.pdf", content_type="application/pdf")
+        document_store.download_url(key, content_type="application/pdf")
     document_store.promote(key)
     with pytest.raises(ValueError):
-        document_store.download_url(
-            key, filename="r.pdf", content_type="application/pdf", expires_in=301
-        )
+        document_store.download_url(key, content_type="application/pdf", expires_in=301)
 
-    url = document_store.download_url(key, filename="records.pdf", content_type="application/pdf")
+    url = document_store.download_url(key, content_type="application/pdf")
 
     query = parse_qs(urlparse(url).query)
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert "X-Amz-Signature" in query
     assert 0 < int(query["X-Amz-Expires"][0]) <= 300
-    assert query["response-content-disposition"][0].startswith("attachment;")
+    assert "response-content-disposition" not in query  # the name is stored with the object
+    assert "records" not in url
     response = requests.get(url, timeout=10)
     assert response.status_code == 200
     assert response.content == PDF
@@ -230,11 +229,12 @@ def test_download_url_is_presigned_short_lived_attachment(s3_bucket, document_st
 
 def test_download_filename_is_sanitised(s3_bucket, document_store):
     key = new_key()
-    upload(document_store, key, PDF)
-    document_store.promote(key)
     hostile = '../../etc/"pass\r\nX-Injected: 1\u202efdp.exe'
+    upload(document_store, key, PDF, filename=hostile)
+    document_store.promote(key)
 
-    url = document_store.download_url(key, filename=hostile, content_type="application/pdf")
+    url = document_store.download_url(key, content_type="application/pdf")
+    assert "fdp" not in url and "pass" not in url and "etc" not in url
     header = requests.get(url, timeout=10).headers["Content-Disposition"]
 
     assert header == content_disposition(hostile)
@@ -253,6 +253,54 @@ def test_download_filename_non_ascii_gets_rfc5987_form():
     assert header.startswith("attachment; filename=\"2024.pdf\"; filename*=UTF-8''")
     assert content_disposition("отчёт.pdf").startswith('attachment; filename="document.pdf"')
     assert unquote(header.split("''", 1)[1]) == "отчёт 2024.pdf"
+
+
+PATIENT_FILE_NAMES = ["Ana Silva authorization.pdf", "José Müller – Einwilligung 2026.pdf", "отчёт Иванова.pdf",
+                      "SILVA,ANA DOB 1980-02-29.pdf", "陈美玲 授权书.pdf"]
+
+
+@pytest.mark.parametrize("filename", PATIENT_FILE_NAMES)
+@pytest.mark.parametrize("size", ["single PUT", "multipart"])
+def test_download_url_never_carries_the_file_name(s3_bucket, filename, size):
+    """The name is set on the object when it is created, and served from there (RFC 6266/5987)."""
+    store = s3_bucket.store(part_size=MIN_PART_SIZE)
+    key = new_key()
+    data = PDF if size == "single PUT" else PDF * (2 * MIN_PART_SIZE // len(PDF) + 1)
+    upload(store, key, data, filename=filename)
+    store.promote(key)
+
+    url = store.download_url(key, content_type="application/pdf")
+
+    assert_url_names_nothing(url, filename)
+    response = requests.get(url, timeout=30)
+    assert response.status_code == 200 and len(response.content) == len(data)
+    assert response.headers["Content-Disposition"] == content_disposition(filename)
+    assert unquote(response.headers["Content-Disposition"].split("''", 1)[1]) == filename
+    head = s3_bucket.s3_client.head_object(Bucket=s3_bucket.bucket, Key=key)
+    assert head["ContentDisposition"] == content_disposition(filename)
+
+
+def assert_url_names_nothing(url: str, filename: str) -> None:
+    """No word of the name, in any spelling a URL could give it, and no response-content-disposition."""
+    from urllib.parse import quote, quote_plus
+
+    assert "response-content-disposition" not in url.lower()
+    forms = {url, unquote(url), unquote(unquote(url))}
+    for word in filename.replace(",", " ").replace(".", " ").split():
+        if len(word) < 3 or word.lower() in {"pdf", "dob"} or word.isdigit():
+            continue  # a bare year would match the signature's own X-Amz-Date
+        for spelling in (word, quote(word), quote_plus(word), quote(word, safe="")):
+            assert all(spelling.lower() not in form.lower() for form in forms), (word, url)
+
+
+def test_object_stored_without_a_name_is_still_an_attachment(s3_bucket, document_store):
+    """An object written before names were stored has none: served as an attachment under a neutral name."""
+    key = new_key()
+    s3_bucket.s3_client.put_object(Bucket=s3_bucket.bucket, Key=key, Body=PDF, ContentType="application/pdf",
+                                   Tagging=f"{SCAN_STATUS_TAG}={CLEAN}")
+    url = document_store.download_url(key, content_type="application/pdf")
+    assert parse_qs(urlparse(url).query)["response-content-disposition"] == [content_disposition("document.pdf")]
+    assert requests.get(url, timeout=10).headers["Content-Disposition"] == content_disposition("document.pdf")
 
 
 def test_sweep_staging_removes_stale_pending_objects_and_uploads(s3_bucket, document_store):
@@ -330,13 +378,20 @@ def test_in_memory_store_honours_the_same_contract(kind, s3_bucket, document_sto
     with pytest.raises(StoredObjectMissing):
         store.open(key)
     with pytest.raises(StoredObjectMissing):
-        store.download_url(key, filename="a.pdf", content_type="application/pdf")
+        store.download_url(key, content_type="application/pdf")
     store.promote(key)
     assert b"".join(store.open(key)) == PDF
-    url = store.download_url(key, filename="a/b.pdf", content_type="application/pdf", expires_in=60)
-    assert parse_qs(urlparse(url).query)["response-content-disposition"] == [
-        content_disposition("b.pdf")
-    ]
+    url = store.download_url(key, content_type="application/pdf", expires_in=60)
+    assert "response-content-disposition" not in parse_qs(urlparse(url).query)
+    headers = (requests.get(url, timeout=10).headers if kind == "s3" else store.fetch(url)[0])
+    assert headers["Content-Disposition"] == content_disposition("document.pdf")  # no name was given
+    named = new_key()
+    upload(store, named, PDF, filename="a/b.pdf")
+    store.promote(named)
+    url = store.download_url(named, content_type="application/pdf", expires_in=60)
+    assert "b.pdf" not in url
+    headers = (requests.get(url, timeout=10).headers if kind == "s3" else store.fetch(url)[0])
+    assert headers["Content-Disposition"] == content_disposition("b.pdf")
     store.ping()
     store.delete(key)
     with pytest.raises(StoredObjectMissing):

@@ -69,9 +69,11 @@ API_RIGHTS = {
     ("POST", "/v1/requests/<request_id>/documents"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/documents/<document_id>"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/documents/<document_id>/content"): row(*READERS),
+    ("DELETE", "/v1/requests/<request_id>/documents/<document_id>"): row("facility_staff"),
     ("GET", "/v1/facilities/<code>/queue"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/claim"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/transitions"): row("facility_staff"),
+    ("POST", "/v1/requests/<request_id>/assign"): row("facility_staff"),
 }
 
 # Portal pages (session cookie), for the two roles with no page of their own.  Signing out is checked last.
@@ -82,7 +84,7 @@ PORTAL_REFUSED = {
     "portal.delete_webhook", "portal.queue", "portal.request_list", "portal.request_detail", "portal.new_request",
     "portal.create_request", "portal.validate_form", "portal.edit_request", "portal.update_request",
     "portal.upload_document", "portal.submit_request", "portal.cancel_request", "portal.download_document",
-    "portal.view_document", "portal.claim_request", "portal.transition_request",
+    "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.withdraw_document",
 }
 
 

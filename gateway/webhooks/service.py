@@ -34,7 +34,9 @@ from gateway.webhooks.ssrf import check_target
 
 log = logging.getLogger("gateway.webhooks")
 
-EVENT_TYPES = ("request.status_changed", "request.document_added", "request.revocation_flagged")
+# A revocation shows as a status change to on_hold with reasons ["AUTH_REVOKED"]; released records as
+# document_added, sent when the request is fulfilled.
+EVENT_TYPES = ("request.status_changed", "request.document_added")
 # What an event's `data` may hold: ids, statuses and codes.  Anything else is refused, so PHI cannot slip in.
 DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "document_id", "kind", "occurred_at"})
 # Every string in `data` is an id, a status, a code or a timestamp: no spaces, no free text.

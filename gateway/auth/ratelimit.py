@@ -31,7 +31,7 @@ def rate_limit_key() -> str:
 
 
 def _portal_cookie() -> str | None:
-    from gateway.portal.cookies import session_cookie_value
+    from gateway.auth.cookies import session_cookie_value
 
     return session_cookie_value()
 

@@ -6,9 +6,9 @@ import secrets
 
 from flask import g, jsonify, redirect, request, url_for
 
-from gateway.auth import login
+from gateway.auth import cookies, login
 from gateway.auth.web import audit_context
-from gateway.portal import bp, cookies, sessions
+from gateway.portal import bp, sessions
 from gateway.portal.web import page, safe_next
 from gateway.web import adapters, settings
 

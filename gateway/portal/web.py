@@ -18,9 +18,10 @@ from flask import current_app, g, redirect, render_template, request, url_for
 
 from gateway import idempotency
 from gateway.audit.service import record_now
+from gateway.auth import cookies
 from gateway.auth.web import audit_context, principal_for_user_id
 from gateway.errors import Forbidden
-from gateway.portal import bp, cookies, sessions
+from gateway.portal import bp, sessions
 from gateway.web import adapters, settings
 
 PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in_submit", "portal.signed_out"})

@@ -1,4 +1,5 @@
-"""The portal's cookie names (a leaf module: the rate limiter reads the session cookie too)."""
+"""The portal session cookie and its siblings: names and attributes (auth reads the session cookie to
+key rate limits; the portal sets and clears them)."""
 
 from __future__ import annotations
 

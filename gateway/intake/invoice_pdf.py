@@ -26,6 +26,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from gateway.intake.payees import Payee
+from gateway.intake.release_models import dollars
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
@@ -67,12 +68,6 @@ class _Pdf(FPDF):
     def line(self, text: object = "", *, size: float = 10, bold: bool = False, height: float = 5.2) -> None:
         self.set_font(self.family, "B" if bold else "", size)
         self.multi_cell(0, height, self.text_of(text), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-
-
-def _dollars(amount: str) -> str:
-    negative = amount.startswith("-")
-    whole, _, cents = amount.lstrip("-").partition(".")
-    return f"{'-' if negative else ''}${int(whole):,}.{cents or '00'}"
 
 
 def render_invoice(sheet: InvoiceSheet, *, font_dir: Path = FONT_DIR) -> bytes:
@@ -117,12 +112,12 @@ def render_invoice(sheet: InvoiceSheet, *, font_dir: Path = FONT_DIR) -> bytes:
             row = table.row()
             row.cell(pdf.text_of(item["label"]))
             row.cell(str(item["quantity"]))
-            row.cell(_dollars(item["rate"]))
-            row.cell(_dollars(item["amount"]))
+            row.cell(dollars(item["rate"]))
+            row.cell(dollars(item["amount"]))
     pdf.ln(2)
     total_label = "Total paid" if invoice["status"] == "paid" else "Total due"
     pdf.set_font(pdf.family, "B", 12)
-    pdf.cell(0, 8, pdf.text_of(f"{total_label}: {_dollars(invoice['amount'])} {invoice['currency']}"),
+    pdf.cell(0, 8, pdf.text_of(f"{total_label}: {dollars(invoice['amount'])} {invoice['currency']}"),
              align="R", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(2)
     pdf.line(f"Basis: {invoice['basis']}. The fees do not exceed the maximum that section permits under the "

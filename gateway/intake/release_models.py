@@ -33,6 +33,15 @@ def from_cents(cents: int) -> str:
     return f"{sign}{whole}.{part:02d}"
 
 
+def dollars(amount: str | None) -> str:
+    """A decimal-string amount as people read it: "1234.50" → "$1,234.50", "-12.00" → "-$12.00"."""
+    if amount is None:
+        return ""
+    negative = amount.startswith("-")
+    whole, _, cents = amount.lstrip("-").partition(".")
+    return f"{'-' if negative else ''}${int(whole):,}.{cents or '00'}"
+
+
 class Invoice(Base):
     """The one invoice of a request, issued by its facility's records staff."""
 

@@ -8,6 +8,8 @@ lifecycle only:
                                      waived/no charge  → fulfilled if a release is uploaded, else stays
     payment (staff)                  the amount due    → fulfilled if a release is uploaded, else stays
                                                          awaiting_payment until staff fulfil it
+                                     (a request returned and cured with its invoice still due is paid
+                                     from in_progress: the one invoice survives the return)
     dispute (requester)              flags the invoice; staff see it in their queue and on the request
 
 The amount comes from the fee rules (`rules.fees`): the schedule in force on the invoice date (the
@@ -34,6 +36,9 @@ from gateway.intake.rules import fees
 from gateway.intake.service import body_of
 
 INVOICEABLE = "in_progress"
+# Where a payment is taken: awaiting it, or worked again after a return with the first invoice still due (one
+# invoice per request: it survives a return and a cure, and its payment then releases the records as usual).
+PAYABLE = ("awaiting_payment", "in_progress")
 _NO_CHARGE_LABEL = "Copies of records: no charge under M.G.L. c.111 §70"
 _WAIVED_LABEL = "Fee waived"
 _NOTHING_TO_CHARGE = "Nothing to charge."
@@ -135,7 +140,7 @@ def record_payment(db: Database, *, principal: Principal, request_id: str, metho
                            code="INVOICE_NOT_DUE")
         if req.hold_reason == lifecycle.AUTH_REVOKED:
             raise lifecycle.RequestRevoked("The patient revoked this authorization: nothing will be released.")
-        if req.status != "awaiting_payment":
+        if req.status not in PAYABLE:
             raise lifecycle.InvalidTransition(f"A {req.status} request is not awaiting payment.")
         if to_cents(amount) != invoice.amount_cents:
             raise PaymentAmountMismatch(

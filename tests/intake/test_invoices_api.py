@@ -328,3 +328,35 @@ def test_the_payee_file_setting_replaces_the_packaged_payees(tmp_path):
     bad.write_text(json.dumps({"payees": {"tufts-mc": {"name": "X", "address": []}}}))
     with pytest.raises(ValueError, match=r"payees\['tufts-mc'\]\.address"):
         load_payees(str(bad))
+
+
+def test_an_invoice_still_due_after_a_revocation_and_a_cure_is_paid_when_the_request_is_worked_again(
+        client, db, settings, firm, clerk):
+    from datetime import timedelta
+
+    from tests.factories import facility_today
+
+    dob, today = "1953-05-17", facility_today()  # a patient of this test alone: the revocation touches nothing else
+    request_id = claimed(client, db, settings, firm, clerk, patient__date_of_birth=dob)
+    upload_release(client, clerk, request_id)
+    amount = invoice(client, clerk, request_id, pages=40).get_json()["amount"]
+    revoked = client.post("/v1/revocations", headers=clerk, json={
+        "patient": {"first_name": "Ana", "last_name": "Silva", "date_of_birth": dob},
+        "recipient": "Smith & Jones LLP", "effective_on": str(today - timedelta(days=1))})
+    assert revoked.get_json()["held_requests"] == [request_id]
+    held = pay(client, clerk, request_id, amount)
+    assert held.status_code == 409 and held.get_json()["code"] == "AUTH_REVOKED"
+    assert move(client, clerk, request_id, "returned", ["AUTHORIZATION_INVALID"]).status_code == 200
+    cured = client.patch(f"/v1/requests/{request_id}", headers=bearer(firm.api_key),
+                         json={"authorization": {"signed_on": str(today)}})
+    assert cured.status_code == 200, cured.get_json()
+    assert client.post(f"/v1/requests/{request_id}/submit", headers=bearer(firm.api_key)).status_code == 202
+    publish(db, settings)
+    assert client.post(f"/v1/requests/{request_id}/claim", headers=clerk).status_code == 200
+    again = invoice(client, clerk, request_id, pages=40)
+    assert again.status_code == 409 and again.get_json()["code"] == "INVOICE_EXISTS"
+    refused = move(client, clerk, request_id, "fulfilled")
+    assert refused.status_code == 409 and refused.get_json()["code"] == "PAYMENT_REQUIRED"
+    paid = pay(client, clerk, request_id, amount)
+    assert paid.status_code == 201, paid.get_json()
+    assert resource(client, bearer(firm.api_key), request_id)["status"] == "fulfilled"

@@ -191,7 +191,13 @@ def test_paid_before_the_records_are_uploaded_waits_for_staff_to_fulfil(client, 
     request_id = claimed(client, db, settings, firm, clerk)
     amount = invoice(client, clerk, request_id, pages=0).get_json()["amount"]
     assert amount == "28.69"
-    assert pay(client, clerk, request_id, amount).status_code == 201
+    keyed = {**clerk, "Idempotency-Key": unique("pay")}
+    body = {"method": "cash", "reference": "RCPT-7", "amount": amount}
+    first = client.post(f"/v1/requests/{request_id}/payments", headers=keyed, json=body)
+    assert first.status_code == 201, first.get_json()
+    replay = client.post(f"/v1/requests/{request_id}/payments", headers=keyed, json=body)
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json() == first.get_json()
     waiting = resource(client, clerk, request_id)
     assert waiting["status"] == "awaiting_payment" and waiting["invoice"]["status"] == "paid"
     needs = move(client, clerk, request_id, "fulfilled")

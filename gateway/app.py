@@ -75,14 +75,14 @@ def register_blueprints(app: Flask) -> None:
     from gateway.audit import views as audit
     from gateway.auth import views as auth
     from gateway.facilities import views as facilities
-    from gateway.intake import document_views, revocation_views
+    from gateway.intake import disclosure_views, document_views, invoice_views, revocation_views
     from gateway.intake import views as intake
     from gateway.routing import views as routing
     from gateway.webhooks import views as webhooks
 
     api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
-                      revocation_views.blp, routing.blp, webhooks.blp):
+                      revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
 

@@ -106,6 +106,9 @@ class Settings:
     portal_idle_timeout: int = 900
     portal_session_lifetime: int = 12 * 3600
     portal_cookie_secure: bool = True
+    # Invoices: who is paid for released records and where checks go, per facility (JSON; default the
+    # packaged gateway/intake/payees.json).
+    payees_file: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -179,6 +182,8 @@ class Settings:
             raise SettingsError("GATEWAY_PORTAL_IDLE_TIMEOUT must be at least 10 seconds and at most the lifetime")
         if self.is_production and not self.portal_cookie_secure:
             raise SettingsError("GATEWAY_PORTAL_COOKIE_SECURE cannot be false in production")
+        if self.payees_file and not Path(self.payees_file).is_file():
+            raise SettingsError(f"GATEWAY_PAYEES_FILE {self.payees_file!r} is not a file")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise SettingsError("GATEWAY_OIDC_ISSUER and GATEWAY_OIDC_JWKS_URL go together")
 

@@ -55,7 +55,13 @@ def main():
 
 def run():
     """Console-script entry point: the command groups of every domain, then click."""
-    from gateway.cli import audit, identity, maintenance, routing  # noqa: F401  (they register their commands on `main`)
+    from gateway.cli import (  # noqa: F401  (they register their commands on `main`)
+        audit,
+        disclosures,
+        identity,
+        maintenance,
+        routing,
+    )
 
     main()
 

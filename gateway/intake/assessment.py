@@ -22,6 +22,7 @@ from gateway.facilities.service import get_facility
 from gateway.intake import rules
 from gateway.intake.access import document_visible_to
 from gateway.intake.models import RecordsRequest, Revocation
+from gateway.intake.release_models import Invoice
 from gateway.intake.schemas import SECTIONS
 from gateway.intake.service import body_of
 
@@ -123,6 +124,12 @@ def resource(session: Session, req: RecordsRequest, *, on: date, viewer: Princip
         # Which clerk works it is the records team's business.
         "assigned_to": None if viewer is not None and viewer.is_requester else req.assigned_to,
         "routing": {"queue": req.routing_queue, "routed_at": req.routed_at} if req.routing_queue else None,
-        "fee_estimate": fee, "due_on": due,
+        "fee_estimate": fee, "due_on": due, "invoice": invoice_resource(session, req),
         "created_at": req.created_at, "updated_at": req.updated_at, "submitted_at": req.submitted_at,
     }
+
+
+def invoice_resource(session: Session, req: RecordsRequest) -> dict | None:
+    """The request's invoice as the resource shows it (None before one is issued)."""
+    invoice = session.scalars(select(Invoice).where(Invoice.request_id == req.id)).one_or_none()
+    return invoice.to_resource() if invoice is not None else None

@@ -19,6 +19,10 @@ increments `version` and writes the status, the timeline event, the audit
 entry and the notifications (outbox) together.  Two changes to one request
 therefore never interleave: what `submit` checked is exactly what is routed,
 two claims cannot both win, and `version` counts every change.
+
+Release is `fulfil`, whatever path leads to it (a staff transition, a payment, an invoice with nothing
+to pay): it refuses while an invoice is due (PAYMENT_REQUIRED) or the patient has revoked, and it writes
+the release's disclosure record (45 CFR 164.528) in the same transaction.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from gateway.auth.principal import Principal
 from gateway.auth.tenancy import audit_probe, visible_select
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, NotFound, PreconditionFailed
+from gateway.intake import disclosures
 from gateway.intake.models import RecordsRequest, RequestEvent
+from gateway.intake.release_models import Invoice
 
 AUTH_REVOKED = "AUTH_REVOKED"
 RELEASED = "fulfilled"
@@ -60,6 +66,12 @@ _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
 
 class InvalidTransition(Conflict):
     code, title = "INVALID_TRANSITION", "Invalid transition"
+
+
+class PaymentRequired(Conflict):
+    """An invoice is due: the records leave only once it is paid."""
+
+    code, title = "PAYMENT_REQUIRED", "Payment required"
 
 
 class RequestRevoked(Conflict):
@@ -193,17 +205,37 @@ def fulfil(session: Session, req: RecordsRequest, *, actor: str, audit_ctx: dict
     """Release the records: the request becomes fulfilled and its release documents reach the requester.
 
     Until this moment the tenant guard hides them from the requester; from it, the timeline names them and
-    a `request.document_added` webhook announces each (ids only).
+    a `request.document_added` webhook announces each (ids only).  An invoice still due refuses the release
+    (409 PAYMENT_REQUIRED); a request without an invoice is released at no charge.  The disclosure record is
+    written here, so every release has exactly one.
     """
     releases = [d for d in req.documents if d.kind == "release" and d.scan_status == "clean"]
     if req.hold_reason == AUTH_REVOKED:
         raise RequestRevoked("The patient revoked this authorization: nothing may be released.")
-    if not releases and RELEASED in EDGES.get(req.status, ()):
-        raise Conflict("Upload the released records (kind `release`) before fulfilling.", code="RELEASE_REQUIRED")
+    if RELEASED in EDGES.get(req.status, ()):  # otherwise `move` refuses the edge itself
+        if invoice_due(session, req):
+            raise PaymentRequired("The invoice for these records is due: record its payment first.")
+        if not releases:
+            raise Conflict("Upload the released records (kind `release`) before fulfilling.",
+                           code="RELEASE_REQUIRED")
     move(session, req, RELEASED, actor=actor, audit_ctx=audit_ctx, org_id=org_id, **detail)
-    add_event(session, req, "records_released", actor, documents=[d.id for d in releases])
+    disclosure = disclosures.record_disclosure(session, req, releases, actor=actor, audit_ctx=audit_ctx,
+                                               org_id=org_id)
+    add_event(session, req, "records_released", actor, documents=[d.id for d in releases],
+              disclosure_id=disclosure.id)
     for document in releases:
         notify(session, req, "request.document_added", document_id=document.id, kind="release")
+
+
+def invoice_of(session: Session, req: RecordsRequest) -> Invoice | None:
+    """The request's invoice, if one was issued."""
+    return session.scalars(select(Invoice).where(Invoice.request_id == req.id)).one_or_none()
+
+
+def invoice_due(session: Session, req: RecordsRequest) -> bool:
+    """Whether the request has an invoice still to be paid (then nothing is released)."""
+    invoice = invoice_of(session, req)
+    return invoice is not None and invoice.status == "due"
 
 
 def audit_change(session: Session, req: RecordsRequest, action: str, *, actor: str, audit_ctx: dict,

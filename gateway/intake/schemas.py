@@ -190,6 +190,36 @@ class RoutingSchema(Schema):
     routed_at = Timestamp()
 
 
+class InvoiceLineSchema(Schema):
+    label = fields.String(metadata={"example": "Pages 1–100"})
+    quantity = fields.Integer(metadata={"example": 100})
+    rate = fields.String(metadata={"description": "Decimal string", "example": "0.96"})
+    amount = fields.String(metadata={"description": "Decimal string (negative for a waiver)", "example": "96.00"})
+
+
+class InvoiceSchema(Schema):
+    """The invoice of a request (API.md v1.1 "Invoices and payment"; M.G.L. c.111 §70)."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.String()
+    amount = fields.String(metadata={"description": "Decimal string: the amount due or paid", "example": "228.57"})
+    currency = fields.String(metadata={"example": "USD"})
+    lines = fields.List(fields.Nested(InvoiceLineSchema))
+    basis = fields.String(metadata={"example": "M.G.L. c.111 §70"})
+    status = fields.String(validate=validate.OneOf(("due", "paid", "waived", "no_charge")))
+    pages = fields.Integer(allow_none=True)
+    issued_on = fields.Date(metadata={"description": "The invoice date; the fee schedule in force on it applies."})
+    issued_at = Timestamp()
+    paid_at = Timestamp(allow_none=True)
+    disputed = fields.Boolean()
+    dispute_note = fields.String(metadata={"description": "The requester's note (present once disputed)."})
+    disputed_at = Timestamp()
+    reason = fields.String(allow_none=True, metadata={
+        "description": "Why nothing is charged: the §70 no-charge case, or the staff's waiver reason."})
+
+
 class RequestSchema(RequestCreateSchema):
     """The request resource every read returns."""
 
@@ -209,6 +239,7 @@ class RequestSchema(RequestCreateSchema):
     routing = fields.Nested(RoutingSchema, allow_none=True)
     fee_estimate = fields.Dict(allow_none=True)
     due_on = fields.Date(allow_none=True)
+    invoice = fields.Nested(InvoiceSchema, allow_none=True, metadata={"description": "null until one is issued"})
     created_at = Timestamp()
     updated_at = Timestamp()
     submitted_at = Timestamp(allow_none=True)

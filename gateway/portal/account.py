@@ -122,4 +122,6 @@ def home():
         return redirect(url_for("portal.request_list"), code=303)
     if principal.has_role("facility_staff"):
         return redirect(url_for("portal.queue"), code=303)
+    if principal.has_role("auditor"):
+        return redirect(url_for("portal.disclosures_page"), code=303)
     return page("portal/no_portal_role.html")

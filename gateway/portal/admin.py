@@ -39,6 +39,9 @@ SCOPE_LABELS = {
 EVENT_TYPE_LABELS = {
     "request.status_changed": "A request's status changes",
     "request.document_added": "Released records are ready to download",
+    "request.invoice_issued": "An invoice is issued for a request",
+    "request.invoice_paid": "A request's invoice is paid",
+    "request.invoice_disputed": "A request's invoice is disputed",
 }
 assert set(SCOPE_LABELS) == set(SCOPES), "scope labels out of step with SCOPES"
 assert set(EVENT_TYPE_LABELS) == set(webhooks_service.EVENT_TYPES), "event labels out of step with EVENT_TYPES"

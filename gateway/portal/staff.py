@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, flatten_messages
 from gateway.facilities.service import list_facilities
-from gateway.intake import documents, service
+from gateway.intake import documents, lifecycle, service
 from gateway.intake.uploads import StorageDown
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
@@ -27,7 +27,7 @@ from gateway.routing.views import TransitionSchema
 from gateway.storage.store import StorageUnavailable, StoredObjectMissing, content_disposition
 from gateway.web import adapters, clock, db_session
 
-STATUS_FILTERS = ("routed", "in_progress", "on_hold")
+STATUS_FILTERS = ("routed", "in_progress", "on_hold", "awaiting_payment")
 QUEUE_FILTERS = ("facility", *staff.REVIEW_QUEUES)
 QUEUE_LABELS = {"facility": "Facility", "legal-review": "Legal review", "sensitive-review": "Sensitive review"}
 PAGE_SIZE = 25
@@ -169,6 +169,9 @@ def staff_context(req) -> dict:
     # `routed` passes a reviewed request on; in the facility queue it unclaims one being worked.
     moves = [to for to in staff.TRANSITIONS.get(req.status, ()) if to != "routed" or in_review
              or req.status == "in_progress"]
+    payment_due = lifecycle.invoice_due(db_session(), req)
+    if payment_due:  # the payment releases the records (see the invoice); no transition does
+        moves = [to for to in moves if to != "fulfilled"]
     labels = {"routed": "Pass on to the next queue (review done)" if in_review else "Unclaim (back to the queue)",
               "in_progress": "In progress"}
     posted = request.method == "POST" and request.endpoint == "portal.transition_request"
@@ -182,6 +185,7 @@ def staff_context(req) -> dict:
         "assigned_to_me": bool(req.assigned_to) and req.assigned_to == g.principal.audit_actor,
         "assigned": bool(req.assigned_to),
         "in_review": in_review,
+        "payment_due": payment_due,
         "queue": queue_label(req.routing_queue),
         "values": values,
     }}

@@ -16,6 +16,7 @@ STATUS_LABELS = {
     "routed": ("Routed", "In the records team's queue."),
     "in_progress": ("In progress", "A records specialist is working on it."),
     "on_hold": ("On hold", "Paused by the records team."),
+    "awaiting_payment": ("Awaiting payment", "The records are ready: they are released once the invoice is paid."),
     "fulfilled": ("Fulfilled", "Records released. Download them below."),
     "returned": ("Returned", "Sent back to you: see the reasons, fix the request and submit it again."),
     "denied": ("Denied", "The records team cannot release records for this request."),
@@ -44,6 +45,7 @@ EVENT_LABELS = {
     "records_released": "Records released", "document_withdrawn": "Released records withdrawn",
     "assigned": "Assigned to another specialist",
     "handed_over": "Delivered to the records team",
+    "invoice_issued": "Invoice issued", "payment_recorded": "Payment recorded", "invoice_disputed": "Invoice disputed",
 }
 
 

@@ -5,6 +5,7 @@
        │                 ▼  │
        │               on_hold ──────▶ returned | denied
        └─(review queue)─ "routed" ─▶ the next queue on the request's route (sensitive review, then the facility)
+    in_progress ──invoice──▶ awaiting_payment ──payment──▶ fulfilled       (gateway.intake.invoices)
 
 Every change goes through the lifecycle under the request's row lock, so two
 clerks claiming at once cannot both win, and a claim racing a cancel leaves
@@ -27,7 +28,7 @@ from gateway.auth.principal import Principal
 from gateway.auth.tenancy import visible_select
 from gateway.db import Database
 from gateway.errors import FieldError, Forbidden, Unprocessable
-from gateway.intake import lifecycle
+from gateway.intake import invoices, lifecycle
 from gateway.intake.models import RecordsRequest
 from gateway.intake.routing_policy import REVIEW_QUEUES, facility_queue, route_for
 
@@ -39,6 +40,7 @@ TRANSITIONS = {
     "routed": ("in_progress", "returned", "denied", "routed"),
     "in_progress": ("on_hold", "fulfilled", "returned", "denied", "routed"),
     "on_hold": ("in_progress", "returned", "denied"),
+    "awaiting_payment": ("fulfilled",),  # once paid (the lifecycle refuses it while the invoice is due)
 }
 NEEDS_REASONS = ("returned", "denied")
 
@@ -63,15 +65,17 @@ def queue_page(session: Session, principal: Principal, facility: str, *, status:
                                                              else facility_queue(facility)))
     items, next_cursor = keyset_page(session, query, columns=[RecordsRequest.due_on, RecordsRequest.id],
                                      limit=limit, cursor=cursor, descending=False)
-    return [queue_item(r, today) for r in items], next_cursor
+    invoiced = invoices.queue_flags(session, [r.id for r in items])
+    return [queue_item(r, today, invoice=invoiced.get(r.id)) for r in items], next_cursor
 
 
-def queue_item(req: RecordsRequest, today: date) -> dict:
-    """One line of the staff queue: what to work next, and whether it is late."""
+def queue_item(req: RecordsRequest, today: date, *, invoice: tuple[str, bool] | None = None) -> dict:
+    """One line of the staff queue: what to work next, whether it is late, and its invoice (status, disputed)."""
     return {"id": req.id, "reference": req.reference, "status": req.status, "queue": req.routing_queue,
             "pathway": req.pathway, "purpose": req.purpose, "due_on": req.due_on, "routed_at": req.routed_at,
             "assigned_to": req.assigned_to, "documents": len(req.documents), "version": req.version,
-            "hold_reason": req.hold_reason, "overdue": bool(req.due_on and req.due_on < today)}
+            "hold_reason": req.hold_reason, "overdue": bool(req.due_on and req.due_on < today),
+            "invoice_status": invoice[0] if invoice else None, "disputed": bool(invoice and invoice[1])}
 
 
 def claim(db: Database, *, principal: Principal, request_id: str, audit_ctx: dict,

@@ -38,6 +38,9 @@ class QueueItemSchema(Schema):
     documents = fields.Integer()
     version = fields.Integer()
     hold_reason = fields.String(allow_none=True)
+    invoice_status = fields.String(allow_none=True, metadata={"description": "due, paid, waived, no_charge; null "
+                                                                             "before an invoice is issued"})
+    disputed = fields.Boolean(metadata={"description": "the requester disputes the invoice"})
 
 
 class QueuePageSchema(Schema):

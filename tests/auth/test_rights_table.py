@@ -3,7 +3,8 @@
 The tables below are the rights of API.md v1.1 ("Principals", "Abuse and least
 privilege"): operators (`gateway_admin`) manage organizations and users but get
 no request, document, patient, API-key or webhook data and record no
-revocations; auditors read the audit trail and nothing else.  The tests walk
+revocations; auditors read the audit trail and, since issue 14, the accounting of
+disclosures (45 CFR 164.528), and nothing else.  The tests walk
 the app's URL map, so a route added later without a line here fails until
 someone decides who may call it.
 """
@@ -74,6 +75,14 @@ API_RIGHTS = {
     ("POST", "/v1/requests/<request_id>/claim"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/transitions"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/assign"): row("facility_staff"),
+    # Invoices and payment (issue 14).
+    ("POST", "/v1/requests/<request_id>/invoice"): row("facility_staff"),
+    ("GET", "/v1/requests/<request_id>/invoice"): row(*READERS),
+    ("GET", "/v1/requests/<request_id>/invoice.pdf"): row(*READERS),
+    ("POST", "/v1/requests/<request_id>/invoice/dispute"): row(*REQUESTERS),
+    ("POST", "/v1/requests/<request_id>/payments"): row("facility_staff"),
+    # The accounting of disclosures: compliance for every facility, records staff for their own.
+    ("POST", "/v1/disclosures/search"): row("facility_staff", auditor=200),
 }
 
 # Portal pages (session cookie), for the two roles with no page of their own.  Signing out is checked last.
@@ -85,7 +94,11 @@ PORTAL_REFUSED = {
     "portal.create_request", "portal.validate_form", "portal.edit_request", "portal.update_request",
     "portal.upload_document", "portal.submit_request", "portal.cancel_request", "portal.download_document",
     "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.withdraw_document",
+    "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
 }
+# The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
+AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
+                 ("GET", "portal.home"): 303}
 
 
 def api_routes(app) -> set[tuple[str, str]]:
@@ -116,7 +129,8 @@ def test_every_api_route_is_in_the_rights_table(app):
 
 
 def test_every_portal_page_is_classified(app):
-    classified = set(SESSION_PAGES) | {(m, e) for (m, e) in portal_routes(app) if e in PORTAL_REFUSED}
+    classified = set(SESSION_PAGES) | set(AUDITOR_PAGES) | {(m, e) for (m, e) in portal_routes(app)
+                                                             if e in PORTAL_REFUSED}
     assert set(portal_routes(app)) == classified
 
 
@@ -156,6 +170,11 @@ BODIES = {
                                               "date_of_birth": "1980-02-29"},
                                  "recipient": "Smith & Jones LLP", "effective_on": "2026-01-01"},
     ("POST", "/v1/requests/<request_id>/transitions"): {"to": "in_progress"},
+    ("POST", "/v1/requests/<request_id>/invoice"): {"pages": 10},
+    ("POST", "/v1/requests/<request_id>/invoice/dispute"): {"note": "Too many pages"},
+    ("POST", "/v1/requests/<request_id>/payments"): {"method": "check", "reference": "CHK-1", "amount": "28.69"},
+    ("POST", "/v1/disclosures/search"): {"patient": {"first_name": "Ana", "last_name": "Silva",
+                                                     "date_of_birth": "1980-02-29"}},
 }
 
 
@@ -213,6 +232,8 @@ def test_portal_pages_refuse_operators_and_auditors(app, world, role):
         path = path_for(rule, world["real"])
         response = browser.open(path, method=method, headers={"X-CSRF-Token": csrf})
         expected = SESSION_PAGES.get((method, endpoint), 403)
+        if role == "auditor":
+            expected = AUDITOR_PAGES.get((method, endpoint), expected)
         assert response.status_code == expected, f"{role} {method} {rule}: {response.status_code}"
     assert browser.post("/portal/sign-out", headers={"X-CSRF-Token": csrf}).status_code == 303
 

@@ -1,12 +1,16 @@
 """A stateful property test of the request lifecycle (issue 12), on SQLite and PostgreSQL with the real services.
 
 Hypothesis drives random sequences of requester, staff and relay actions on one request per example — edits,
-submits, cancels, relay passes, claims, unclaims, release uploads and withdrawals, transitions, revocations —
-and after every step checks, against the database and the API:
+submits, cancels, relay passes, claims, unclaims, release uploads and withdrawals, transitions, revocations,
+invoices (charged or waived), payments (right or wrong amounts) and disputes — and after every step checks,
+against the database and the API:
 - a release is visible to the requester if and only if the request is fulfilled;
 - every observed status change is an edge of the lifecycle's state machine;
 - `version` never goes down, and goes up with every accepted change;
-- each status change has exactly one timeline event and one audit entry.
+- each status change has exactly one timeline event and one audit entry;
+- (issue 14) a request is fulfilled only with no invoice due, it awaits payment only with an invoice, an
+  invoice is paid exactly when one payment of its amount is recorded, and every fulfilled request has
+  exactly one disclosure record (none otherwise).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from gateway.adapters import build_redis
 from gateway.audit.models import AuditEvent
 from gateway.intake.lifecycle import EDGES
 from gateway.intake.models import STATUSES, RecordsRequest, RequestEvent
+from gateway.intake.release_models import Disclosure, Invoice, Payment
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
 from tests import samples
@@ -52,10 +57,12 @@ class Env:
 class LifecycleMachine(RuleBasedStateMachine):
     """One request, worked by a requester, a clerk and the relay in random order."""
 
-    @initialize(destructive=st.booleans())
-    def create(self, destructive):
+    @initialize(destructive=st.booleans(), charged=st.booleans())
+    def create(self, destructive, charged):
         # Half the examples never cancel or revoke, so they get deep into the lifecycle (claims, releases).
         self.destructive = destructive
+        # Half of them, left to themselves, invoice the records and release them on payment (issue 14).
+        self.charged = charged
         # A birth date of its own per example, so a revocation here touches no other example's request.
         self.dob = str(date(1940, 1, 1) + timedelta(days=next(_patients)))
         body = request_body("tufts-mc", patient__date_of_birth=self.dob)
@@ -151,6 +158,32 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert response.status_code in (404, 409), response.get_data(as_text=True)
         self._act(response)
 
+    @rule(pages=st.sampled_from([0, 40, 312]), waive=st.booleans())
+    def issue_invoice(self, pages, waive):
+        body = {"pages": pages, "waive": waive, "waiver_reason": "hardship" if waive else None}
+        self._act(self._post("/invoice", Env.clerk, body))
+
+    def _amount_due(self) -> str | None:
+        with Env.db.transaction() as session:
+            invoice = session.scalars(select(Invoice).where(Invoice.request_id == self.id)).one_or_none()
+            return invoice.amount if invoice is not None and invoice.status == "due" else None
+
+    def _invoiced(self) -> bool:
+        with Env.db.transaction() as session:
+            return session.scalars(select(Invoice.id).where(Invoice.request_id == self.id)).first() is not None
+
+    @rule(right=st.booleans())
+    def pay(self, right):
+        due = self._amount_due() or "28.69"
+        amount = due if right else "1.00"
+        response = self._post("/payments", Env.clerk, {"method": "check", "reference": "CHK-1", "amount": amount})
+        assert response.status_code in (201, 404, 409, 422), response.get_data(as_text=True)[:500]
+        self._act(response)
+
+    @rule()
+    def dispute(self):
+        self._act(self._post("/invoice/dispute", Env.requester, {"note": "Too many pages counted"}))
+
     @precondition(lambda self: self.destructive)
     @rule()
     def revoke(self):
@@ -166,8 +199,12 @@ class LifecycleMachine(RuleBasedStateMachine):
                 "routed": self.claim}.get(self.status)
         if step is not None:
             step()
-        elif self.status == "in_progress":
-            if self.releases:
+        elif self.status in ("in_progress", "awaiting_payment"):
+            if self._amount_due() is not None:
+                self.pay(right=True)
+            elif self.releases and self.charged and self.status == "in_progress" and not self._invoiced():
+                self.issue_invoice(pages=40, waive=False)
+            elif self.releases:
                 self.transition("fulfilled")
             else:
                 self.upload_release()
@@ -197,6 +234,27 @@ class LifecycleMachine(RuleBasedStateMachine):
             for document_id in self.releases:
                 assert Env.client.get(f"/v1/requests/{self.id}/documents/{document_id}/content",
                                       headers=Env.requester).status_code == 404
+
+    @invariant()
+    def invoices_payments_and_disclosures_agree_with_the_status(self):
+        if not hasattr(self, "id"):
+            return
+        with Env.db.transaction() as session:
+            status = session.get(RecordsRequest, self.id).status
+            invoice = session.scalars(select(Invoice).where(Invoice.request_id == self.id)).one_or_none()
+            payments = session.scalars(select(Payment).where(Payment.request_id == self.id)).all()
+            disclosures = session.scalars(select(Disclosure).where(Disclosure.request_id == self.id)).all()
+        if status == "fulfilled":
+            assert invoice is None or invoice.status != "due"
+        if status == "awaiting_payment":
+            assert invoice is not None and invoice.status in ("due", "paid")
+        paid = invoice is not None and invoice.status == "paid"
+        assert len(payments) == (1 if paid else 0)
+        if paid:
+            assert payments[0].amount_cents == invoice.amount_cents
+        assert len(disclosures) == (1 if status == "fulfilled" else 0)
+        if disclosures:
+            assert sorted(d["id"] for d in disclosures[0].documents) == sorted(self.releases)
 
     @invariant()
     def each_status_change_has_one_event_and_one_audit_entry(self):

@@ -16,6 +16,7 @@ from gateway.app import create_app
 from gateway.db import utcnow
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
+from gateway.webhooks.models import WebhookDelivery
 from gateway.webhooks.service import claim_due, deliver
 from gateway.webhooks.signing import verify
 from tests import samples
@@ -30,6 +31,7 @@ def test_insurer_submits_staff_return_and_fulfil_requester_downloads(settings):
     client, db = app.test_client(), app.extensions["gateway"].db
     build_redis(settings).flushdb()
     receiver = Receiver()
+    hook_id: list[str] = []
     insurer = make_tenant(db, "insurer")
     system = bearer(insurer.api_key)
 
@@ -44,9 +46,13 @@ def test_insurer_submits_staff_return_and_fulfil_requester_downloads(settings):
         while relay.publish_due(db, RqDispatcher(build_redis(settings)), batch=100).done:
             pass
         with db.transaction() as session:
-            due = claim_due(session, now=utcnow(), limit=100, lease=timedelta(minutes=1))
+            due = claim_due(session, now=utcnow(), limit=1000, lease=timedelta(minutes=1))
+            # Only this walk's deliveries: earlier tests of the session leave webhooks to hosts that never answer.
+            ours = set(session.scalars(select(WebhookDelivery.id).where(WebhookDelivery.id.in_(due),
+                                                                         WebhookDelivery.webhook_id == hook_id[0])))
         for delivery_id in due:
-            assert deliver(db, delivery_id, settings=walk_settings) == "delivered"
+            if delivery_id in ours:
+                assert deliver(db, delivery_id, settings=walk_settings) == "delivered"
 
     try:
         admin = sign_in(client, insurer.admin_email)
@@ -54,6 +60,7 @@ def test_insurer_submits_staff_return_and_fulfil_requester_downloads(settings):
                            json={"url": receiver.url, "events": ["request.status_changed", "request.document_added"]})
         assert hook.status_code == 201, hook.get_json()
         secret = hook.get_json()["secret"]
+        hook_id.append(hook.get_json()["id"])
 
         draft = client.post("/v1/requests", headers=system, json=request_body("tufts-mc")).get_json()
         request_id = draft["id"]

@@ -13,7 +13,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from gateway.intake.rules.context import FeeSchedule, Policy, RuleContext
+from gateway.intake.rules.context import FeeSchedule, FeeTier, Policy, RuleContext
 from gateway.intake.rules.facts import as_body, flag, text
 
 CURRENCY = "USD"
@@ -38,18 +38,27 @@ def schedule_on(policy: Policy, on: date) -> FeeSchedule:
     return in_force[-1] if in_force else schedules[0]
 
 
+def page_tiers(schedule: FeeSchedule, pages: int) -> list[tuple[FeeTier, int]]:
+    """How many of `pages` pages fall in each tier of the schedule, tier by tier (in page order)."""
+    counted = []
+    for tier in sorted(schedule.tiers, key=lambda t: t.from_page):
+        last = pages if tier.to_page is None else min(pages, tier.to_page)
+        counted.append((tier, max(0, last - tier.from_page + 1)))
+    return counted
+
+
 def page_charge(schedule: FeeSchedule, pages: int) -> Decimal:
     """The per-page part of the fee for `pages` pages, tier by tier."""
-    total = ZERO
-    for tier in schedule.tiers:
-        last = pages if tier.to_page is None else min(pages, tier.to_page)
-        count = max(0, last - tier.from_page + 1)
-        total += tier.rate * count
-    return total
+    return sum((tier.rate * count for tier, count in page_tiers(schedule, pages)), ZERO)
+
+
+def round_money(amount: Decimal) -> Decimal:
+    """An amount rounded half-up to the cent."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _money(amount: Decimal) -> str:
-    return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+    return str(round_money(amount))
 
 
 def _rate(rate: Decimal) -> str:
@@ -103,3 +112,27 @@ def fee_estimate(body: Any, ctx: RuleContext, pages: int | None = None) -> dict:
     waiver = flag(body, "fee_waiver_requested")
     return {"amount": _money(amount), "currency": CURRENCY, "per_page": per_page(schedule), "basis": schedule.basis,
             "status": "waiver_pending" if waiver else "estimated", "reason": _WAIVER if waiver else None}
+
+
+def invoice_lines(schedule: FeeSchedule, pages: int) -> tuple[list[dict], Decimal]:
+    """An invoice's lines for `pages` pages under `schedule` (the base charge, then each tier used) and their total.
+
+    Each line is rounded to the cent and the total is the sum of the lines, so the lines always add up
+    (with the published whole-cent rates this is exactly the §8 formula).
+    """
+    lines = [_line("Base charge", 1, schedule.base)]
+    for tier, count in page_tiers(schedule, pages):
+        if count:
+            label = f"Pages {tier.from_page} and above" if tier.to_page is None else \
+                f"Pages {tier.from_page}–{tier.to_page}"
+            lines.append(_line(label, count, tier.rate))
+    return lines, sum((Decimal(line["amount"]) for line in lines), ZERO)
+
+
+def _line(label: str, quantity: int, rate: Decimal) -> dict:
+    return {"label": label, "quantity": quantity, "rate": _rate(rate), "amount": _money(rate * quantity)}
+
+
+def money(amount: Decimal) -> str:
+    """An amount as the API writes money: a decimal string to the cent ("228.57")."""
+    return _money(amount)

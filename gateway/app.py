@@ -77,12 +77,13 @@ def register_blueprints(app: Flask) -> None:
     from gateway.facilities import views as facilities
     from gateway.intake import document_views, revocation_views
     from gateway.intake import views as intake
+    from gateway.messages import views as messages
     from gateway.routing import views as routing
     from gateway.webhooks import views as webhooks
 
     api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
-                      revocation_views.blp, routing.blp, webhooks.blp):
+                      revocation_views.blp, routing.blp, webhooks.blp, messages.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
 

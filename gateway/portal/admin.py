@@ -40,6 +40,9 @@ EVENT_TYPE_LABELS = {
     "request.status_changed": "A request's status changes",
     "request.document_added": "A document is added to a request",
     "request.revocation_flagged": "A revocation on file may affect a request",
+    "request.message_posted": "A message is posted on a request (ids only, never its text)",
+    "request.stale_warning": "A request will soon be cancelled for lack of activity",
+    "request.due_date_extended": "The records team extends a request's due date",
 }
 assert set(SCOPE_LABELS) == set(SCOPES), "scope labels out of step with SCOPES"
 assert set(EVENT_TYPE_LABELS) == set(webhooks_service.EVENT_TYPES), "event labels out of step with EVENT_TYPES"

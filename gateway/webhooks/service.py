@@ -34,9 +34,12 @@ from gateway.webhooks.ssrf import check_target
 
 log = logging.getLogger("gateway.webhooks")
 
-EVENT_TYPES = ("request.status_changed", "request.document_added", "request.revocation_flagged")
-# What an event's `data` may hold: ids, statuses and codes.  Anything else is refused, so PHI cannot slip in.
-DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "document_id", "kind", "occurred_at"})
+EVENT_TYPES = ("request.status_changed", "request.document_added", "request.revocation_flagged",
+               "request.message_posted", "request.stale_warning", "request.due_date_extended")
+# What an event's `data` may hold: ids, statuses, codes and dates.  Anything else is refused, so PHI cannot
+# slip in (a message's text, a staff member's written reason, never; their ids and dates only).
+DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "document_id", "kind", "occurred_at",
+                       "message_id", "closes_on", "due_on", "previous_due_on"})
 # Every string in `data` is an id, a status, a code or a timestamp: no spaces, no free text.
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 SEAL_PURPOSE = "webhook"

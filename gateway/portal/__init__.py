@@ -16,7 +16,7 @@ bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templa
 def install(app: Flask) -> None:
     """Mount the portal on `app`: its guard, its pages and its error pages."""
     # Importing the page modules attaches their routes (and the guard) to `bp`, once per process.
-    from gateway.portal import account, admin, requests, staff, templating, web  # noqa: F401
+    from gateway.portal import account, admin, messages, preferences, requests, staff, templating, web  # noqa: F401
 
     app.register_blueprint(bp)
     templating.install(app)

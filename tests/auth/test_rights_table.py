@@ -72,17 +72,28 @@ API_RIGHTS = {
     ("GET", "/v1/facilities/<code>/queue"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/claim"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/transitions"): row("facility_staff"),
+    # (assign and withdrawal came with the lifecycle, issue 12, without their lines here)
+    ("POST", "/v1/requests/<request_id>/assign"): row("facility_staff"),
+    ("DELETE", "/v1/requests/<request_id>/documents/<document_id>"): row("facility_staff"),
+    ("POST", "/v1/requests/<request_id>/messages"): row(*READERS),
+    ("GET", "/v1/requests/<request_id>/messages"): row(*READERS),
+    ("POST", "/v1/requests/<request_id>/due-date/extend"): row("facility_staff"),
+    # Every person's own e-mail preference (an API key has none).
+    ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
+                             operator=200, auditor=200),
 }
 
 # Portal pages (session cookie), for the two roles with no page of their own.  Signing out is checked last.
 SESSION_PAGES = {("GET", "portal.home"): 200, ("GET", "portal.session_status"): 200,
-                 ("POST", "portal.keepalive"): 200, ("POST", "portal.sign_out"): 303}
+                 ("POST", "portal.keepalive"): 200, ("POST", "portal.sign_out"): 303,
+                 ("GET", "portal.account"): 200, ("POST", "portal.update_notifications"): 303}
 PORTAL_REFUSED = {
     "portal.api_keys", "portal.create_api_key", "portal.revoke_api_key", "portal.webhooks", "portal.create_webhook",
     "portal.delete_webhook", "portal.queue", "portal.request_list", "portal.request_detail", "portal.new_request",
     "portal.create_request", "portal.validate_form", "portal.edit_request", "portal.update_request",
     "portal.upload_document", "portal.submit_request", "portal.cancel_request", "portal.download_document",
-    "portal.view_document", "portal.claim_request", "portal.transition_request",
+    "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.post_message",
+    "portal.withdraw_document",
 }
 
 

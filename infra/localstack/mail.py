@@ -53,8 +53,11 @@ class _Handler:
 class MailCatcher:
     """An SMTP server on loopback that keeps what it is sent (in a Maildir, and in `messages`)."""
 
-    def __init__(self, maildir: Path, *, host: str = "127.0.0.1", port: int | None = None, on_message=None):
+    def __init__(self, maildir: Path, *, host: str = "127.0.0.1", port: int | None = None, on_message=None,
+                 **controller_options):
+        # controller_options go to aiosmtpd's Controller (tests: tls_context, require_starttls, authenticator...).
         self.maildir_path, self.host, self.port = Path(maildir), host, port or find_free_port()
+        self.controller_options = controller_options
         self.messages: list[Caught] = []
         self.reply: str | None = None
         self.refuse: str | None = None
@@ -69,7 +72,7 @@ class MailCatcher:
         self._maildir = mailbox.Maildir(self.maildir_path, create=True)
         for sub in ("tmp", "new", "cur"):  # an existing, empty folder gets its Maildir layout too
             (self.maildir_path / sub).mkdir(exist_ok=True)
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, **self.controller_options)
         self._controller.start()
         return self
 

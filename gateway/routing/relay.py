@@ -83,14 +83,14 @@ def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = Non
 def fan_out(db: Database, message: outbox.Claimed) -> None:
     """A notify row becomes one webhook delivery per subscribed webhook and one e-mail per portal user who
     wants it, once each (the row's id is the event's), in one transaction with marking the row sent."""
-    from gateway.mail.service import queue_for_event
+    from gateway.mail.service import MAIL_EVENTS, queue_for_event
     from gateway.webhooks.service import emit
 
     payload = message.payload or {}
     event_id, event_type, data = f"evt-{message.id}", payload["type"], payload.get("data") or {}
     with db.transaction() as session:
         emit(session, org_id=payload["org_id"], event_type=event_type, data=data, event_id=event_id)
-        label = request_label(session, message.request_id)
+        label = request_label(session, message.request_id) if event_type in MAIL_EVENTS else None
         if label is not None:
             queue_for_event(session, event_id=event_id, event_type=event_type, org_id=payload["org_id"],
                             request_id=message.request_id, data=data, label=label, actor=payload.get("actor"))

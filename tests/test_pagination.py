@@ -14,11 +14,12 @@ from sqlalchemy import select
 from gateway.audit.models import AuditEvent
 from gateway.auth.principal import Principal, scopes_for_roles
 from gateway.db import utcnow
+from gateway.intake import lifecycle
 from gateway.intake import service as intake_service
 from gateway.intake.models import RecordsRequest, RequestEvent
+from gateway.intake.routing_policy import facility_queue
 from gateway.intake.schemas import RequestCreateSchema
 from gateway.pagination import _key, _ordering_digest
-from gateway.routing.queues import facility_queue
 from gateway.webhooks import service as webhooks_service
 from gateway.webhooks.models import WebhookDelivery
 from tests.factories import bearer, make_tenant, make_user, request_body, sign_in, unique
@@ -46,10 +47,11 @@ def many_requests(db, tenant, clock):
     TIE_GROUP, and some due dates NULL (made through the intake service, then routed in one transaction)."""
     principal, loader = admin_principal(tenant), RequestCreateSchema()
     base, today = utcnow().replace(microsecond=0), clock.today()
+    ids = [intake_service.create_request(db, principal=principal, audit_ctx={},
+                                         body=loader.load(request_body(FACILITY)))
+           for _ in range(COUNT)]
     with db.transaction() as session:
-        made = [intake_service.create_request(session, principal=principal, audit_ctx={},
-                                              body=loader.load(request_body(FACILITY)))
-                for _ in range(COUNT)]
+        made = [session.get(RecordsRequest, request_id) for request_id in ids]
         for index, req in enumerate(made):
             req.created_at = base - timedelta(seconds=index // TIE_GROUP)
             req.status, req.routing_queue, req.routed_at = "routed", facility_queue(FACILITY), base
@@ -100,7 +102,7 @@ def test_facility_queue_oldest_due_first_nulls_last(client, db, many_requests, l
     with db.transaction() as session:
         rows = session.execute(select(RecordsRequest.id, RecordsRequest.due_on).where(
             RecordsRequest.facility == FACILITY, RecordsRequest.routed_at.is_not(None),
-            RecordsRequest.status.in_(("routed", "in_progress", "on_hold")))).all()
+            RecordsRequest.status.in_(("routed", "in_progress", "on_hold", "awaiting_payment")))).all()
     expected = [r.id for r in sorted(rows, key=lambda r: (r.due_on is None, r.due_on or 0, r.id))]
     nulls = sum(1 for r in rows if r.due_on is None)
     assert len(expected) >= COUNT and nulls > 20
@@ -117,7 +119,7 @@ def test_request_events_oldest_first(client, db, tenant, many_requests, limit):
         req = session.get(RecordsRequest, request_id)
         at = utcnow()
         for index in range(COUNT):
-            event = intake_service.add_event(session, req, "note", "test", n=index)
+            event = lifecycle.add_event(session, req, "note", "test", n=index)
             event.at = at  # every event at the same instant: the order still holds
     with db.transaction() as session:
         expected = session.scalars(select(RequestEvent.id).where(RequestEvent.request_id == request_id)
@@ -249,7 +251,7 @@ def test_a_well_formed_cursor_at_a_null_position_resumes_among_the_nulls(client,
         nulls = sorted(session.scalars(select(RecordsRequest.id).where(
             RecordsRequest.facility == FACILITY, RecordsRequest.due_on.is_(None),
             RecordsRequest.routed_at.is_not(None),
-            RecordsRequest.status.in_(("routed", "in_progress", "on_hold")))).all())
+            RecordsRequest.status.in_(("routed", "in_progress", "on_hold", "awaiting_payment")))).all())
     digest = _digest(RecordsRequest.due_on, RecordsRequest.id, descending=False)
     cursor = _b64([1, digest, [None, nulls[2]]])
     page = client.get(f"/v1/facilities/{FACILITY}/queue", headers=staff,

@@ -38,8 +38,7 @@ SCOPE_LABELS = {
 }
 EVENT_TYPE_LABELS = {
     "request.status_changed": "A request's status changes",
-    "request.document_added": "A document is added to a request",
-    "request.revocation_flagged": "A revocation on file may affect a request",
+    "request.document_added": "Released records are ready to download",
     "request.message_posted": "A message is posted on a request (ids only, never its text)",
     "request.stale_warning": "A request will soon be cancelled for lack of activity",
     "request.due_date_extended": "The records team extends a request's due date",

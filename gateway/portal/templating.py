@@ -47,7 +47,9 @@ EVENT_LABELS = {
     "created": "Request created", "updated": "Details changed", "status_changed": "Status changed",
     "routing_decided": "Routing decided", "routed": "Placed in the records team's queue",
     "document_added": "Document added", "upload_blocked": "Upload refused: the virus scanner found malware",
-    "revocation_flagged": "A revocation on file may affect this request", "review_passed": "Review passed",
+    "hold_reason_changed": "Held: the patient revoked the authorization", "review_passed": "Review passed",
+    "records_released": "Records released", "document_withdrawn": "Released records withdrawn",
+    "assigned": "Assigned to another specialist",
     "handed_over": "Delivered to the records team",
     "stale_warning": "No recent activity: closing soon", "due_date_extended": "Due date extended",
 }

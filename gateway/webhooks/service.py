@@ -34,8 +34,10 @@ from gateway.webhooks.ssrf import check_target
 
 log = logging.getLogger("gateway.webhooks")
 
-EVENT_TYPES = ("request.status_changed", "request.document_added", "request.revocation_flagged",
-               "request.message_posted", "request.stale_warning", "request.due_date_extended")
+# A revocation shows as a status change to on_hold with reasons ["AUTH_REVOKED"]; released records as
+# document_added, sent when the request is fulfilled.
+EVENT_TYPES = ("request.status_changed", "request.document_added", "request.message_posted", "request.stale_warning",
+               "request.due_date_extended")
 # What an event's `data` may hold: ids, statuses, codes and dates.  Anything else is refused, so PHI cannot
 # slip in (a message's text, a staff member's written reason, never; their ids and dates only).
 DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "document_id", "kind", "occurred_at",

@@ -69,12 +69,11 @@ API_RIGHTS = {
     ("POST", "/v1/requests/<request_id>/documents"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/documents/<document_id>"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/documents/<document_id>/content"): row(*READERS),
+    ("DELETE", "/v1/requests/<request_id>/documents/<document_id>"): row("facility_staff"),
     ("GET", "/v1/facilities/<code>/queue"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/claim"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/transitions"): row("facility_staff"),
-    # (assign and withdrawal came with the lifecycle, issue 12, without their lines here)
     ("POST", "/v1/requests/<request_id>/assign"): row("facility_staff"),
-    ("DELETE", "/v1/requests/<request_id>/documents/<document_id>"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/messages"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/messages"): row(*READERS),
     ("POST", "/v1/requests/<request_id>/due-date/extend"): row("facility_staff"),
@@ -92,8 +91,8 @@ PORTAL_REFUSED = {
     "portal.delete_webhook", "portal.queue", "portal.request_list", "portal.request_detail", "portal.new_request",
     "portal.create_request", "portal.validate_form", "portal.edit_request", "portal.update_request",
     "portal.upload_document", "portal.submit_request", "portal.cancel_request", "portal.download_document",
-    "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.post_message",
-    "portal.withdraw_document",
+    "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.withdraw_document",
+    "portal.post_message",
 }
 
 

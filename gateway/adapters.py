@@ -13,6 +13,7 @@ import redis
 
 from gateway.clock import Clock, SystemClock
 from gateway.db import Database
+from gateway.mail.smtp import SmtpMailer
 from gateway.scanning import ClamdScanner, Scanner
 from gateway.settings import Settings
 from gateway.storage import DocumentStore, S3CheckpointStore, S3DocumentStore
@@ -64,6 +65,11 @@ def build_checkpoint_store(settings: Settings) -> S3CheckpointStore:
         access_key=access_key, secret_key=secret_key,
         connect_timeout=settings.storage_timeout, read_timeout=settings.storage_timeout * 3,
     )
+
+
+def build_mailer(settings: Settings) -> SmtpMailer:
+    """The SMTP mailer of the settings (workers only: no web request ever sends mail)."""
+    return SmtpMailer.from_settings(settings)
 
 
 def build_adapters(settings: Settings, **overrides) -> Adapters:

@@ -77,12 +77,14 @@ def register_blueprints(app: Flask) -> None:
     from gateway.facilities import views as facilities
     from gateway.intake import disclosure_views, document_views, invoice_views, revocation_views
     from gateway.intake import views as intake
+    from gateway.messages import views as messages
     from gateway.routing import views as routing
     from gateway.webhooks import views as webhooks
 
     api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
-                      revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp):
+                      revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp,
+                      messages.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
 

@@ -8,6 +8,8 @@ from gateway.db import Base
 from gateway.facilities import models as _facilities  # noqa: F401
 from gateway.intake import models as _intake  # noqa: F401
 from gateway.intake import release_models as _release  # noqa: F401
+from gateway.mail import models as _mail  # noqa: F401
+from gateway.messages import models as _messages  # noqa: F401
 from gateway.portal import models as _portal  # noqa: F401
 from gateway.routing import models as _routing  # noqa: F401
 from gateway.webhooks import models as _webhooks  # noqa: F401

@@ -2,8 +2,8 @@
 
 Two kinds of rows, both about one request:
 - `route`: put the request on an RQ queue (a facility queue or a review queue);
-- `notify`: a webhook event for the requester's systems, fanned out to the
-  subscribed webhooks by the relay.
+- `notify`: an event for the requester: fanned out by the relay to the
+  subscribed webhooks and, as e-mail, to the organization's portal users.
 
 The request lifecycle (`gateway.intake.lifecycle`) writes them with the status
 change, its timeline event and its audit entry, so work and notifications are
@@ -45,7 +45,7 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(12), default=ROUTE, server_default=ROUTE)
     queue: Mapped[str | None] = mapped_column(String(80))
     at_front: Mapped[bool] = mapped_column(Boolean, default=False)
-    # A notify row's event: {"org_id", "type", "data"} (ids, statuses and codes only).
+    # A notify row's event: {"org_id", "type", "data", "actor"?} (ids, statuses and codes only).
     payload: Mapped[dict | None] = mapped_column(JSON)
     # pending → claimed (by one relay, until claim_expires_at) → sent.
     state: Mapped[str] = mapped_column(String(12), default="pending")
@@ -87,10 +87,14 @@ def add_route(session: Session, *, request_id: str, queue: str, at_front: bool =
 
 
 def add_notification(session: Session, *, request_id: str, org_id: str, event_type: str,
-                     data: dict) -> OutboxMessage:
-    """Queue a webhook event about a request inside the caller's transaction (ids and codes only)."""
-    message = OutboxMessage(request_id=request_id, kind=NOTIFY, payload={"org_id": org_id, "type": event_type,
-                                                                         "data": data},
+                     data: dict, actor: str | None = None) -> OutboxMessage:
+    """Queue a webhook event about a request inside the caller's transaction (ids and codes only).
+
+    `actor` (who caused it, `user:<id>`…) stays out of the webhook; the fan-out uses it so that a person
+    is not e-mailed about what they did themselves.
+    """
+    payload = {"org_id": org_id, "type": event_type, "data": data, **({"actor": actor} if actor else {})}
+    message = OutboxMessage(request_id=request_id, kind=NOTIFY, payload=payload,
                             state="pending", next_attempt_at=utcnow())
     session.add(message)
     session.flush()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 PREFIX = "GATEWAY_"
 MIB = 1024 * 1024
+SMTP_SECURITY = ("none", "starttls", "ssl")
 
 
 class SettingsError(ValueError):
@@ -99,6 +100,26 @@ class Settings:
     webhook_timeout: float = 10.0
     # Routing: where facility "folder" sinks may write (manifests + documents for file-pickup systems).
     outbox_batch_size: int = 100
+    # E-mail to portal users (status changes, new messages, stale-work warnings, due-date extensions):
+    # sent by RQ jobs through this SMTP server, never from a web request.  `smtp_security` is `none`
+    # (plain SMTP: only for a loopback relay or `make run`'s catcher), `starttls` (usually port 587)
+    # or `ssl` (implicit TLS, usually port 465); TLS certificates are verified against the host name.
+    # `smtp_user`/`smtp_password` log in when a user is set.  The defaults are `make run`'s local catcher.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_security: str = "none"
+    smtp_user: str | None = None
+    smtp_password: str = field(default="", repr=False)
+    smtp_timeout: float = 10.0
+    # The From of every e-mail, and the portal's public address for the links in them.
+    mail_from: str = "Records Request Gateway <records-gateway@localhost>"
+    portal_url: str = "http://localhost:8080"
+    # Stale work (API.md v1.1 lifecycle): drafts untouched this many days and returned requests
+    # unanswered this many days are cancelled (STALE_DRAFT / RETURN_UNANSWERED) by the daily job; the
+    # requester is warned `stale_warning_days` before (e-mail and webhook).
+    stale_draft_days: int = 60
+    stale_returned_days: int = 30
+    stale_warning_days: int = 7
     # Network placement: how many reverse proxies sit in front (for the client IP).
     trusted_proxy_count: int = 0
     # Portal: signed-in browsers are signed out after this many idle seconds, and after the lifetime
@@ -184,21 +205,57 @@ class Settings:
             raise SettingsError("GATEWAY_PORTAL_COOKIE_SECURE cannot be false in production")
         if self.payees_file and not Path(self.payees_file).is_file():
             raise SettingsError(f"GATEWAY_PAYEES_FILE {self.payees_file!r} is not a file")
+        self._validate_mail()
+        if not 1 <= self.stale_warning_days < min(self.stale_draft_days, self.stale_returned_days):
+            raise SettingsError("GATEWAY_STALE_WARNING_DAYS must be at least 1 and shorter than "
+                                "GATEWAY_STALE_DRAFT_DAYS and GATEWAY_STALE_RETURNED_DAYS")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise SettingsError("GATEWAY_OIDC_ISSUER and GATEWAY_OIDC_JWKS_URL go together")
+
+    def _validate_mail(self) -> None:
+        from email.utils import parseaddr
+        from urllib.parse import urlsplit
+
+        if self.smtp_security not in SMTP_SECURITY:
+            raise SettingsError(f"GATEWAY_SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY)}")
+        if not self.smtp_host or not 0 < self.smtp_port < 65536 or self.smtp_timeout <= 0:
+            raise SettingsError("GATEWAY_SMTP_HOST, GATEWAY_SMTP_PORT (1-65535) and a positive "
+                                "GATEWAY_SMTP_TIMEOUT are required")
+        if self.is_production and self.smtp_security == "none" and not is_loopback_host(self.smtp_host):
+            raise SettingsError("GATEWAY_SMTP_SECURITY cannot be none in production unless the SMTP host is on "
+                                "loopback (a local relay)")
+        if "@" not in parseaddr(self.mail_from)[1]:
+            raise SettingsError("GATEWAY_MAIL_FROM must be an e-mail address (optionally with a display name)")
+        parts = urlsplit(self.portal_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise SettingsError("GATEWAY_PORTAL_URL must be the portal's http(s) base address")
+        if self.is_production and parts.scheme != "https":
+            raise SettingsError("GATEWAY_PORTAL_URL must be https in production")
 
     def redacted(self) -> dict:
         """The settings as a dict with secrets and credentials in URLs masked, for logs and `gateway config`."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in {"aws_secret_access_key", "secret_key", "audit_chain_key"} and value:
+            if f.name in {"aws_secret_access_key", "secret_key", "audit_chain_key", "smtp_password"} and value:
                 value = "***"
             elif isinstance(value, str) and "://" in value and "@" in value:
                 scheme, rest = value.split("://", 1)
                 value = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback addresses (a local mail relay, `make run`'s catcher)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def derived_key(secret_key: str, purpose: str) -> str:

@@ -8,8 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.audit.service import record
 from gateway.auth.models import ORG_KINDS, Organization, User
 from gateway.auth.passwords import hash_password
+from gateway.auth.principal import Principal
+from gateway.db import Database
+from gateway.errors import Forbidden
 from gateway.facilities.service import get_facility
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
@@ -75,6 +79,28 @@ def find_user_by_email(session: Session, email: str) -> User | None:
     except ProvisioningError:
         return None
     return session.scalars(select(User).where(User.email == email)).one_or_none()
+
+
+def email_notifications(session: Session, principal: Principal) -> bool | None:
+    """Whether this person gets notification e-mail (None for an API key: keys get none)."""
+    if principal.kind != "user":
+        return None
+    user = session.get(User, principal.id)
+    return bool(user and user.email_notifications)
+
+
+def set_email_notifications(db: Database, *, principal: Principal, enabled: bool, audit_ctx: dict) -> bool:
+    """Turn the caller's own notification e-mail on or off (a change is audited); returns the new setting."""
+    if principal.kind != "user":
+        raise Forbidden("E-mail preferences belong to people; an API key receives no e-mail.")
+    with db.transaction() as session:
+        user = session.get(User, principal.id)
+        if user.email_notifications != enabled:
+            user.email_notifications = enabled
+            record(session, actor=principal.audit_actor, org_id=principal.org_id,
+                   action="user.email_notifications." + ("on" if enabled else "off"), object_type="user",
+                   object_id=user.id, **audit_ctx)
+        return enabled
 
 
 def _insert(session: Session, row, code: str, message: str):

@@ -38,6 +38,17 @@ class MeSchema(Schema):
     roles = fields.List(fields.String())
     facilities = fields.List(fields.String())
     scopes = fields.List(fields.String())
+    email_notifications = fields.Boolean(allow_none=True, metadata={
+        "description": "Whether you receive e-mail about your organization's requests (people only; null for "
+                       "an API key). Change it with PATCH /v1/me."})
+
+
+class MeUpdateSchema(Schema):
+    class Meta:
+        unknown = "raise"
+
+    email_notifications = fields.Boolean(metadata={
+        "description": "E-mail about status changes and new messages on your organization's requests"})
 
 
 class ApiKeyCreateSchema(Schema):
@@ -127,11 +138,34 @@ def jwks():
 @blp.route("/v1/me")
 @blp.response(200, MeSchema)
 def me():
-    """Who the credential belongs to: roles, organization, facilities and scopes."""
-    principal = current_principal()
+    """Who the credential belongs to: roles, organization, facilities, scopes, e-mail preference."""
+    return _me(current_principal())
+
+
+def _me(principal) -> dict:
     return {"kind": principal.kind, "id": principal.id, "org_id": principal.org_id,
             "org_kind": principal.org_kind, "roles": sorted(principal.roles),
-            "facilities": sorted(principal.facilities), "scopes": sorted(principal.scopes)}
+            "facilities": sorted(principal.facilities), "scopes": sorted(principal.scopes),
+            "email_notifications": service.email_notifications(db_session(), principal)}
+
+
+@blp.route("/v1/me", methods=["PATCH"])
+@blp.arguments(MeUpdateSchema)
+@blp.response(200, MeSchema)
+@blp.alt_response(403, description="FORBIDDEN: an API key has no e-mail preference")
+def update_me(body):
+    """Change your own preferences: `email_notifications` turns notification e-mail on or off."""
+    principal = current_principal()
+    if principal.kind != "user":
+        from gateway.auth.web import audit_denied
+        from gateway.errors import Forbidden
+
+        audit_denied(principal)
+        raise Forbidden("E-mail preferences belong to people; an API key receives no e-mail.")
+    if "email_notifications" in body:
+        service.set_email_notifications(adapters().db, principal=principal, enabled=body["email_notifications"],
+                                        audit_ctx=audit_context())
+    return _me(principal)
 
 
 def _visible_org(org_id: str) -> Organization:

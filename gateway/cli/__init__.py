@@ -138,9 +138,11 @@ def show_config(ctx: Context, as_json: bool):
 
 @main.command("worker")
 @click.option("--facility", "facilities", multiple=True, help="Facility code (repeatable); default all queues.")
+@click.option("--maintenance", is_flag=True,
+              help="Also (or, without --facility, only) the gateway's own queue: webhooks, e-mail, sweeps.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @pass_context
-def worker(ctx: Context, facilities: tuple[str, ...], burst: bool):
+def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: bool):
     """Run an RQ worker on the given facilities' queues (SIGTERM finishes the job in hand)."""
     from gateway.facilities.service import list_facilities
     from gateway.routing import queues
@@ -151,5 +153,5 @@ def worker(ctx: Context, facilities: tuple[str, ...], burst: bool):
     unknown = sorted(set(facilities) - set(known))
     if unknown:
         fail(f"unknown facility: {', '.join(unknown)}", False, "FACILITY_UNKNOWN", 2)
-    names = [queues.facility_queue(code) for code in facilities] or queues.all_queues(known)
-    run_worker(ctx.settings, names, burst=burst)
+    names = [queues.facility_queue(code) for code in facilities] + ([queues.MAINTENANCE] if maintenance else [])
+    run_worker(ctx.settings, names or queues.all_queues(known), burst=burst)

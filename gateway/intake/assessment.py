@@ -43,6 +43,8 @@ class Assessment:
     required_documents: list[dict]
     fee_estimate: dict
     due_on: date | None
+    # The clock that set due_on (None without a submission date).
+    due_basis: rules.Deadline | None = None
 
     @property
     def valid(self) -> bool:
@@ -85,11 +87,12 @@ def assess(session: Session, body: dict, *, org: Organization, documents=(), on:
            submitted_on: date | None = None) -> Assessment:
     """Run every rule over a body as of `on` (the clock's today); `submitted_on` gives the due date."""
     ctx = context(session, body, org=org, documents=documents, on=on)
+    basis = rules.due_basis(body, ctx, submitted_on) if submitted_on else None
     return Assessment(
         deficiencies=[d.to_dict() for d in rules.check_request(body, ctx)],
         required_documents=rules.required_documents(body, ctx),
         fee_estimate=rules.fee_estimate(body, ctx),
-        due_on=rules.due_on(body, ctx, submitted_on) if submitted_on else None)
+        due_on=basis.due_on if basis else None, due_basis=basis)
 
 
 def assess_request(session: Session, req: RecordsRequest, *, on: date,
@@ -124,7 +127,7 @@ def resource(session: Session, req: RecordsRequest, *, on: date, viewer: Princip
         # Which clerk works it is the records team's business.
         "assigned_to": None if viewer is not None and viewer.is_requester else req.assigned_to,
         "routing": {"queue": req.routing_queue, "routed_at": req.routed_at} if req.routing_queue else None,
-        "fee_estimate": fee, "due_on": due, "invoice": invoice_resource(session, req),
+        "fee_estimate": fee, "due_on": due, **due_date_facts(req), "invoice": invoice_resource(session, req),
         "created_at": req.created_at, "updated_at": req.updated_at, "submitted_at": req.submitted_at,
     }
 
@@ -133,3 +136,12 @@ def invoice_resource(session: Session, req: RecordsRequest) -> dict | None:
     """The request's invoice as the resource shows it (None before one is issued)."""
     invoice = session.scalars(select(Invoice).where(Invoice.request_id == req.id)).one_or_none()
     return invoice.to_resource() if invoice is not None else None
+
+
+def due_date_facts(req: RecordsRequest) -> dict:
+    """Which clock set the due date, and its one extension (RULES.md §9), as the resource shows them."""
+    extension = None
+    if req.due_extended_at is not None:
+        extension = {"extended_at": req.due_extended_at, "reason": req.due_extension_reason,
+                     "days": rules.HIPAA_EXTENSION_DAYS}
+    return {"due_basis": req.due_basis, "due_rule": req.due_rule, "due_extension": extension}

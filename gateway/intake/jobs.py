@@ -26,3 +26,14 @@ def sweep_orphans(settings: Settings | None = None, *, store=None, db: Database 
     purged = idempotency.purge_expired(db)
     log.info("swept orphaned uploads", extra={"staging_removed": removed, "idempotency_purged": purged})
     return {"staging_removed": removed, "idempotency_purged": purged}
+
+
+def close_stale_work() -> dict:
+    """The daily stale-work sweep (gateway.intake.stale) on the worker's runtime: its clock says when "now" is."""
+    from gateway.intake.stale import StalePolicy, sweep
+    from gateway.runtime import runtime
+
+    rt = runtime()
+    result = sweep(rt.db, clock=rt.clock, policy=StalePolicy.from_settings(rt.settings))
+    log.info("stale work swept", extra={"warned": len(result.warned), "closed": len(result.closed)})
+    return {"warned": len(result.warned), "closed": len(result.closed)}

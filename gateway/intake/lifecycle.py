@@ -153,10 +153,13 @@ def add_event(session: Session, req: RecordsRequest, type_: str, actor: str, *, 
     return event
 
 
-def notify(session: Session, req: RecordsRequest, event_type: str, **data) -> None:
-    """A webhook event for the requester's systems, published by the relay after this transaction commits."""
+def notify(session: Session, req: RecordsRequest, event_type: str, *, actor: str | None = None, **data) -> None:
+    """An event for the requester (webhooks, e-mail), published by the relay after this transaction commits.
+
+    `data` holds ids, statuses, codes and dates only; `actor` is not published (see outbox.add_notification).
+    """
     outbox.add_notification(session, request_id=req.id, org_id=req.org_id, event_type=event_type,
-                            data={"request_id": req.id, **data})
+                            data={"request_id": req.id, **data}, actor=actor)
 
 
 def allowed(req: RecordsRequest, to: str, *, hold_reason: str | None = None) -> None:
@@ -197,7 +200,7 @@ def move(session: Session, req: RecordsRequest, to: str, *, actor: str, audit_ct
             "occurred_at": req.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
     if extra.get("reasons"):
         data["reasons"] = extra["reasons"]
-    notify(session, req, "request.status_changed", **data)
+    notify(session, req, "request.status_changed", actor=actor, **data)
 
 
 def fulfil(session: Session, req: RecordsRequest, *, actor: str, audit_ctx: dict, org_id: str | None = None,

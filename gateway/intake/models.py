@@ -27,6 +27,8 @@ class RecordsRequest(Base):
               postgresql_where=_OPEN, sqlite_where=_OPEN),
         Index("ix_requests_org_created", "org_id", "created_at", "id"),
         Index("ix_requests_facility_status", "facility", "status"),
+        # The daily stale-work sweep: drafts and returned requests by how long they have been untouched.
+        Index("ix_requests_status_updated", "status", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -54,6 +56,12 @@ class RecordsRequest(Base):
     deficiencies: Mapped[list] = mapped_column(JSON, default=list)
     fee_estimate: Mapped[dict | None] = mapped_column(JSON)
     due_on: Mapped[date | None] = mapped_column(Date)
+    # Which clock set due_on at submission (RULES.md §9): facility_target | hipaa_access | legal_process,
+    # and the rule it cites.  Staff may extend the HIPAA access clock once, by 30 days, with a written reason.
+    due_basis: Mapped[str | None] = mapped_column(String(20))
+    due_rule: Mapped[str | None] = mapped_column(String(200))
+    due_extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_extension_reason: Mapped[str | None] = mapped_column(Text)
     routing_queue: Mapped[str | None] = mapped_column(String(80))
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     assigned_to: Mapped[str | None] = mapped_column(String(80))

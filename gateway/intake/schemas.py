@@ -15,6 +15,7 @@ from datetime import date
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
+from gateway.intake.rules.clocks import BASES as DUE_BASES
 from gateway.pagination import cursor_field
 from gateway.schemas import Timestamp
 
@@ -220,6 +221,12 @@ class InvoiceSchema(Schema):
         "description": "Why nothing is charged: the §70 no-charge case, or the staff's waiver reason."})
 
 
+class DueExtensionSchema(Schema):
+    extended_at = Timestamp()
+    reason = fields.String(metadata={"description": "The records team's written reason for the delay"})
+    days = fields.Integer(metadata={"example": 30})
+
+
 class RequestSchema(RequestCreateSchema):
     """The request resource every read returns."""
 
@@ -240,6 +247,14 @@ class RequestSchema(RequestCreateSchema):
     fee_estimate = fields.Dict(allow_none=True)
     due_on = fields.Date(allow_none=True)
     invoice = fields.Nested(InvoiceSchema, allow_none=True, metadata={"description": "null until one is issued"})
+    due_basis = fields.String(allow_none=True, validate=validate.OneOf(DUE_BASES), metadata={
+        "description": "Which clock set due_on at submission (RULES.md §9): the facility's target turnaround, "
+                       "HIPAA's 30-day access clock (45 CFR 164.524(b)(2)), or the legal process's return date. "
+                       "Null before submission."})
+    due_rule = fields.String(allow_none=True, metadata={"description": "What that clock cites", "example":
+                                                        "45 CFR 164.524(b)(2)"})
+    due_extension = fields.Nested(DueExtensionSchema, allow_none=True, metadata={
+        "description": "The one 30-day extension of the HIPAA access clock, when staff made it"})
     created_at = Timestamp()
     updated_at = Timestamp()
     submitted_at = Timestamp(allow_none=True)
@@ -280,6 +295,8 @@ class ValidationSchema(Schema):
     required_documents = fields.List(fields.Dict())
     fee_estimate = fields.Dict()
     due_on = fields.Date(allow_none=True, metadata={"description": "If submitted today"})
+    due_basis = fields.String(allow_none=True, validate=validate.OneOf(DUE_BASES),
+                              metadata={"description": "The clock that would set due_on"})
 
 
 class RevocationCreateSchema(Strict):

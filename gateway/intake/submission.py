@@ -53,8 +53,10 @@ def submit(db: Database, *, principal: Principal, request_id: str, clock: Clock,
         org = session.get(Organization, req.org_id)
         route = route_for(req, org.kind)
         cured = req.submitted_at is not None
-        if not cured:  # a cured request keeps its first submission and its place in the queue
+        if not cured:  # a cured request keeps its first submission, its due date and its place in the queue
             req.submitted_at, req.due_on = utcnow(), assessment.due_on
+            basis = assessment.due_basis
+            req.due_basis, req.due_rule = (basis.basis, basis.rule) if basis else (None, None)
         req.fee_estimate, req.deficiencies = assessment.fee_estimate, []
         req.routing_queue = None
         lifecycle.move(session, req, "submitted", actor=principal.audit_actor, audit_ctx=audit_ctx,

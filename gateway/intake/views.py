@@ -226,7 +226,7 @@ def validate_request():
     result = assessment.assess(session, body, org=org, documents=(), on=on, submitted_on=on)
     return {"valid": result.valid, "deficiencies": result.deficiencies,
             "required_documents": result.required_documents, "fee_estimate": result.fee_estimate,
-            "due_on": result.due_on}
+            "due_on": result.due_on, "due_basis": result.due_basis.basis if result.due_basis else None}
 
 
 @blp.route("/<request_id>/submit", methods=["POST"])

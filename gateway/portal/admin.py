@@ -42,6 +42,9 @@ EVENT_TYPE_LABELS = {
     "request.invoice_issued": "An invoice is issued for a request",
     "request.invoice_paid": "A request's invoice is paid",
     "request.invoice_disputed": "A request's invoice is disputed",
+    "request.message_posted": "A message is posted on a request (ids only, never its text)",
+    "request.stale_warning": "A request will soon be cancelled for lack of activity",
+    "request.due_date_extended": "The records team extends a request's due date",
 }
 assert set(SCOPE_LABELS) == set(SCOPES), "scope labels out of step with SCOPES"
 assert set(EVENT_TYPE_LABELS) == set(webhooks_service.EVENT_TYPES), "event labels out of step with EVENT_TYPES"

@@ -18,6 +18,7 @@ from gateway.intake.models import STATUSES
 from gateway.intake.upload_web import receive_upload
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
+from gateway.portal.messages import message_context
 from gateway.portal.web import is_xhr, once_per_form
 from gateway.portal.web import page as _page
 from gateway.web import adapters, clock, db_session
@@ -145,6 +146,7 @@ def render_detail(req, *, status: int = 200, submit_errors=(), action_errors=())
         from gateway.portal.staff import staff_context
 
         context.update(staff_context(req))
+    context.update(message_context(req))
     return _page("portal/request_detail.html", status, **context)
 
 

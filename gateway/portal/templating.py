@@ -30,6 +30,13 @@ REASON_LABELS = {
     "NEEDS_PHYSICIAN_APPROVAL": "A physician must approve this release first.",
     "AUTHORIZATION_INVALID": "The authorization is not valid for this release.",
     "OTHER": "Another reason (see the note).",
+    "STALE_DRAFT": "Closed automatically: the draft was not changed for too long.",
+    "RETURN_UNANSWERED": "Closed automatically: the returned request was not corrected and resubmitted in time.",
+}
+DUE_BASIS_LABELS = {
+    "facility_target": "The facility's target turnaround",
+    "hipaa_access": "HIPAA's 30-day access clock",
+    "legal_process": "The return date of the legal process",
 }
 KIND_LABELS = {
     "authorization": "Signed HIPAA authorization", "representative_authority": "Proof of representative's authority",
@@ -46,7 +53,17 @@ EVENT_LABELS = {
     "assigned": "Assigned to another specialist",
     "handed_over": "Delivered to the records team",
     "invoice_issued": "Invoice issued", "payment_recorded": "Payment recorded", "invoice_disputed": "Invoice disputed",
+    "stale_warning": "No recent activity: closing soon", "due_date_extended": "Due date extended",
 }
+
+
+def due_basis_text(resource: dict) -> str:
+    """Which clock set the due date, in words with what it cites (the facility's rule already says both)."""
+    basis, rule = resource.get("due_basis"), resource.get("due_rule")
+    if basis == "facility_target" and rule:
+        return rule
+    label = DUE_BASIS_LABELS.get(basis, basis or "")
+    return f"{label} ({rule})" if basis == "hipaa_access" and rule else label
 
 
 def status_label(status: str) -> str:
@@ -107,6 +124,7 @@ def portal_csrf() -> str:
 def install(app: Flask) -> None:
     """Register the filters and the per-request context."""
     app.jinja_env.filters.update(status_label=status_label, status_hint=status_hint, local_time=local_time,
+                                 due_basis_text=due_basis_text,
                                  long_date=long_date, money=money, field_id=field_id, file_size=file_size)
     app.jinja_env.globals.update(REASON_LABELS=REASON_LABELS, KIND_LABELS=KIND_LABELS, EVENT_LABELS=EVENT_LABELS,
                                  portal_csrf=portal_csrf, new_form_id=lambda: uuid.uuid4().hex)

@@ -1,4 +1,5 @@
-"""Periodic work the relay does between passes: due webhook deliveries, the orphan sweep, audit checkpoints."""
+"""Periodic work the relay does between passes: due webhook deliveries and e-mails, the orphan sweep, the daily
+stale-work sweep, audit checkpoints."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import time
 from datetime import timedelta
 
+from gateway.clock import Clock, SystemClock
 from gateway.db import Database
 from gateway.routing.dispatch import Dispatcher, DispatchUnavailable
 from gateway.routing.queues import MAINTENANCE
@@ -16,19 +18,23 @@ log = logging.getLogger("gateway.routing.housekeeping")
 SWEEP_EVERY = 3600.0
 WEBHOOKS_EVERY = 1.0
 DELIVERY_LEASE = timedelta(minutes=5)
+STALE_WORK_JOB = "gateway.intake.jobs.close_stale_work"
 
 
 class Housekeeping:
     """Enqueues maintenance jobs on the `gateway` queue at their intervals."""
 
     def __init__(self, settings: Settings, db: Database, dispatcher: Dispatcher, clock=time.monotonic,
-                 checkpointer=None):
+                 checkpointer=None, calendar: Clock | None = None):
         self.settings, self.db, self.dispatcher, self.clock = settings, db, dispatcher, clock
         # gateway.audit.checkpointer.Checkpointer: signs the audit chain's head into the Object Lock
         # bucket when due; its tick only starts a background step, so S3 never holds up the relay.
         self.checkpointer = checkpointer
+        # The facilities' calendar: the stale-work sweep runs once per day of it (and when the relay starts).
+        self.calendar = calendar or (SystemClock.from_settings(settings) if settings is not None else None)
         self._next_sweep = clock()
         self._next_webhooks = clock()
+        self._stale_swept_on = None
 
     def tick(self) -> None:
         """Called by the relay between passes; never raises."""
@@ -42,10 +48,12 @@ class Housekeeping:
             if now >= self._next_webhooks:
                 self._next_webhooks = now + WEBHOOKS_EVERY
                 self._webhook_deliveries()
+                self._mail_deliveries()
             if now >= self._next_sweep:
                 self._next_sweep = now + SWEEP_EVERY
                 self.dispatcher.enqueue(MAINTENANCE, "gateway.intake.jobs.sweep_orphans", [],
                                         job_id=f"sweep-{int(time.time() // SWEEP_EVERY)}")
+            self._stale_work()
         except DispatchUnavailable:
             pass  # Redis is down; the relay is already backing off
         except Exception as error:
@@ -60,3 +68,23 @@ class Housekeeping:
         for delivery_id in due:
             self.dispatcher.enqueue(MAINTENANCE, "gateway.webhooks.jobs.deliver_job", [delivery_id],
                                     job_id=f"webhook-{delivery_id}-{int(time.time())}")
+
+    def _mail_deliveries(self) -> None:
+        from gateway.db import utcnow
+        from gateway.mail.service import claim_due
+
+        with self.db.transaction() as session:
+            due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
+        for notification_id in due:
+            self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_job", [notification_id],
+                                    job_id=f"mail-{notification_id}-{int(time.time())}")
+
+    def _stale_work(self) -> None:
+        """Once per day of the facilities' calendar: the sweep closing stale drafts and unanswered returns."""
+        if self.calendar is None:
+            return
+        today = self.calendar.today()
+        if today == self._stale_swept_on:
+            return
+        self.dispatcher.enqueue(MAINTENANCE, STALE_WORK_JOB, [], job_id=f"stale-work-{today.isoformat()}")
+        self._stale_swept_on = today  # only once enqueued: a broker outage tries again on the next tick

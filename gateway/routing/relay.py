@@ -1,7 +1,8 @@
 """The outbox relay: publishes due outbox rows and marks them sent (`gateway outbox relay`).
 
 Route rows become RQ jobs on their queue; notify rows become webhook
-deliveries (one per subscribed webhook).  It tolerates Redis being down (route
+deliveries (one per subscribed webhook) and notification e-mails (one per
+portal user of the organization who wants them, see gateway.mail.service).  It tolerates Redis being down (route
 rows go back with a growing delay and wait; notifications still go out) and
 running twice at once (claims are exclusive).  Marking a route row sent and
 recording the request's entry into the queue happen in one transaction, under
@@ -80,14 +81,33 @@ def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = Non
 
 
 def fan_out(db: Database, message: outbox.Claimed) -> None:
-    """A notify row becomes one webhook delivery per subscribed webhook, once (the row's id is the event's)."""
+    """A notify row becomes one webhook delivery per subscribed webhook and one e-mail per portal user who
+    wants it, once each (the row's id is the event's), in one transaction with marking the row sent."""
+    from gateway.mail.service import MAIL_EVENTS, queue_for_event
     from gateway.webhooks.service import emit
 
     payload = message.payload or {}
+    event_id, event_type, data = f"evt-{message.id}", payload["type"], payload.get("data") or {}
     with db.transaction() as session:
-        emit(session, org_id=payload["org_id"], event_type=payload["type"], data=payload.get("data") or {},
-             event_id=f"evt-{message.id}")
+        emit(session, org_id=payload["org_id"], event_type=event_type, data=data, event_id=event_id)
+        label = request_label(session, message.request_id) if event_type in MAIL_EVENTS else None
+        if label is not None:
+            queue_for_event(session, event_id=event_id, event_type=event_type, org_id=payload["org_id"],
+                            request_id=message.request_id, data=data, label=label, actor=payload.get("actor"))
         outbox.mark_sent(session, message.id, job_id=None)
+
+
+def request_label(session, request_id: str):
+    """How e-mails name a request: its reference and its facility's name (no patient data)."""
+    from gateway.facilities.service import get_facility
+    from gateway.intake.models import RecordsRequest
+    from gateway.mail.service import RequestLabel
+
+    req = session.get(RecordsRequest, request_id)
+    if req is None:
+        return None
+    facility = get_facility(session, req.facility)
+    return RequestLabel(reference=req.reference, facility=facility.name if facility else req.facility)
 
 
 def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: int = 100, idle: float = 0.1,

@@ -26,9 +26,9 @@ from gateway import outbox
 from gateway.auth.models import Organization, User
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import visible_select
-from gateway.db import Database
-from gateway.errors import FieldError, Forbidden, Unprocessable
-from gateway.intake import invoices, lifecycle
+from gateway.db import Database, utcnow
+from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
+from gateway.intake import invoices, lifecycle, rules
 from gateway.intake.models import RecordsRequest
 from gateway.intake.routing_policy import REVIEW_QUEUES, facility_queue, route_for
 
@@ -43,6 +43,8 @@ TRANSITIONS = {
     "awaiting_payment": ("fulfilled",),  # once paid (the lifecycle refuses it while the invoice is due)
 }
 NEEDS_REASONS = ("returned", "denied")
+# Where a due date is still running (a returned request waits for its requester; a closed one is done).
+CLOCK_RUNNING = ("submitted", "routed", "in_progress", "on_hold", "awaiting_payment")
 
 
 def require_staff_of(principal: Principal, facility: str) -> None:
@@ -176,3 +178,32 @@ def assignable_colleagues(session: Session, facility: str) -> list[User]:
     users = session.scalars(select(User).where(User.active.is_(True))).all()
     return [u for u in users if "facility_staff" in (u.roles or []) and facility in (u.facilities or [])]
 
+
+def extend_due_date(db: Database, *, principal: Principal, request_id: str, reason: str, audit_ctx: dict,
+                    if_match: str | None = None) -> None:
+    """Extend HIPAA's 30-day access clock once, by 30 days, with a written reason (45 CFR 164.524(b)(2)(iii)).
+
+    Only for a request whose due date that clock set, while it runs; a second extension is 409
+    ALREADY_EXTENDED.  The reason is kept on the request and its timeline for the requester to read; the
+    requester is told by webhook and e-mail (the new date only, never the reason).
+    """
+    with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
+        require_staff_of(principal, req.facility)
+        if req.due_extended_at is not None:
+            raise Conflict("The HIPAA access clock can be extended only once, and this request's was.",
+                           code="ALREADY_EXTENDED")
+        if req.due_basis != rules.EXTENDABLE_BASIS or req.due_on is None:
+            raise Conflict("Only a due date set by HIPAA's 30-day access clock can be extended.",
+                           code="DUE_DATE_NOT_EXTENDABLE")
+        if req.status not in CLOCK_RUNNING:
+            raise Conflict(f"A {req.status} request has no running clock to extend.", code="DUE_DATE_NOT_EXTENDABLE")
+        previous = req.due_on
+        req.due_on = rules.extend_access_clock(previous)
+        req.due_extended_at, req.due_extension_reason = utcnow(), reason
+        lifecycle.touch(req)
+        lifecycle.add_event(session, req, "due_date_extended", principal.audit_actor, previous_due_on=str(previous),
+                            due_on=str(req.due_on), note=reason)
+        lifecycle.audit_change(session, req, "request.due_date_extended", actor=principal.audit_actor,
+                               audit_ctx=audit_ctx)
+        lifecycle.notify(session, req, "request.due_date_extended", actor=principal.audit_actor,
+                         due_on=str(req.due_on), previous_due_on=str(previous))

@@ -128,3 +128,28 @@ def transition_request(body, request_id):
                         reasons=body["reasons"], note=body.get("note"), if_match=request.headers.get("If-Match"),
                         audit_ctx=audit_context())
     return render(request_id)
+
+
+class ExtendDueDateSchema(Schema):
+    class Meta:
+        unknown = "raise"
+
+    reason = Text(2000, multiline=True, required=True, validate_also=validate.Length(min=1), metadata={
+        "description": "Why the records cannot be provided in time: shown to the requester (write no patient "
+                       "details beyond what they already know)."})
+
+
+@blp.route("/v1/requests/<request_id>/due-date/extend", methods=["POST"])
+@requires("facility_staff")
+@idempotent
+@blp.doc(parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER])
+@blp.arguments(ExtendDueDateSchema)
+@blp.response(200, RequestSchema)
+@blp.alt_response(409, description="ALREADY_EXTENDED: the clock was extended before; DUE_DATE_NOT_EXTENDABLE: the "
+                                   "due date was not set by HIPAA's access clock, or the request is not open")
+@blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
+def extend_due_date(body, request_id):
+    """Extend HIPAA's 30-day access clock once, by 30 days, with a written reason; the requester is notified."""
+    staff.extend_due_date(adapters().db, principal=current_principal(), request_id=request_id,
+                          reason=body["reason"], if_match=request.headers.get("If-Match"), audit_ctx=audit_context())
+    return render(request_id)

@@ -36,11 +36,14 @@ log = logging.getLogger("gateway.webhooks")
 
 # A revocation shows as a status change to on_hold with reasons ["AUTH_REVOKED"]; released records as
 # document_added, sent when the request is fulfilled.
-EVENT_TYPES = ("request.status_changed", "request.document_added",
+EVENT_TYPES = ("request.status_changed", "request.document_added", "request.message_posted", "request.stale_warning",
+               "request.due_date_extended",
                # Invoices and payment (API.md v1.1): the invoice's id, status and amount only.
                "request.invoice_issued", "request.invoice_paid", "request.invoice_disputed")
-# What an event's `data` may hold: ids, statuses and codes.  Anything else is refused, so PHI cannot slip in.
+# What an event's `data` may hold: ids, statuses, codes and dates.  Anything else is refused, so PHI cannot
+# slip in (a message's text, a staff member's written reason, never; their ids and dates only).
 DATA_KEYS = frozenset({"request_id", "status", "previous_status", "reasons", "document_id", "kind", "occurred_at",
+                       "message_id", "closes_on", "due_on", "previous_due_on",
                        "invoice_id", "invoice_status", "amount", "currency"})
 # Every string in `data` is an id, a status, a code or a timestamp: no spaces, no free text.
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")

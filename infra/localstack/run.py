@@ -2,9 +2,11 @@
 
 Starts what is not already there -- Redis (unless one answers at the configured
 URL), clamd with the project's config and signatures, moto's S3 server with the
-documents and audit-checkpoint buckets bootstrapped by infra/aws/bootstrap.py -- then
-migrates the database, seeds demo credentials, and runs gunicorn, an RQ worker and the
-outbox relay.  Ctrl-C stops exactly what it started.
+documents and audit-checkpoint buckets bootstrapped by infra/aws/bootstrap.py, a
+local SMTP catcher that keeps the gateway's e-mail in a Maildir (unless the
+settings name a real mail server) -- then migrates the database, seeds demo
+credentials, and runs gunicorn, an RQ worker and the outbox relay.  Ctrl-C stops
+exactly what it started.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gateway.settings import Settings
 from infra import GUNICORN_CONFIG
 from infra.aws.bootstrap import aws_clients, bootstrap_checkpoint_bucket, bootstrap_documents_bucket
 from infra.localstack.clamd import ClamdProcess
+from infra.localstack.mail import MailCatcher
 from infra.localstack.moto import MotoServerProcess
 from infra.localstack.redis import RedisProcess
 
@@ -119,6 +122,8 @@ def main() -> int:
                                             settings.audit_checkpoint_retention_days, apply_bucket_policy=False)
         say(f"audit checkpoints in bucket {audit.bucket} (Object Lock, COMPLIANCE, {audit.retention_days} days)")
 
+        start_mail_catcher(settings, run_dir, stack)
+
         gateway = [str(BIN / "gateway")]
         subprocess.run([*gateway, "db", "upgrade"], check=True, env=env)
         seed = json.loads(subprocess.run([*gateway, "demo", "seed", "--json"], check=True, env=env,
@@ -146,6 +151,38 @@ def main() -> int:
         return 0
     finally:
         stack.stop()
+
+
+def port_answers(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_mail_catcher(settings: Settings, run_dir: Path, stack: Stack) -> None:
+    """The gateway's e-mail goes to a local catcher writing a Maildir, unless a real server is configured."""
+    from gateway.settings import is_loopback_host
+
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    if not is_loopback_host(settings.smtp_host):
+        say(f"e-mail goes to the SMTP server at {where} (GATEWAY_SMTP_*)")
+        return
+    if port_answers(settings.smtp_host, settings.smtp_port):
+        say(f"e-mail goes to the SMTP server already answering at {where}")
+        return
+    maildir = run_dir / "mail"
+
+    def announce(caught, path) -> None:
+        say(f"mail to {', '.join(caught.rcpt_tos)}: {caught.message['Subject']}  ({path})")
+
+    catcher = MailCatcher(maildir, host=settings.smtp_host, port=settings.smtp_port, on_message=announce).start()
+    stack.services.append(catcher)
+    say(f"mail catcher on {where}: every e-mail is kept in the Maildir {maildir} (one file per message in "
+        f"{maildir / 'new'}; read them with `cat`, or `mutt -f {maildir}`)")
 
 
 def print_credentials(seed: dict) -> None:

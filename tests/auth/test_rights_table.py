@@ -83,11 +83,18 @@ API_RIGHTS = {
     ("POST", "/v1/requests/<request_id>/payments"): row("facility_staff"),
     # The accounting of disclosures: compliance for every facility, records staff for their own.
     ("POST", "/v1/disclosures/search"): row("facility_staff", auditor=200),
+    ("POST", "/v1/requests/<request_id>/messages"): row(*READERS),
+    ("GET", "/v1/requests/<request_id>/messages"): row(*READERS),
+    ("POST", "/v1/requests/<request_id>/due-date/extend"): row("facility_staff"),
+    # Every person's own e-mail preference (an API key has none).
+    ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
+                             operator=200, auditor=200),
 }
 
 # Portal pages (session cookie), for the two roles with no page of their own.  Signing out is checked last.
 SESSION_PAGES = {("GET", "portal.home"): 200, ("GET", "portal.session_status"): 200,
-                 ("POST", "portal.keepalive"): 200, ("POST", "portal.sign_out"): 303}
+                 ("POST", "portal.keepalive"): 200, ("POST", "portal.sign_out"): 303,
+                 ("GET", "portal.account"): 200, ("POST", "portal.update_notifications"): 303}
 PORTAL_REFUSED = {
     "portal.api_keys", "portal.create_api_key", "portal.revoke_api_key", "portal.webhooks", "portal.create_webhook",
     "portal.delete_webhook", "portal.queue", "portal.request_list", "portal.request_detail", "portal.new_request",
@@ -95,6 +102,7 @@ PORTAL_REFUSED = {
     "portal.upload_document", "portal.submit_request", "portal.cancel_request", "portal.download_document",
     "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.withdraw_document",
     "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
+    "portal.post_message",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,

@@ -23,7 +23,15 @@ validate response; CATALOGUE lists every code for the OpenAPI spec.
 # The rule modules register their rules on import.
 from gateway.intake.rules import authorization, documents, parties, representatives, request, sensitive  # noqa: F401
 from gateway.intake.rules.catalogue import CATALOGUE, RuleInfo
-from gateway.intake.rules.clocks import Deadline, due_basis, due_on
+from gateway.intake.rules.clocks import (
+    BASES,
+    EXTENDABLE_BASIS,
+    HIPAA_EXTENSION_DAYS,
+    Deadline,
+    due_basis,
+    due_on,
+    extend_access_clock,
+)
 from gateway.intake.rules.context import (
     DocumentFacts,
     FacilityPolicy,
@@ -41,7 +49,10 @@ from gateway.intake.rules.policy import load_policy
 from gateway.intake.rules.registry import REGISTRY, check_request
 
 __all__ = [
+    "BASES",
     "CATALOGUE",
+    "EXTENDABLE_BASIS",
+    "HIPAA_EXTENSION_DAYS",
     "REGISTRY",
     "Deadline",
     "DocumentFacts",
@@ -55,6 +66,7 @@ __all__ = [
     "check_request",
     "due_basis",
     "due_on",
+    "extend_access_clock",
     "fee_estimate",
     "load_policy",
     "names_match",

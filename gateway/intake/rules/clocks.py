@@ -9,6 +9,10 @@ Three clocks may run; the earliest wins:
 - on the subpoena and court_order pathways, `legal_process.return_date` when given.
 On a tie the legal deadline is named, then HIPAA, then the facility target,
 because the stricter source is the one worth citing.
+
+The HIPAA access clock may be extended once, by no more than 30 days, with a
+written statement of the reasons (164.524(b)(2)(iii)); `extend_access_clock`
+gives the new date.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from gateway.intake.rules.facts import as_body, day, pathway, text, to_date
 
 DEFAULT_TURNAROUND_DAYS = 10
 HIPAA_ACCESS_DAYS = 30
+HIPAA_EXTENSION_DAYS = 30
+BASES = ("facility_target", "hipaa_access", "legal_process")
+EXTENDABLE_BASIS = "hipaa_access"
 SATURDAY = 5
 
 
@@ -87,3 +94,8 @@ def due_basis(body: Any, ctx: RuleContext, submitted_on: date) -> Deadline:
 def due_on(body: Any, ctx: RuleContext, submitted_on: date) -> date:
     """The date the request is due: the earliest of the clocks that run for it."""
     return due_basis(body, ctx, submitted_on).due_on
+
+
+def extend_access_clock(due_on: date) -> date:
+    """The due date after the one extension of the HIPAA access clock (45 CFR 164.524(b)(2)(iii))."""
+    return due_on + timedelta(days=HIPAA_EXTENSION_DAYS)

@@ -1,0 +1,168 @@
+"""Notification e-mails: rows written with an event's fan-out, claimed by housekeeping, sent by a job.
+
+The life of one e-mail mirrors a webhook delivery.  When the relay fans out
+an outbox event (`gateway.routing.relay.fan_out`) it calls `queue_for_event`
+in the same transaction: one `MailNotification` per portal user of the
+requesting organization who wants e-mail, unique on (event, user), so a
+re-published event queues nothing twice.  Housekeeping calls `claim_due` and
+enqueues `gateway.mail.jobs.send_job(id)` on the maintenance queue; the job
+calls `send`, which makes one attempt outside any transaction and settles the
+row or schedules the next attempt (a minute, doubling, at most six hours
+apart, for three days).  Nothing here runs in a web request.
+
+Who hears about what: requesters and requester admins (people, never API
+keys) of the request's organization; not the person who caused the event
+(they know), not about `routed` (it follows `submitted` within seconds), and
+never about internal notes (those make no event at all).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from gateway.auth.models import User
+from gateway.auth.principal import REQUESTER_ROLES
+from gateway.db import Database, new_id, utcnow
+from gateway.mail.compose import compose
+from gateway.mail.mailer import Mailer, MailRefused, MailUnavailable
+from gateway.mail.models import MailNotification
+
+log = logging.getLogger("gateway.mail")
+
+MAIL_EVENTS = frozenset({"request.status_changed", "request.message_posted", "request.stale_warning",
+                         "request.due_date_extended"})
+# Statuses nobody needs an e-mail for: `routed` follows `submitted` by seconds, without anyone acting.
+QUIET_STATUSES = frozenset({"routed"})
+# What a row's context may carry besides the reference and facility name: statuses and ISO dates.
+CONTEXT_KEYS = ("status", "previous_status", "closes_on", "due_on")
+FIRST_RETRY = timedelta(minutes=1)
+MAX_RETRY_DELAY = timedelta(hours=6)
+RETRY_WINDOW = timedelta(days=3)
+JITTER = 0.2
+_random = secrets.SystemRandom()
+
+
+@dataclass(frozen=True)
+class RequestLabel:
+    """How an e-mail names a request: the requester's own reference and the facility's name."""
+
+    reference: str
+    facility: str
+
+
+def recipients(session: Session, org_id: str, *, actor: str | None) -> list[User]:
+    """Active portal users of the organization who want e-mail, except the one who caused the event."""
+    users = session.scalars(select(User).where(User.org_id == org_id, User.active.is_(True),
+                                               User.email_notifications.is_(True)).order_by(User.id))
+    return [u for u in users if REQUESTER_ROLES & set(u.roles or ()) and f"user:{u.id}" != actor]
+
+
+def queue_for_event(session: Session, *, event_id: str, event_type: str, org_id: str, request_id: str,
+                    data: dict, label: RequestLabel, actor: str | None = None) -> list[MailNotification]:
+    """One pending e-mail per recipient of this event, in the caller's (the fan-out's) transaction."""
+    if event_type not in MAIL_EVENTS:
+        return []
+    if event_type == "request.status_changed" and data.get("status") in QUIET_STATUSES:
+        return []
+    users = recipients(session, org_id, actor=actor)
+    if not users:
+        return []
+    already = set(session.scalars(select(MailNotification.user_id).where(MailNotification.event_id == event_id)))
+    context = {"reference": label.reference, "facility": label.facility,
+               **{key: str(data[key]) for key in CONTEXT_KEYS if data.get(key) is not None}}
+    now = utcnow()
+    rows = [MailNotification(id=new_id(), event_id=event_id, event_type=event_type, user_id=u.id,
+                             request_id=request_id, context=context, state="pending", attempts=0,
+                             next_attempt_at=now, created_at=now)
+            for u in users if u.id not in already]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:
+    """Ids of pending e-mails due by `now`, pushed to `now + lease` so no other relay takes them meanwhile.
+
+    Commit before enqueueing the ids (the same claim as webhook deliveries: SKIP LOCKED on PostgreSQL,
+    the write lock on SQLite, and the UPDATE re-checks "still due").
+    """
+    due = (select(MailNotification.id)
+           .where(MailNotification.state == "pending", MailNotification.next_attempt_at <= now)
+           .order_by(MailNotification.next_attempt_at, MailNotification.id)
+           .limit(limit)
+           .with_for_update(skip_locked=True))
+    rows = session.execute(
+        update(MailNotification)
+        .where(MailNotification.id.in_(due), MailNotification.state == "pending",
+               MailNotification.next_attempt_at <= now)
+        .values(next_attempt_at=now + lease)
+        .returning(MailNotification.id)
+        .execution_options(synchronize_session=False))
+    return [row[0] for row in rows]
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Wait after the `attempts`-th failed attempt: a minute doubling, ±20% jitter, at most six hours."""
+    base = FIRST_RETRY.total_seconds() * 2 ** min(max(attempts - 1, 0), 20)
+    seconds = min(base, MAX_RETRY_DELAY.total_seconds()) * _random.uniform(1 - JITTER, 1 + JITTER)
+    return timedelta(seconds=min(seconds, MAX_RETRY_DELAY.total_seconds()))
+
+
+def send(db: Database, notification_id: str, *, mailer: Mailer, settings, now: datetime) -> str:
+    """Make one attempt at an e-mail and record it; returns the row's state afterwards (safe to run twice).
+
+    The user is read at send time: someone who opted out or was deactivated since the event gets nothing.
+    No transaction is held open while the mail server is talked to.
+    """
+    with db.transaction() as session:
+        row = session.get(MailNotification, notification_id)
+        if row is None:
+            return "missing"
+        if row.state != "pending":
+            return row.state
+        user = session.get(User, row.user_id)
+        if user is None or not user.active or not user.email_notifications:
+            row.state, row.next_attempt_at, row.last_error = "skipped", None, "opted_out_or_inactive"
+            return row.state
+        message = compose(notification_id=row.id, event_type=row.event_type, context=row.context,
+                          request_id=row.request_id, to=user.email, sender=settings.mail_from,
+                          portal_url=settings.portal_url, now=now)
+    error, retryable = None, False
+    try:
+        mailer.send(message)
+    except MailUnavailable as unavailable:
+        error, retryable = str(unavailable) or "unavailable", True
+    except MailRefused as refused:
+        error = str(refused) or "refused"
+    with db.transaction() as session:
+        row = session.get(MailNotification, notification_id, with_for_update=True)
+        if row is None or row.state != "pending":
+            return row.state if row else "missing"
+        _record_attempt(row, error, retryable, now=now)
+        state, attempts, event_type = row.state, row.attempts, row.event_type
+    # Ids and codes only: never the address, the subject or the server's reply.
+    log.info("mail attempt", extra={"notification_id": notification_id, "event_type": event_type,
+                                    "state": state, "error": error, "attempt": attempts})
+    return state
+
+
+def _record_attempt(row: MailNotification, error: str | None, retryable: bool, *, now: datetime) -> None:
+    row.attempts = (row.attempts or 0) + 1
+    row.last_attempt_at = now
+    if error is None:
+        row.state, row.sent_at, row.next_attempt_at, row.last_error = "sent", now, None, None
+        return
+    row.last_error = error[:120]
+    next_at = now + retry_delay(row.attempts)
+    if not retryable:
+        row.state, row.next_attempt_at = "failed", None
+    elif next_at > row.created_at + RETRY_WINDOW:
+        row.state, row.next_attempt_at = "abandoned", None
+    else:
+        row.next_attempt_at = next_at

@@ -8,7 +8,9 @@ from gateway.settings import Settings, SettingsError
 
 SECRET = "s" * 40
 CHAIN_KEY = "c" * 40
-PRODUCTION = {"GATEWAY_ENV": "production", "GATEWAY_SECRET_KEY": SECRET}
+# A production environment complete in everything but the chain key (e-mail links must be https there).
+PRODUCTION = {"GATEWAY_ENV": "production", "GATEWAY_SECRET_KEY": SECRET,
+              "GATEWAY_PORTAL_URL": "https://records.example.test"}
 
 
 def test_production_requires_its_own_chain_key(tmp_path):

@@ -298,7 +298,7 @@ def test_a_release_stays_hidden_from_the_requester_until_fulfilled_and_staff_can
     fill_request(requester, "tufts-mc", signed_on=today - timedelta(days=3), expires_on=today + timedelta(days=100))
     requester.get_by_role("button", name="Save and add documents").click()
     upload(requester, samples.minimal_pdf(), "authorization.pdf")
-    expect(requester.locator(".uploads li").last).to_have_attribute("data-result", "clean")
+    expect(requester.locator(".uploads li").last).to_have_attribute("data-result", "clean", timeout=60_000)
     requester.get_by_role("button", name="Submit request").click()
     wait_for_status(requester, "routed")
     request_url = requester.url.split("#")[0]
@@ -309,7 +309,7 @@ def test_a_release_stays_hidden_from_the_requester_until_fulfilled_and_staff_can
     staff.get_by_role("button", name="Claim").click()
     expect(staff.locator('h1 [data-status="in_progress"]')).to_be_visible()
     upload(staff, samples.minimal_pdf(pages=2, text="wrong patient"), "wrong-records.pdf")
-    expect(staff.locator(".uploads li").last).to_have_attribute("data-result", "clean")
+    expect(staff.locator(".uploads li").last).to_have_attribute("data-result", "clean", timeout=60_000)
     staff.reload()
     wrong_id = staff.locator("form[data-withdraw]").first.get_attribute("data-withdraw")
 
@@ -326,7 +326,7 @@ def test_a_release_stays_hidden_from_the_requester_until_fulfilled_and_staff_can
     expect(staff.locator("#documents-list")).not_to_contain_text("wrong-records.pdf")
     released = samples.minimal_pdf(pages=3, text="released records")
     upload(staff, released, "records.pdf")
-    expect(staff.locator(".uploads li").last).to_have_attribute("data-result", "clean")
+    expect(staff.locator(".uploads li").last).to_have_attribute("data-result", "clean", timeout=60_000)
     staff.reload()
     requester.goto(request_url)
     expect(requester.locator("#documents-list")).not_to_contain_text("records.pdf")

@@ -8,10 +8,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.adapters import build_redis
 from gateway.app import create_app
+from gateway.db import utcnow
 from gateway.intake.models import RecordsRequest
 from gateway.outbox import OutboxMessage
 from gateway.routing import relay
@@ -27,9 +28,15 @@ def busy_app(settings):
 
 
 @pytest.fixture(autouse=True)
-def empty_queues(settings):
-    """Each test starts with an empty outbox backlog on Redis (the session Redis is shared)."""
+def empty_queues(settings, db):
+    """Each test starts with an empty backlog on Redis (the session Redis is shared), and with every outbox row
+    other tests left behind due now: rows released with a backoff, or claimed by a relay since stopped, would
+    otherwise outlast `drain`'s patience."""
     build_redis(settings).flushdb()
+    now = utcnow()
+    with db.transaction() as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.state != "sent")
+                        .values(state="pending", next_attempt_at=now, claimed_by=None, claim_expires_at=None))
     yield
 
 

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 
 
 class FieldErrorSchema(Schema):
     code = fields.String(required=True, metadata={"example": "AUTH_EXPIRED"})
-    field = fields.String(allow_none=True, metadata={"example": "authorization.expires_on"})
+    field = fields.String(required=True, allow_none=True, metadata={"example": "authorization.expires_on"})
     message = fields.String(required=True)
-    rule = fields.String(allow_none=True, metadata={"example": "45 CFR 164.508(b)(2)(i)"})
+    rule = fields.String(required=True, allow_none=True, metadata={"example": "45 CFR 164.508(b)(2)(i)"})
 
 
 class ProblemSchema(Schema):
-    """RFC 9457 problem details, as every error of the gateway is answered."""
+    """RFC 9457 problem details, as every error of the gateway is answered (extension members may follow)."""
 
-    type = fields.String(metadata={"example": "/problems/not-found"})
-    title = fields.String()
-    status = fields.Integer()
-    detail = fields.String()
-    code = fields.String(metadata={"description": "Stable UPPER_SNAKE identifier"})
-    request_id = fields.String()
-    errors = fields.List(fields.Nested(FieldErrorSchema))
+    class Meta:
+        unknown = INCLUDE  # documented as additionalProperties: problems may carry extension members
+        ordered = True
+
+    type = fields.String(required=True, metadata={"example": "/problems/not-found"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True, metadata={"minimum": 400, "maximum": 599})
+    detail = fields.String(required=True)
+    code = fields.String(required=True, metadata={"description": "Stable UPPER_SNAKE identifier",
+                                                  "pattern": "^[A-Z][A-Z0-9_]*$"})
+    request_id = fields.String(required=True, metadata={"description": "The X-Request-ID of the response"})
+    errors = fields.List(fields.Nested(FieldErrorSchema), required=True)
+    # Extension members of some problems.
+    cancelled_request_id = fields.String(metadata={
+        "description": "One-shot create: the draft made for this attempt, cancelled (resending the same "
+                       "reference works)."})
+    signature = fields.String(metadata={"description": "MALWARE_DETECTED: the scanner's signature name."})
+    unavailable = fields.List(fields.String(), metadata={"description": "NOT_READY: the dependencies down."})
+    checks = fields.Dict(metadata={"description": "NOT_READY: every dependency check, as /readyz gives them."})
+    version = fields.Integer(metadata={"description": "PRECONDITION_FAILED: the request's current version."})
 
 
 class Timestamp(fields.DateTime):

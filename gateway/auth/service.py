@@ -12,7 +12,8 @@ from gateway.auth.models import ORG_KINDS, Organization, User
 from gateway.auth.passwords import hash_password
 from gateway.facilities.service import get_facility
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 class ProvisioningError(ValueError):

@@ -16,7 +16,14 @@ from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.schemas import ProblemSchema
 from gateway.settings import Settings
-from gateway.web import GatewayJSONProvider, GatewayRequest, RequestIdConverter, check_body, close_db_session
+from gateway.web import (
+    GatewayJSONProvider,
+    GatewayRequest,
+    PathSegmentConverter,
+    RequestIdConverter,
+    check_body,
+    close_db_session,
+)
 
 # Every non-streaming body (JSON, the portal's forms) is capped here; gateway.jsonbody says why 1 MiB.
 MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
@@ -44,6 +51,7 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
 
     app = Flask("gateway")
     app.request_class = GatewayRequest
+    app.url_map.converters["default"] = app.url_map.converters["string"] = PathSegmentConverter
     app.url_map.converters["request_id"] = RequestIdConverter
     app.json = GatewayJSONProvider(app)
     app.config.update(

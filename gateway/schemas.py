@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, Schema, fields
+from marshmallow import INCLUDE, Schema, fields, validate
+
+# Control characters: never in a stored name, id or reference, and NUL cannot even be compared on PostgreSQL.
+NO_CONTROL_PATTERN = "^[^\x00-\x1f\x7f]*$"
+
+
+class WholeNumber(fields.Integer):
+    """A JSON integer, as JSON Schema reads one: 7 or 7.0, but not 7.5, "7" or true."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class PlainText(fields.String):
+    """An id, name or filter: `min_length`..`max_length` characters, no control characters (else 422)."""
+
+    def __init__(self, max_length: int, min_length: int = 1, **kwargs):
+        kwargs["metadata"] = {"pattern": NO_CONTROL_PATTERN, **kwargs.get("metadata", {})}
+        super().__init__(validate=[validate.Length(min_length, max_length),
+                                   validate.Regexp(NO_CONTROL_PATTERN, error="Control characters are not allowed.")],
+                         **kwargs)
 
 
 class FieldErrorSchema(Schema):

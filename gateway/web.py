@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Request, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, UnicodeConverter
 
 from gateway import jsonbody
 from gateway import openapi as _openapi
@@ -54,11 +54,20 @@ def close_db_session(_exc=None) -> None:
 IDEMPOTENCY_HEADER, IF_MATCH_HEADER = _openapi.IDEMPOTENCY_HEADER, _openapi.IF_MATCH_HEADER
 
 
+class PathSegmentConverter(UnicodeConverter):
+    """The default path converter, less NUL: PostgreSQL text cannot hold one, so such an id names nothing
+    (a 404 like any unknown URL, rather than a database error)."""
+
+    def __init__(self, map, minlength=1, maxlength=None, length=None):
+        super().__init__(map, minlength, maxlength, length)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]", 1)
+
+
 class RequestIdConverter(BaseConverter):
     """`<request_id:...>`: a request id in a path, any segment but `validate` (POST /v1/requests/validate), so
     that GET /v1/requests/validate is a 405 naming POST, not a lookup of a request called "validate"."""
 
-    regex = r"(?!validate$)[^/]+"
+    regex = r"(?!validate$)[^/\x00]+"
 
     @staticmethod
     def openapi_schema(_converter=None) -> dict:

@@ -16,6 +16,9 @@ Configured exceptions, each for a reason the document cannot express:
   refusals of valid data for reasons of state or content, named by their
   problem code (tests/schemathesis_hooks.py: a cursor the API did not issue, an
   idempotency key used before, a file's bytes...).
+- A document uploaded by the requester is not found by the records clerk who
+  may withdraw documents (a draft is not the clerk's to see): that one
+  resource-availability failure is dropped (the hooks' filter_failure).
 - `POST /v1/webhooks` is not fuzzed: checking a generated URL makes the gateway
   resolve a random host name through the machine's resolver, off this
   machine (tests/webhooks covers it).

@@ -12,7 +12,7 @@ from gateway.auth.models import ORG_KINDS, Organization, User
 from gateway.auth.passwords import hash_password
 from gateway.facilities.service import get_facility
 
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 _EMAIL = re.compile(EMAIL_PATTERN)
 
 

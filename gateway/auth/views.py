@@ -13,14 +13,14 @@ from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, remember_credential, requires
 from gateway.errors import FieldError, NotFound, TooManyRequests, Unauthenticated, Unprocessable
 from gateway.pagination import PageArgsSchema, keyset_page
-from gateway.schemas import Timestamp
+from gateway.schemas import PlainText, Timestamp, WholeNumber
 from gateway.web import adapters, db_session, settings
 
 blp = Blueprint("auth", __name__, description="Authentication, API keys and organization users.")
 
 
 class TokenRequestSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(1, 320))
+    email = PlainText(320, required=True)
     password = fields.String(required=True, load_only=True, validate=validate.Length(1, 256))
 
 
@@ -41,10 +41,10 @@ class MeSchema(Schema):
 
 
 class ApiKeyCreateSchema(Schema):
-    name = fields.String(load_default="", validate=validate.Length(max=100))
+    name = PlainText(100, min_length=0, load_default="")
     scopes = fields.List(fields.String(validate=validate.OneOf(SCOPES)), required=True,
                          validate=validate.Length(min=1, max=len(SCOPES)))
-    expires_in_days = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 730))
+    expires_in_days = WholeNumber(load_default=None, allow_none=True, validate=validate.Range(1, 730))
 
 
 class ApiKeySchema(Schema):

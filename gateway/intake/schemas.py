@@ -15,7 +15,7 @@ from datetime import date
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
-from gateway.schemas import Timestamp
+from gateway.schemas import PlainText, Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
 PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
@@ -257,8 +257,8 @@ class RequestListArgsSchema(Schema):
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
     cursor = fields.String(load_default=None, validate=validate.Length(max=200))
     status = fields.String(validate=validate.OneOf(STATUSES))
-    facility = fields.String(validate=validate.Length(1, 64))
-    reference = fields.String(validate=validate.Length(1, 100))
+    facility = PlainText(64)
+    reference = PlainText(100)
     created_after = fields.AwareDateTime(default_timezone=None)
 
 
@@ -291,9 +291,8 @@ class RevocationCreateSchema(Strict):
     patient = fields.Nested("RevokingPatientSchema", required=True)
     recipient = Text(200, required=True, validate_also=validate.Length(min=1))
     effective_on = PlausibleDate(required=True)
-    document_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=36),
-                                metadata={"description": "The written revocation, if uploaded as a document of a "
-                                                         "request you work."})
+    document_id = PlainText(36, load_default=None, allow_none=True, metadata={
+        "description": "The written revocation, if uploaded as a document of a request you work."})
 
 
 class RevokingPatientSchema(Strict):

@@ -60,8 +60,6 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         JSON_SORT_KEYS=False,
     )
     app.extensions["gateway"] = build_adapters(settings, **adapter_overrides)
@@ -101,6 +99,10 @@ def register_blueprints(app: Flask) -> None:
                       revocation_views.blp, routing.blp, webhooks.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
+    # /docs: Swagger UI from the installed package, never a CDN (gateway.apidocs); not part of the document.
+    from gateway import apidocs
+
+    app.register_blueprint(apidocs.blp)
 
 
 def register_portal(app: Flask) -> None:

@@ -25,15 +25,9 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {
                  "description": "The document, sent as a file: PDF, TIFF, PNG or JPEG, judged by its content."}}},
     "encoding": {"kind": {"contentType": "text/plain"},
                  "file": {"contentType": "application/pdf, image/tiff, image/png, image/jpeg"}}}}}
-UPLOAD_ERRORS = ("413 FILE_TOO_LARGE, BODY_TOO_LARGE (a preamble, part headers or a text field past its fixed "
-                 "cap, or more than 10 parts); 415 FILE_TYPE_NOT_ALLOWED; 422 FILE_EMPTY, FILE_CORRUPT, PDF_ENCRYPTED, "
-                 "PDF_ACTIVE_CONTENT, FILE_POLYGLOT, MALWARE_DETECTED; 503 SCANNER_UNAVAILABLE, "
-                 "STORAGE_UNAVAILABLE (with Retry-After; nothing stored, retry is safe)")
-
-
 @blp.route("/<request_id>/documents", methods=["POST"])
 @requires("requester", "requester_admin", "facility_staff", scope="requests:write")
-@blp.doc(parameters=[IDEMPOTENCY_HEADER], requestBody=UPLOAD_BODY, description=UPLOAD_ERRORS)
+@blp.doc(parameters=[IDEMPOTENCY_HEADER], requestBody=UPLOAD_BODY)
 @blp.response(201, DocumentSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
 def upload_document(request_id):
     """Upload one document; it is virus-scanned and checked while it streams, and stored only if clean."""

@@ -25,6 +25,8 @@ UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {
                  "description": "The document, sent as a file: PDF, TIFF, PNG or JPEG, judged by its content."}}},
     "encoding": {"kind": {"contentType": "text/plain"},
                  "file": {"contentType": "application/pdf, image/tiff, image/png, image/jpeg"}}}}}
+
+
 @blp.route("/<request_id>/documents", methods=["POST"])
 @requires("requester", "requester_admin", "facility_staff", scope="requests:write")
 @blp.doc(parameters=[IDEMPOTENCY_HEADER], requestBody=UPLOAD_BODY)

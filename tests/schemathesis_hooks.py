@@ -55,8 +55,14 @@ def _problem(response) -> dict:
 @schemathesis.hook
 def before_call(context, case, kwargs):
     """The one-shot form's `request` part goes first, as its description says (the form streams)."""
-    if case.operation.path == "/v1/requests" and isinstance(case.body, dict) and "request" in case.body:
-        case.body = {"request": case.body["request"], **{k: v for k, v in case.body.items() if k != "request"}}
+    body = case.body
+    if case.operation.path == "/v1/requests" and isinstance(body, dict) and "request" in body \
+            and next(iter(body)) != "request":
+        # In place: the same parts and values, so schemathesis keeps its verdict on the case (a new body
+        # would be revalidated, and a body holding files cannot be).
+        parts = list(body.items())
+        body.clear()
+        body.update(sorted(parts, key=lambda part: part[0] != "request"))
 
 
 @schemathesis.hook

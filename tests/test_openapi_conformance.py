@@ -39,7 +39,8 @@ from tests.factories import PASSWORD, make_tenant, make_user
 
 SEED = 20261130
 MAX_EXAMPLES = 25
-STATEFUL_STEPS = 10
+STATEFUL_SCENARIOS = 60
+STATEFUL_STEPS = 12
 FACILITY = "tufts-mc"
 
 REQUESTER_OPERATIONS = ["create_request", "list_requests", "get_request", "update_request", "cancel_request",
@@ -88,6 +89,8 @@ def write_config(path: Path, url: str, org_id: str) -> None:
         "with-security-parameters = false",
         "[phases.stateful]",
         f"max-steps = {STATEFUL_STEPS}",
+        "[phases.stateful.generation]",
+        f"max-examples = {STATEFUL_SCENARIOS}",
         "[checks.negative_data_rejection]",
         f"expected-statuses = {toml_list(NEGATIVE_EXPECTED)}",
     ]
@@ -119,9 +122,31 @@ def test_schemathesis_finds_no_failure(start_gateway, db, tmp_path):
     command = [st, "--config-file", str(config), "--no-color", "run", f"{gateway.url}/openapi.json",
                "--checks", "all", "--exclude-checks", "positive_data_acceptance",
                "--phases", "examples,coverage,fuzzing,stateful",
-               "--report", "junit,ndjson", "--report-dir", str(report), "--request-timeout", "30"]
+               "--report", "ndjson", "--report-dir", str(report), "--request-timeout", "30"]
     run = subprocess.run(command, env={**os.environ, **credentials}, capture_output=True, text=True,
                          timeout=1200, cwd=tmp_path)
     print(run.stdout[-20000:])
     print(run.stderr[-5000:])
     assert run.returncode == 0, "schemathesis found failures; see the output above"
+    cases, checks = tally(next(report.glob("ndjson-*.ndjson")))
+    print(f"schemathesis: {sum(cases.values())} cases ({', '.join(f'{p} {n}' for p, n in cases.items())}), "
+          f"{sum(checks.values())} checks: {dict(checks)}")
+    assert set(cases) == {"examples", "coverage", "fuzzing", "stateful"} and all(cases.values())
+    assert set(checks) == {"success"}
+
+
+def tally(events: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Cases per phase and check results by status, from schemathesis' NDJSON event stream."""
+    cases: dict[str, int] = {}
+    checks: dict[str, int] = {}
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        finished = event.get("ScenarioFinished")
+        if not finished:
+            continue
+        recorder = finished.get("recorder") or {}
+        cases[finished["phase"]] = cases.get(finished["phase"], 0) + len(recorder.get("cases", {}))
+        for results in recorder.get("checks", {}).values():
+            for result in results:
+                checks[result["status"]] = checks.get(result["status"], 0) + 1
+    return cases, checks

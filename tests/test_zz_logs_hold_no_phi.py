@@ -125,7 +125,8 @@ def file_a_request(url: str, db) -> None:
     assert status == 401
 
 
-def test_the_suites_logs_hold_no_phi_or_secrets(live_gateway, db):
+def test_the_suites_logs_hold_no_phi_or_secrets(live_gateway, db, session_bucket):
+    session_bucket.rebootstrap()  # tests before this one restart moto, which keeps no bucket
     file_a_request(live_gateway.url, db)
     directory = log_directory()
     logs = sorted(directory.glob("*.log"))

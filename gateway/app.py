@@ -16,7 +16,14 @@ from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.schemas import ProblemSchema
 from gateway.settings import Settings
-from gateway.web import GatewayJSONProvider, GatewayRequest, check_body, close_db_session
+from gateway.web import (
+    GatewayJSONProvider,
+    GatewayRequest,
+    PathSegmentConverter,
+    RequestIdConverter,
+    check_body,
+    close_db_session,
+)
 
 # Every non-streaming body (JSON, the portal's forms) is capped here; gateway.jsonbody says why 1 MiB.
 MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
@@ -29,6 +36,8 @@ class GatewayApi(Api):
     """flask-smorest's Api documenting our problem+json error shape instead of its own."""
 
     ERROR_SCHEMA = ProblemSchema
+    # No catch-all `default` response: gateway.openapi documents each status an operation really sends.
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def _register_error_handlers(self):
         # Our handlers (gateway.errors) render every error; flask-smorest's would differ.
@@ -42,15 +51,15 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
 
     app = Flask("gateway")
     app.request_class = GatewayRequest
+    app.url_map.converters["default"] = app.url_map.converters["string"] = PathSegmentConverter
+    app.url_map.converters["request_id"] = RequestIdConverter
     app.json = GatewayJSONProvider(app)
     app.config.update(
         API_TITLE="Records Request Gateway",
         API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
+        OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
         JSON_SORT_KEYS=False,
     )
     app.extensions["gateway"] = build_adapters(settings, **adapter_overrides)
@@ -74,19 +83,28 @@ def register_blueprints(app: Flask) -> None:
     from gateway import health
     from gateway.audit import views as audit
     from gateway.auth import views as auth
+    from gateway.auth.ratelimit import UNLIMITED_RULES
+    from gateway.auth.web import PUBLIC_RULES
     from gateway.facilities import views as facilities
     from gateway.intake import disclosure_views, document_views, invoice_views, revocation_views
     from gateway.intake import views as intake
     from gateway.messages import views as messages
+    from gateway.openapi import ExactResponses
     from gateway.routing import views as routing
     from gateway.webhooks import views as webhooks
 
-    api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}})
+    exact = ExactResponses(app, public_rules=PUBLIC_RULES, rate_limit_exempt=UNLIMITED_RULES)
+    api = GatewayApi(app, spec_kwargs={"info": {"description": API_DESCRIPTION}, "extra_plugins": [exact]})
+    api.register_converter(RequestIdConverter, RequestIdConverter.openapi_schema)
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
                       revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp,
                       messages.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
+    # /docs: Swagger UI from the installed package, never a CDN (gateway.apidocs); not part of the document.
+    from gateway import apidocs
+
+    app.register_blueprint(apidocs.blp)
 
 
 def register_portal(app: Flask) -> None:

@@ -21,12 +21,15 @@ it against real sockets.
 from __future__ import annotations
 
 import errno
+import json
 import re
 import selectors
 import socket
 import time
+import uuid
 from functools import partial
 
+from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
 # Seconds for a whole request head (and a small body) to arrive once a connection is readable.
@@ -50,8 +53,33 @@ _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,15})[ \t]*\r?$
 # A body announced by these is left to the thread: its length is unknown, or the client waits
 # for "100 Continue" before sending it.
 _NO_PREREAD = re.compile(rb"^(?:transfer-encoding|expect)[ \t]*:", re.I | re.M)
-_HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
-                   b"Content-Length: 0\r\n\r\n")
+# gunicorn answers what it cannot parse (a request line over 4 KiB, a malformed header...) with an HTML page of
+# its own; the gateway's errors are always problem+json (its code and wording, never the offending input).
+_PARSE_ERRORS = {
+    400: ("BAD_REQUEST", "The HTTP request could not be parsed."),
+    403: ("FORBIDDEN", "The request was refused."),
+    414: ("URI_TOO_LONG", "The request line (method, path and query string) is longer than 4 KiB."),
+    417: ("EXPECTATION_FAILED", "The Expect header cannot be met."),
+    431: ("HEADERS_TOO_LARGE", "The request's header fields are too large."),
+    501: ("NOT_IMPLEMENTED", "The request uses a transfer coding the server does not support."),
+}
+
+
+def problem_answer(status: int, reason: str) -> bytes:
+    """A complete HTTP response (connection closed after it) with a problem+json body for `status`."""
+    code, detail = _PARSE_ERRORS.get(status, ("INTERNAL_ERROR", "An unexpected error occurred."))
+    request_id = uuid.uuid4().hex
+    body = json.dumps({"type": f"/problems/{code.lower().replace('_', '-')}", "title": reason, "status": status,
+                       "detail": detail, "code": code, "request_id": request_id, "errors": []}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
+            f"X-Request-ID: {request_id}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn.util.write_error, answering problem+json (`mesg` can quote the request, so it is not sent)."""
+    util.write_nonblock(sock, problem_answer(status_int, reason))
 
 
 class GuardedSocket:
@@ -112,6 +140,11 @@ class GatewayThreadWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.awaiting_heads: dict = {}  # conn -> deadline, in deadline order (one timeout for all)
 
+    def init_process(self):
+        """In the worker process: gunicorn's own error pages become problem+json, then gthread's start."""
+        util.write_error = write_problem
+        super().init_process()
+
     def enqueue_req(self, conn):
         """Every route to a thread (new, kept-alive, read-ahead) passes here: heads first."""
         if getattr(conn, "head_ready", False):
@@ -135,7 +168,7 @@ class GatewayThreadWorker(ThreadWorker):
             conn.head_scanned = len(conn.head)
             if end is None or end.start() > MAX_HEAD_BYTES:
                 if end is not None or len(conn.head) > MAX_HEAD_BYTES:
-                    self._drop(conn, answer=_HEAD_TOO_LARGE)
+                    self._drop(conn, answer=problem_answer(431, "Request Header Fields Too Large"))
                     return True
                 return False
             conn.head_wanted = end.end() + _body_to_preread(conn.head[:end.start() + 1])

@@ -9,8 +9,10 @@ from __future__ import annotations
 from flask import Request, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.orm import Session
+from werkzeug.routing import BaseConverter, UnicodeConverter
 
 from gateway import jsonbody
+from gateway import openapi as _openapi
 from gateway.adapters import Adapters
 from gateway.clock import Clock
 from gateway.errors import BodyTooLarge, MalformedJson
@@ -48,19 +50,42 @@ def close_db_session(_exc=None) -> None:
         session.close()
 
 
-IDEMPOTENCY_HEADER = {
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 255},
-    "description": "Same key and body within 24 h replays the first response; a different body is 422 "
-                   "IDEMPOTENCY_KEY_REUSED; while the first is running, 409 IDEMPOTENCY_KEY_IN_FLIGHT.",
-}
+# The header parameters as the OpenAPI document describes them (one definition, in gateway.openapi).
+IDEMPOTENCY_HEADER, IF_MATCH_HEADER = _openapi.IDEMPOTENCY_HEADER, _openapi.IF_MATCH_HEADER
 
 
-IF_MATCH_HEADER = {
-    "in": "header", "name": "If-Match", "required": False, "schema": {"type": "string", "maxLength": 100,
-                                                                      "example": '"3"'},
-    "description": "The request's ETag (its version, quoted). When it names an older version the change is "
-                   "refused with 412 PRECONDITION_FAILED and nothing changes.",
-}
+class PathSegmentConverter(UnicodeConverter):
+    """The default path converter, less NUL: PostgreSQL text cannot hold one, so such an id names nothing
+    (a 404 like any unknown URL, rather than a database error)."""
+
+    def __init__(self, map, minlength=1, maxlength=None, length=None):
+        super().__init__(map, minlength, maxlength, length)
+        self.regex = self.regex.replace("[^/]", "[^/\\x00]", 1)
+
+
+class RequestIdConverter(BaseConverter):
+    """`<request_id:...>`: a request id in a path, any segment but `validate` (POST /v1/requests/validate), so
+    that GET /v1/requests/validate is a 405 naming POST, not a lookup of a request called "validate"."""
+
+    regex = r"(?!validate$)[^/\x00]+"
+
+    @staticmethod
+    def openapi_schema(_converter=None) -> dict:
+        """The OpenAPI schema of such a path parameter."""
+        return {"type": "string", "minLength": 1, "not": {"const": "validate"}}
+
+
+def query_flag(name: str) -> bool:
+    """A boolean query parameter as OpenAPI writes one (`true` or `false`); absent is false, anything else 422."""
+    from gateway.errors import FieldError, Unprocessable
+
+    value = request.args.get(name)
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise Unprocessable("Invalid query parameter; see errors.",
+                        errors=[FieldError("INVALID_FIELD", name, "Not a valid boolean: send true or false.")])
 
 
 def idempotent(view):
@@ -117,6 +142,8 @@ def replay_response(stored):
         response.mimetype = "application/problem+json"
     if stored.location:
         response.headers["Location"] = stored.location
+    if stored.status < 300 and isinstance(stored.body, dict) and type(stored.body.get("version")) is int:
+        response.headers["ETag"] = f'"{stored.body["version"]}"'  # a request resource: the version it shows
     response.headers["Idempotent-Replayed"] = "true"
     return response
 

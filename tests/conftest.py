@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.clamd",
     "tests.fixtures.s3",
     "tests.fixtures.redis",
+    "tests.fixtures.logs",  # before live, which imports it
     "tests.fixtures.live",
 ]
 
@@ -26,8 +27,13 @@ SERVICE_FIXTURES = frozenset({"database_url", "empty_database", "empty_database_
                               "clamd_service", "moto_service", "chromium"})
 
 
+# Read last, whatever the collection order: it looks at every log the tests before it produced.
+LAST_MODULE = "test_zz_logs_hold_no_phi.py"
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test `unit` or `integration` by the services its fixtures reach."""
+    """Mark every test `unit` or `integration` by the services its fixtures reach; the logs' check goes last."""
+    items.sort(key=lambda item: item.path.name == LAST_MODULE)  # stable: the order is otherwise kept
     for item in items:
         if item.get_closest_marker("integration"):
             continue  # starts its own processes, without a shared fixture

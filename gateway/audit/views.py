@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from gateway.audit.models import AuditEvent
 from gateway.auth.tenancy import visible_select
 from gateway.auth.web import current_principal, requires
 from gateway.pagination import PageArgsSchema, keyset_page
-from gateway.schemas import Timestamp
+from gateway.schemas import PlainText, Timestamp
 from gateway.web import db_session
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit", description="The append-only audit trail.")
 
 
 class AuditQuerySchema(PageArgsSchema):
-    request_id = fields.String(validate=validate.Length(1, 128),
-                               metadata={"description": "HTTP request id (X-Request-ID) the entry was written for"})
-    object = fields.String(validate=validate.Length(1, 64),
-                           metadata={"description": "id of the object acted on (a records request, document, key...)"})
-    actor = fields.String(validate=validate.Length(1, 80), metadata={"example": "user:6f0c..."})
+    request_id = PlainText(128, metadata={"description": "HTTP request id (X-Request-ID) the entry was written for"})
+    object = PlainText(64, metadata={"description": "id of the object acted on (a records request, document, key...)"})
+    actor = PlainText(80, metadata={"example": "user:6f0c..."})
     since = fields.AwareDateTime(default_timezone=None)
 
 

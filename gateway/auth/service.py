@@ -16,7 +16,8 @@ from gateway.db import Database
 from gateway.errors import Forbidden
 from gateway.facilities.service import get_facility
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 class ProvisioningError(ValueError):

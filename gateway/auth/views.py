@@ -13,14 +13,14 @@ from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, remember_credential, requires
 from gateway.errors import FieldError, NotFound, TooManyRequests, Unauthenticated, Unprocessable
 from gateway.pagination import PageArgsSchema, keyset_page
-from gateway.schemas import Timestamp
+from gateway.schemas import PlainText, Timestamp, WholeNumber
 from gateway.web import adapters, db_session, settings
 
 blp = Blueprint("auth", __name__, description="Authentication, API keys and organization users.")
 
 
 class TokenRequestSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(1, 320))
+    email = PlainText(320, required=True)
     password = fields.String(required=True, load_only=True, validate=validate.Length(1, 256))
 
 
@@ -52,10 +52,10 @@ class MeUpdateSchema(Schema):
 
 
 class ApiKeyCreateSchema(Schema):
-    name = fields.String(load_default="", validate=validate.Length(max=100))
+    name = PlainText(100, min_length=0, load_default="")
     scopes = fields.List(fields.String(validate=validate.OneOf(SCOPES)), required=True,
                          validate=validate.Length(min=1, max=len(SCOPES)))
-    expires_in_days = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(1, 730))
+    expires_in_days = WholeNumber(load_default=None, allow_none=True, validate=validate.Range(1, 730))
 
 
 class ApiKeySchema(Schema):
@@ -81,7 +81,8 @@ class ApiKeyListSchema(Schema):
 
 
 class UserCreateSchema(Schema):
-    email = fields.String(required=True, validate=validate.Length(1, 320))
+    email = fields.String(required=True, validate=validate.Length(1, 320),
+                          metadata={"pattern": service.EMAIL_PATTERN, "example": "clerk@example.com"})
     password = fields.String(required=True, load_only=True, validate=validate.Length(12, 256))
     role = fields.String(load_default="requester", validate=validate.OneOf(["requester", "requester_admin"]))
 
@@ -126,8 +127,16 @@ def issue_token(body):
             "expires_in": issued.expires_in}
 
 
+JWKS = {"type": "object", "required": ["keys"], "properties": {"keys": {"type": "array", "items": {
+    "type": "object", "required": ["kty", "kid", "alg", "use"],
+    "description": "A public JSON Web Key (RFC 7517): Ed25519 (`OKP`, `crv`, `x`) or RSA (`RSA`, `n`, `e`).",
+    "properties": {name: {"type": "string"} for name in ("kty", "kid", "alg", "use", "crv", "x", "n", "e")}}}}}
+
+
 @blp.route("/.well-known/jwks.json")
-@blp.doc(summary="Public keys verifying the gateway's access tokens")
+@blp.doc(summary="Public keys verifying the gateway's access tokens",
+         responses={200: {"description": "The JSON Web Key Set (RFC 7517)",
+                          "content": {"application/json": {"schema": JWKS}}}})
 def jwks():
     """The JSON Web Key Set of the gateway's token-signing keys (current and recently rotated)."""
     tokens = current_app.extensions["gateway.auth"].tokens
@@ -176,7 +185,7 @@ def _visible_org(org_id: str) -> Organization:
 @blp.route("/v1/orgs/<org_id>/api-keys", methods=["POST"])
 @requires(rights.ORG_ADMIN)
 @blp.arguments(ApiKeyCreateSchema)
-@blp.response(201, ApiKeyCreatedSchema)
+@blp.response(201, ApiKeyCreatedSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
 def create_api_key(body, org_id):
     """Create an API key for the organization's systems (its admins only); the key is in this response only."""
     org = _visible_org(org_id)

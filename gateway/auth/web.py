@@ -30,7 +30,8 @@ from gateway.web import adapters
 log = logging.getLogger("gateway.auth")
 
 PUBLIC_RULES = frozenset({
-    "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/",
+    "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/", "/docs/assets/init.js",
+    "/docs/assets/<name>",
     "/v1/facilities", "/v1/auth/token", "/.well-known/jwks.json",
 })
 # The portal's pages authenticate with its session cookie (gateway.portal.web), never a bearer

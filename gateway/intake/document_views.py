@@ -17,20 +17,20 @@ from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session
 
 blp = Blueprint("documents", __name__, url_prefix="/v1/requests", description="Request documents.")
 
-UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["kind", "file"],
-    "properties": {"kind": {"type": "string", "enum": list(documents.DOCUMENT_KINDS)},
-                   "file": {"type": "string", "format": "binary"}}}}}}
-UPLOAD_ERRORS = ("413 FILE_TOO_LARGE, BODY_TOO_LARGE (a preamble, part headers or a text field past its fixed "
-                 "cap, or more than 10 parts); 415 FILE_TYPE_NOT_ALLOWED; 422 FILE_EMPTY, FILE_CORRUPT, PDF_ENCRYPTED, "
-                 "PDF_ACTIVE_CONTENT, FILE_POLYGLOT, MALWARE_DETECTED; 503 SCANNER_UNAVAILABLE, "
-                 "STORAGE_UNAVAILABLE (with Retry-After; nothing stored, retry is safe)")
+UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["kind", "file"], "additionalProperties": False, "properties": {
+        "kind": {"type": "string", "enum": list(documents.DOCUMENT_KINDS),
+                 "description": "A text field (not a file); `release` is for records staff only."},
+        "file": {"type": "string", "format": "binary",
+                 "description": "The document, sent as a file: PDF, TIFF, PNG or JPEG, judged by its content."}}},
+    "encoding": {"kind": {"contentType": "text/plain"},
+                 "file": {"contentType": "application/pdf, image/tiff, image/png, image/jpeg"}}}}}
 
 
 @blp.route("/<request_id>/documents", methods=["POST"])
 @requires("requester", "requester_admin", "facility_staff", scope="requests:write")
-@blp.doc(parameters=[IDEMPOTENCY_HEADER], requestBody=UPLOAD_BODY, description=UPLOAD_ERRORS)
-@blp.response(201, DocumentSchema)
+@blp.doc(parameters=[IDEMPOTENCY_HEADER], requestBody=UPLOAD_BODY)
+@blp.response(201, DocumentSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
 def upload_document(request_id):
     """Upload one document; it is virus-scanned and checked while it streams, and stored only if clean."""
     received = receive_upload(request_id)
@@ -77,7 +77,8 @@ def get_document(request_id, document_id):
 @blp.route("/<request_id>/documents/<document_id>/content", methods=["GET"])
 @requires(*READERS, scope="documents:read")
 @blp.doc(responses={302: {"description": "Redirect to a download URL valid for at most 5 minutes, served "
-                                         "with Content-Disposition: attachment."}})
+                                         "with Content-Disposition: attachment.",
+                          "headers": {"Location": {"$ref": "#/components/headers/Location"}}}})
 def download_document(request_id, document_id):
     """Download a document: a redirect to a short-lived URL. Every download is audited."""
     document = visible_document(request_id, document_id)

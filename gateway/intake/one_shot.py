@@ -21,7 +21,7 @@ from gateway.auth.web import audit_context, current_principal
 from gateway.errors import GatewayError, MalformedJson, PayloadTooLarge, Unprocessable
 from gateway.intake import documents, service, submission
 from gateway.intake.multipart import MAX_REQUEST_PART_BYTES, MultipartReader, boundary_of
-from gateway.web import adapters, clock, replay_response, settings
+from gateway.web import adapters, clock, query_flag, replay_response, settings
 
 
 def _fingerprint(request_json: str, files: list[tuple[str, str, str]], submit: bool) -> str:
@@ -31,7 +31,7 @@ def _fingerprint(request_json: str, files: list[tuple[str, str, str]], submit: b
 def create_one_shot(load_body, created):
     """Handle the multipart form of create; `load_body` validates the JSON, `created(id)` renders the 201."""
     principal, a, s = current_principal(), adapters(), settings()
-    submit = request.args.get("submit", "false").lower() in {"1", "true", "yes"}
+    submit = query_flag("submit")
     reader = MultipartReader(request.stream, boundary_of(request.content_type))
     key = request.headers.get("Idempotency-Key")
     prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)

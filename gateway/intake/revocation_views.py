@@ -19,6 +19,7 @@ blp = Blueprint("revocations", __name__, url_prefix="/v1/revocations",
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 @blp.arguments(RevocationCreateSchema)
 @blp.response(201, RevocationSchema)
+@blp.alt_response(404, description="NOT_FOUND: `document_id` names no document of a request you work")
 def create_revocation(body):
     """Record a patient's written revocation for a recipient; every open request it covers goes on hold."""
     revocation, held = revocations.record_revocation(

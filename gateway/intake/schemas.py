@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
 from gateway.intake.rules.clocks import BASES as DUE_BASES
 from gateway.pagination import cursor_field
-from gateway.schemas import Timestamp
+from gateway.schemas import PlainText, Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
 PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
@@ -31,8 +31,23 @@ AUTHORITIES = ("health_care_proxy", "durable_poa_health_care", "advance_directiv
 SPECIFIC_CONSENTS = ("hiv", "genetic", "substance_use_disorder", "psychotherapy_notes")
 EARLIEST_DATE = date(1880, 1, 1)  # nobody alive or with records was born earlier
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069"
+_CONTROL_ONE_LINE_CHARS = "\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+_CONTROL_ONE_LINE = re.compile(f"[{_CONTROL_ONE_LINE_CHARS}]")
+# What str.strip() removes (str.isspace), spelled out so the OpenAPI pattern means the same in every engine.
+_SPACE_CHARS = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# ISO dates from 1880 to 2200, as PlausibleDate accepts them (with format: date ruling out 2026-02-30).
+DATE_PATTERN = r"^(18[89][0-9]|19[0-9]{2}|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
+def text_pattern(*, multiline: bool, non_blank: bool) -> str:
+    """The JSON-schema pattern of what Text accepts: no control characters, and something besides space."""
+    allowed = f"[^{_CONTROL_CHARS if multiline else _CONTROL_ONE_LINE_CHARS}]"
+    if not non_blank:
+        return f"^{allowed}*$"
+    visible = f"[^{_CONTROL_CHARS if multiline else _CONTROL_ONE_LINE_CHARS}{_SPACE_CHARS}]"
+    return f"^{allowed}*{visible}{allowed}*$"
 
 
 class Text(fields.String):
@@ -43,19 +58,39 @@ class Text(fields.String):
             kwargs.setdefault("allow_none", True)
             kwargs.setdefault("load_default", None)
         checks = [validate.Length(max=max_length), *([validate_also] if validate_also else [])]
+        non_blank = any(isinstance(v, validate.Length) and (v.min or 0) > 0 for v in checks)
+        kwargs["metadata"] = {"pattern": text_pattern(multiline=multiline, non_blank=non_blank),
+                              **kwargs.get("metadata", {})}
         super().__init__(validate=checks, **kwargs)
         self.multiline = multiline
+        self.max_length = max_length
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        if len(raw) > self.max_length:  # as sent, as the documented maxLength counts, not once stripped
+            raise ValidationError(f"Longer than maximum length {self.max_length}.")
+        text = raw.strip()
         pattern = _CONTROL if self.multiline else _CONTROL_ONE_LINE
         if pattern.search(text):
             raise ValidationError("Control and direction-override characters are not allowed.")
         return text
 
 
+class Flag(fields.Boolean):
+    """A JSON boolean: `true` or `false`, not 1, "yes" or "true" (the document says boolean)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class PlausibleDate(fields.Date):
     """An ISO date no earlier than 1880 and no later than the year 2200."""
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"pattern": DATE_PATTERN, **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         parsed = super()._deserialize(value, attr, data, **kwargs)
@@ -90,8 +125,8 @@ class PatientSchema(Strict):
     date_of_birth = PlausibleDate(required=True)
     other_names = fields.List(Text(100), load_default=list, validate=validate.Length(max=10))
     mrn = Text(50)
-    deceased = fields.Boolean(load_default=False)
-    minor = fields.Boolean(load_default=False)
+    deceased = Flag(load_default=False)
+    minor = Flag(load_default=False)
 
 
 class RecordsSchema(Strict):
@@ -118,9 +153,9 @@ class RepresentativeSchema(Strict):
 
 
 class StatementsSchema(Strict):
-    right_to_revoke = fields.Boolean(load_default=False)
-    no_conditioning = fields.Boolean(load_default=False)
-    redisclosure = fields.Boolean(load_default=False)
+    right_to_revoke = Flag(load_default=False)
+    no_conditioning = Flag(load_default=False)
+    redisclosure = Flag(load_default=False)
 
 
 class AuthorizationSchema(Strict):
@@ -157,10 +192,10 @@ class RequestCreateSchema(Strict):
     delivery = fields.Nested(DeliverySchema, required=True)
     authorization = fields.Nested(AuthorizationSchema, allow_none=True, load_default=None)
     legal_process = fields.Nested(LegalProcessSchema, allow_none=True, load_default=None)
-    public_benefit_claim = fields.Boolean(load_default=False, metadata={
+    public_benefit_claim = Flag(load_default=False, metadata={
         "description": "The records support a claim or appeal under the Social Security Act or a "
                        "needs-based benefit program (no fee, M.G.L. c.111 §70)."})
-    fee_waiver_requested = fields.Boolean(load_default=False)
+    fee_waiver_requested = Flag(load_default=False)
     instructions = Text(2000, multiline=True)
 
 
@@ -269,8 +304,8 @@ class RequestListArgsSchema(Schema):
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
     cursor = cursor_field()
     status = fields.String(validate=validate.OneOf(STATUSES))
-    facility = fields.String(validate=validate.Length(1, 64))
-    reference = fields.String(validate=validate.Length(1, 100))
+    facility = PlainText(64)
+    reference = PlainText(100)
     created_after = fields.AwareDateTime(default_timezone=None)
 
 
@@ -305,9 +340,8 @@ class RevocationCreateSchema(Strict):
     patient = fields.Nested("RevokingPatientSchema", required=True)
     recipient = Text(200, required=True, validate_also=validate.Length(min=1))
     effective_on = PlausibleDate(required=True)
-    document_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=36),
-                                metadata={"description": "The written revocation, if uploaded as a document of a "
-                                                         "request you work."})
+    document_id = PlainText(36, load_default=None, allow_none=True, metadata={
+        "description": "The written revocation, if uploaded as a document of a request you work."})
 
 
 class RevokingPatientSchema(Strict):

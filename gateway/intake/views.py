@@ -35,6 +35,7 @@ from gateway.web import (
     db_session,
     has_body,
     idempotent,
+    query_flag,
     run_idempotently,
 )
 
@@ -68,10 +69,20 @@ def if_match() -> str | None:
     return request.headers.get("If-Match")
 
 
-ONE_SHOT_FORM = {"schema": {"type": "object", "required": ["request"], "properties": {
-    "request": {"type": "string", "description": "The create body as JSON (first part)."},
-    **{kind: {"type": "string", "format": "binary", "description": f"A `{kind}` document"}
-       for kind in REQUESTER_KINDS}}}}
+ONE_SHOT_FORM = {
+    "schema": {"type": "object", "required": ["request"], "additionalProperties": False, "properties": {
+        "request": {"allOf": [{"$ref": "#/components/schemas/RequestCreate"}],
+                    "description": "The create body as JSON; the first part, without a file name."},
+        **{kind: {"type": "string", "format": "binary",
+                  "description": f"A `{kind}` document (PDF, TIFF, PNG or JPEG), sent as a file."}
+           for kind in REQUESTER_KINDS}}},
+    "encoding": {"request": {"contentType": "application/json"},
+                 **{kind: {"contentType": "application/pdf, image/tiff, image/png, image/jpeg"}
+                    for kind in REQUESTER_KINDS}},
+}
+NOT_AN_ID = "METHOD_NOT_ALLOWED: `validate` is not a request id (POST /v1/requests/validate is its own operation)."
+# A JSON merge patch of the create body (gateway.openapi makes `RequestCreatePatch` from `RequestCreate`).
+MERGE_PATCH = {"schema": {"$ref": "#/components/schemas/RequestCreatePatch"}}
 
 
 @blp.route("", methods=["POST"])
@@ -79,11 +90,14 @@ ONE_SHOT_FORM = {"schema": {"type": "object", "required": ["request"], "properti
 @blp.doc(parameters=[IDEMPOTENCY_HEADER, {"in": "query", "name": "submit", "schema": {"type": "boolean"},
                                           "description": "One-shot form only: submit once the documents are in."}],
          requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema},
-                                                    "multipart/form-data": ONE_SHOT_FORM}})
-@blp.response(201, RequestSchema)
+                                                    "multipart/form-data": ONE_SHOT_FORM},
+                      "description": "The create body as JSON; or the one-shot form: the `request` part first, "
+                                     "then one file part per document, named by its kind."})
+@blp.response(201, RequestSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
 @blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference")
 def create_request():
     """Create a draft (JSON), or in one shot with its documents (multipart, `?submit=true` to submit)."""
+    query_flag("submit")  # `true` or `false` (only the one-shot form acts on it)
     if request.mimetype == "multipart/form-data":
         return one_shot.create_one_shot(load_create_body, _created)
     return run_idempotently(_create_from_json)
@@ -122,9 +136,10 @@ def visible_request(request_id: str):
                                audit_ctx=audit_context())
 
 
-@blp.route("/<request_id>", methods=["GET"])
+@blp.route("/<request_id:request_id>", methods=["GET"])
 @requires(*READERS, scope="requests:read")
 @blp.response(200, RequestSchema)
+@blp.alt_response(405, description=NOT_AN_ID)
 def get_request(request_id):
     """One request with its documents, status, deficiencies, fee estimate and due date; ETag is its version."""
     req = visible_request(request_id)
@@ -132,17 +147,17 @@ def get_request(request_id):
     return present(req), 200, {"ETag": lifecycle.etag(req)}
 
 
-@blp.route("/<request_id>", methods=["PATCH"])
+@blp.route("/<request_id:request_id>", methods=["PATCH"])
 @requires(*REQUESTERS, scope="requests:write")
 @blp.doc(parameters=[IF_MATCH_HEADER],
          requestBody={"required": True, "description": "A JSON merge patch (RFC 7396) of the create body; "
                       "the result must be a valid create body.",
-                      "content": {"application/merge-patch+json": {"schema": {"type": "object"}},
-                                  "application/json": {"schema": {"type": "object"}}}})
+                      "content": {"application/merge-patch+json": MERGE_PATCH, "application/json": MERGE_PATCH}})
 @blp.response(200, RequestSchema)
 @blp.alt_response(409, description="REQUEST_NOT_EDITABLE: only draft and returned requests change; FIELD_LOCKED: "
                                    "facility and pathway are fixed once submitted")
 @blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
+@blp.alt_response(405, description=NOT_AN_ID)
 def update_request(request_id):
     """Correct a draft or returned request (for instance a new authorization's dates) before submitting."""
     service.ensure_editable(visible_request(request_id))  # a closed request answers 409 whatever the patch says

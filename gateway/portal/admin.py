@@ -108,7 +108,10 @@ def create_api_key():
     form = request.form
     values = {"name": (form.get("name") or "").strip(), "scopes": [s for s in form.getlist("scopes") if s],
               "expires_in_days": (form.get("expires_in_days") or "").strip()}
-    body = {"name": values["name"], "scopes": values["scopes"], "expires_in_days": values["expires_in_days"] or None}
+    days = values["expires_in_days"]
+    # A form sends text; the API's schema takes a JSON integer (digits become one, anything else stays refused).
+    body = {"name": values["name"], "scopes": values["scopes"],
+            "expires_in_days": (int(days) if days.isascii() and days.isdigit() else days) if days else None}
     try:
         loaded = ApiKeyCreateSchema().load(body)
     except ValidationError as error:

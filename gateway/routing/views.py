@@ -11,7 +11,7 @@ from gateway.intake.schemas import RequestSchema, Text
 from gateway.intake.views import render
 from gateway.pagination import cursor_field
 from gateway.routing import staff
-from gateway.schemas import Timestamp
+from gateway.schemas import PlainText, Timestamp
 from gateway.web import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, adapters, clock, db_session, idempotent
 
 blp = Blueprint("staff", __name__, description="Facility records teams: queue, claim, transitions.")
@@ -94,8 +94,7 @@ class AssignSchema(Schema):
     class Meta:
         unknown = "raise"
 
-    user_id = fields.String(required=True, validate=validate.Length(1, 36),
-                            metadata={"description": "A records clerk of the request's facility"})
+    user_id = PlainText(36, required=True, metadata={"description": "A records clerk of the request's facility"})
 
 
 @blp.route("/v1/requests/<request_id>/assign", methods=["POST"])

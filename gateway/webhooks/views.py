@@ -128,7 +128,7 @@ def visible_webhook(webhook_id: str) -> Webhook:
 @_secret_shown_once
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 @blp.arguments(WebhookCreateSchema)
-@blp.response(201, WebhookCreatedSchema)
+@blp.response(201, WebhookCreatedSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
 @blp.alt_response(422, description="WEBHOOK_URL_FORBIDDEN: not https, credentials in the URL, or the host "
                                    "resolves to a loopback, private, link-local or metadata address")
 def create_webhook(body):

@@ -25,6 +25,7 @@ from gateway.db import Database
 from gateway.settings import Settings
 from tests.audit.helpers import append, drop_append_only_triggers, fix_up_head
 from tests.fixtures.live import settings_environment
+from tests.fixtures.logs import new_log_path
 from tests.fixtures.s3 import MOTO_REGION
 
 
@@ -228,9 +229,11 @@ def test_the_relay_writes_checkpoints_while_it_runs(trail, redis_service, checkp
 
     settings = dataclasses.replace(trail.settings, redis_url=redis_service.url, audit_checkpoint_every_seconds=1)
     append(trail.db, 3)
+    log = new_log_path("relay").open("wb")  # read at the end of the suite (tests/test_zz_logs_hold_no_phi.py)
     relay = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "outbox", "relay"],
                              env={**os.environ, **settings_environment(settings)},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the relay has its own copy of the descriptor
     try:
         store, deadline = checkpoint_bucket.store(), time.monotonic() + 60
         while time.monotonic() < deadline and not store.list():

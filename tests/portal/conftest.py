@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.live import settings_environment
+from tests.fixtures.logs import new_log_path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -40,7 +41,7 @@ class Relay:
     """`gateway outbox relay` in a subprocess with the test settings."""
 
     def __init__(self, settings, workdir: Path):
-        self.log = (workdir / "relay.log").open("wb")
+        self.log = new_log_path("relay", workdir).open("wb")
         env = {**os.environ, **settings_environment(settings)}
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "outbox", "relay"],
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT)

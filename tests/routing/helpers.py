@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from tests import samples
 from tests.factories import bearer, request_body
 from tests.fixtures.live import settings_environment
+from tests.fixtures.logs import keep_log
 
 
 def submitted(client, tenant, facility="tufts-mc", **changes) -> str:
@@ -45,4 +46,6 @@ def run_worker(settings, *facilities: str, burst: bool = True, timeout: float = 
     if burst:
         argv.append("--burst")
     env = {**os.environ, **settings_environment(settings)}
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    keep_log("worker", result.stdout + result.stderr)
+    return result

@@ -25,6 +25,7 @@ from gateway.routing.jobs import SINK_SECRET_PURPOSE
 from gateway.routing.models import FacilitySink, JobEffect
 from tests.factories import bearer, make_tenant
 from tests.fixtures.live import settings_environment
+from tests.fixtures.logs import new_log_path
 from tests.routing.helpers import run_worker, submitted
 from tests.routing.receiver import Receiver
 
@@ -136,8 +137,10 @@ def test_worker_killed_mid_job_retries_and_the_effect_happens_once(client, db, s
     tenant = make_tenant(db)
     request_id = submitted(client, tenant, "tufts-mc")
     env = {**os.environ, **settings_environment(local_settings)}
+    log = new_log_path("worker").open("wb")  # read at the end of the suite (tests/test_zz_logs_hold_no_phi.py)
     worker = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "worker", "--facility", "tufts-mc"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()  # the worker has its own copy of the descriptor
 
     def children() -> set[str]:
         path = Path(f"/proc/{worker.pid}/task/{worker.pid}/children")

@@ -61,9 +61,10 @@ class InvalidCursor(BadRequest):
 def cursor_field() -> fields.String:
     """The `cursor` query parameter as every list declares it (its content is checked by `keyset_page`)."""
     return fields.String(load_default=None, metadata={
-        "maxLength": MAX_CURSOR_LENGTH, "pattern": _CURSOR_CHARS.pattern,
-        "description": "Opaque: the `next_cursor` of the previous page of the same list, unchanged. "
-                       "Anything else is 400 INVALID_CURSOR."})
+        # An empty cursor is the first page, as no cursor is.
+        "maxLength": MAX_CURSOR_LENGTH, "pattern": "^[A-Za-z0-9_-]*$",
+        "description": "Opaque: the `next_cursor` of the previous page of the same list, unchanged (empty or "
+                       "absent: the first page). Anything else is 400 INVALID_CURSOR."})
 
 
 class PageArgsSchema(Schema):

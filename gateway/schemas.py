@@ -19,6 +19,15 @@ class WholeNumber(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Flag(fields.Boolean):
+    """A JSON boolean: `true` or `false`, not 1, "yes" or "true" (the document says boolean)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class PlainText(fields.String):
     """An id, name or filter: `min_length`..`max_length` characters, no control characters (else 422)."""
 

@@ -49,7 +49,9 @@ def generated(live_gateway, tmp_path_factory):
     (workdir / "config.json").write_text(json.dumps({
         "project_name_override": PACKAGE, "package_name_override": PACKAGE,
         # The local formatter only (the generator's default hooks call whatever `ruff` is on PATH).
-        "post_hooks": [f"{ruff} check --fix-only --quiet .", f"{ruff} format --quiet ."]}))
+        "post_hooks": [f"{ruff} check --fix-only --quiet .", f"{ruff} format --quiet ."],
+        # The generator knows binary bodies only as octet-stream; a PDF (the invoice) is one.
+        "content_type_overrides": {"application/pdf": "application/octet-stream"}}))
     run = subprocess.run(offline([str(BIN / "openapi-python-client"), "generate", "--path", "openapi.json",
                                   "--config", "config.json", "--meta", "none", "--output-path", PACKAGE,
                                   "--fail-on-warning"]),

@@ -13,7 +13,7 @@ from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, remember_credential, requires
 from gateway.errors import FieldError, NotFound, TooManyRequests, Unauthenticated, Unprocessable
 from gateway.pagination import PageArgsSchema, keyset_page
-from gateway.schemas import PlainText, Timestamp, WholeNumber
+from gateway.schemas import Flag, PlainText, Timestamp, WholeNumber
 from gateway.web import adapters, db_session, settings
 
 blp = Blueprint("auth", __name__, description="Authentication, API keys and organization users.")
@@ -38,7 +38,7 @@ class MeSchema(Schema):
     roles = fields.List(fields.String())
     facilities = fields.List(fields.String())
     scopes = fields.List(fields.String())
-    email_notifications = fields.Boolean(allow_none=True, metadata={
+    email_notifications = Flag(allow_none=True, metadata={
         "description": "Whether you receive e-mail about your organization's requests (people only; null for "
                        "an API key). Change it with PATCH /v1/me."})
 
@@ -47,7 +47,7 @@ class MeUpdateSchema(Schema):
     class Meta:
         unknown = "raise"
 
-    email_notifications = fields.Boolean(metadata={
+    email_notifications = Flag(metadata={
         "description": "E-mail about status changes and new messages on your organization's requests"})
 
 

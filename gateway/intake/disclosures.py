@@ -148,8 +148,8 @@ def lookback_floor(today: date) -> date:
 def window(*, since: date | None, until: date | None, today: date) -> tuple[date, date]:
     """The days searched: `from` (at most six years back) through `to` (default today); 422 if reversed."""
     if since and until and until < since:
-        raise Unprocessable("`to` is before `from`.", code="VALIDATION_FAILED",
-                            errors=[FieldError("INVALID_FIELD", "to", "must not be before `from`")])
+        raise Unprocessable("`to` is before `from`.", code="DATE_RANGE_INVALID",
+                            errors=[FieldError("DATE_RANGE_INVALID", "to", "must not be before `from`")])
     floor = lookback_floor(today)
     return max(since or floor, floor), until or today
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from gateway.intake.release_models import PAYMENT_METHODS
 from gateway.intake.schemas import PlausibleDate, Strict, Text
-from gateway.schemas import Timestamp
+from gateway.schemas import Flag, Timestamp, WholeNumber
 
 _MONEY = re.compile(r"^\d{1,7}(\.\d{1,2})?$")
 MAX_PAGES = 1_000_000
@@ -17,6 +17,10 @@ MAX_PAGES = 1_000_000
 
 class Money(fields.String):
     """A non-negative amount of dollars as a decimal string ("123.45"); numbers are refused (no floats)."""
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"pattern": r"^\s*\d{1,7}(\.\d{1,2})?\s*$", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str) or not _MONEY.match(value.strip()):
@@ -27,10 +31,10 @@ class Money(fields.String):
 class InvoiceCreateSchema(Strict):
     """The body of `POST /v1/requests/{id}/invoice`."""
 
-    pages = fields.Integer(required=True, strict=True, validate=validate.Range(0, MAX_PAGES),
+    pages = WholeNumber(required=True, validate=validate.Range(0, MAX_PAGES),
                            metadata={"description": "Pages released; the fee schedule's tiers apply to them.",
                                      "example": 312})
-    waive = fields.Boolean(load_default=False, metadata={"description": "Waive the fee (financial hardship)."})
+    waive = Flag(load_default=False, metadata={"description": "Waive the fee (financial hardship)."})
     waiver_reason = Text(500, multiline=True, metadata={"description": "Required when `waive` is true."})
 
 
@@ -76,7 +80,7 @@ class DisclosureSearchSchema(Strict):
                                                    "and six years back when omitted."})
     until = PlausibleDate(data_key="to", load_default=None, allow_none=True,
                           metadata={"description": "Last day, included (default today)."})
-    include_exempt = fields.Boolean(load_default=False, metadata={
+    include_exempt = Flag(load_default=False, metadata={
         "description": "Also list releases exempt from the accounting (under the patient's authorization)."})
 
 

@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
 from gateway.intake.rules.clocks import BASES as DUE_BASES
 from gateway.pagination import cursor_field
-from gateway.schemas import PlainText, Timestamp
+from gateway.schemas import Flag, PlainText, Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
 PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
@@ -74,15 +74,6 @@ class Text(fields.String):
         if pattern.search(text):
             raise ValidationError("Control and direction-override characters are not allowed.")
         return text
-
-
-class Flag(fields.Boolean):
-    """A JSON boolean: `true` or `false`, not 1, "yes" or "true" (the document says boolean)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
 
 
 class PlausibleDate(fields.Date):

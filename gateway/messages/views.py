@@ -10,7 +10,7 @@ from gateway.intake.schemas import Text
 from gateway.intake.views import visible_request
 from gateway.messages import service
 from gateway.pagination import PageArgsSchema
-from gateway.schemas import Timestamp
+from gateway.schemas import Flag, Timestamp
 from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, idempotent
 
 blp = Blueprint("messages", __name__, url_prefix="/v1/requests",
@@ -26,7 +26,7 @@ class MessageCreateSchema(Schema):
     body = Text(service.MAX_BODY, multiline=True, required=True, validate_also=validate.Length(min=1),
                 metadata={"description": "Plain text, at most 5,000 characters. It may hold patient details: it "
                                          "is never e-mailed, logged or sent by webhook."})
-    internal = fields.Boolean(load_default=False, metadata={
+    internal = Flag(load_default=False, metadata={
         "description": "Records staff only: a note for colleagues that the requester never sees."})
 
 
@@ -41,7 +41,7 @@ class MessageSchema(Schema):
     at = Timestamp()
     author = fields.Nested(AuthorSchema)
     body = fields.String()
-    internal = fields.Boolean()
+    internal = Flag()
 
 
 class MessagePageSchema(Schema):

@@ -22,6 +22,7 @@ from gateway.portal import bp, forms
 from gateway.portal.requests import render_detail, shown_request, visible_document
 from gateway.portal.templating import REASON_LABELS, status_label
 from gateway.portal.web import page as _page
+from gateway.routing import queue as queues
 from gateway.routing import staff
 from gateway.routing.views import TransitionSchema
 from gateway.storage.store import StorageUnavailable, StoredObjectMissing, content_disposition
@@ -69,7 +70,7 @@ def queue():
     cursor = (request.args.get("cursor") or "")[:200] or None
     today = _today()
     # queue_page refuses a facility the viewer is not staff of (403), exactly as the API does.
-    items, next_cursor = staff.queue_page(db_session(), principal, facility, status=status, queue=queue_filter,
+    items, next_cursor = queues.queue_page(db_session(), principal, facility, status=status, queue=queue_filter,
                                           limit=PAGE_SIZE, cursor=cursor, today=today)
     service.audit_read(adapters().db, principal, "queue.read", "facility", facility, audit_context())
     names = {f.code: f.name for f in list_facilities(db_session())}

@@ -72,6 +72,8 @@ API_RIGHTS = {
     ("GET", "/v1/requests/<request_id>/documents/<document_id>/content"): row(*READERS),
     ("DELETE", "/v1/requests/<request_id>/documents/<document_id>"): row("facility_staff"),
     ("GET", "/v1/facilities/<code>/queue"): row("facility_staff"),
+    ("POST", "/v1/facilities/<code>/queue/search"): row("facility_staff"),
+    ("GET", "/v1/facilities/<code>/dashboard"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/claim"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/transitions"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/assign"): row("facility_staff"),
@@ -173,6 +175,7 @@ BODIES = {
     ("POST", "/v1/requests/<request_id>/invoice"): {"pages": 10},
     ("POST", "/v1/requests/<request_id>/invoice/dispute"): {"note": "Too many pages"},
     ("POST", "/v1/requests/<request_id>/payments"): {"method": "check", "reference": "CHK-1", "amount": "28.69"},
+    ("POST", "/v1/facilities/<code>/queue/search"): {"text": "Silva"},
     ("POST", "/v1/disclosures/search"): {"patient": {"first_name": "Ana", "last_name": "Silva",
                                                      "date_of_birth": "1980-02-29"}},
 }

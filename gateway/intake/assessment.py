@@ -133,3 +133,20 @@ def invoice_resource(session: Session, req: RecordsRequest) -> dict | None:
     """The request's invoice as the resource shows it (None before one is issued)."""
     invoice = session.scalars(select(Invoice).where(Invoice.request_id == req.id)).one_or_none()
     return invoice.to_resource() if invoice is not None else None
+
+
+def due_clock(session: Session, req: RecordsRequest, *, timezone) -> rules.Deadline | None:
+    """Which clock set the request's due date (RULES.md §9), recomputed from the day of its first submission.
+
+    None when no clock gives that date any more (the facility's policy or the body changed since).
+    """
+    if req.due_on is None or req.submitted_at is None:
+        return None
+    from gateway.intake.rules.clocks import deadlines
+
+    body = body_of(req)
+    submitted_on = req.submitted_at.astimezone(timezone).date()
+    ctx = context(session, body, org=session.get(Organization, req.org_id), documents=req.documents,
+                  on=submitted_on)
+    # deadlines() lists the stricter sources first, as due_basis breaks a tie.
+    return next((d for d in deadlines(body, ctx, submitted_on) if d.due_on == req.due_on), None)

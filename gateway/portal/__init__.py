@@ -16,7 +16,18 @@ bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templa
 def install(app: Flask) -> None:
     """Mount the portal on `app`: its guard, its pages and its error pages."""
     # Importing the page modules attaches their routes (and the guard) to `bp`, once per process.
-    from gateway.portal import account, admin, billing, disclosures, requests, staff, templating, web  # noqa: F401
+    from gateway.portal import (  # noqa: F401
+        account,
+        admin,
+        billing,
+        dashboard,
+        disclosures,
+        requests,
+        staff,
+        templating,
+        web,
+        worklist,
+    )
 
     app.register_blueprint(bp)
     templating.install(app)

@@ -97,6 +97,7 @@ PORTAL_REFUSED = {
     "portal.upload_document", "portal.submit_request", "portal.cancel_request", "portal.download_document",
     "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.withdraw_document",
     "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
+    "portal.assign_request", "portal.queue_search", "portal.queue_action", "portal.dashboard",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -154,7 +155,7 @@ def world(app, db, settings):
     headers = {role: sign_in(client, email) for role, email in emails.items()}
     headers["api_key"] = bearer(firm.api_key)
     real = {"org_id": firm.org_id, "key_id": firm.api_key_id, "webhook_id": webhook.get_json()["id"],
-            "request_id": request_id, "document_id": document_id, "code": "tufts-mc"}
+            "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim"}
     return {"firm": firm, "headers": headers, "emails": emails, "real": real}
 
 

@@ -24,7 +24,7 @@ from gateway.web import adapters, clock, db_session
 
 # The drawing's coordinate system (it scales to the page's width).
 WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 12, 44
+LEFT, RIGHT, TOP, BOTTOM = 44, 24, 12, 44
 OPEN_ORDER = ("routed", "in_progress", "on_hold", "awaiting_payment")
 OTHER_ORDER = ("submitted", "fulfilled", "returned", "denied", "cancelled")
 

@@ -143,7 +143,9 @@ def _pass_on(session: Session, *, principal: Principal, req: RecordsRequest, aud
 
 def assignable_colleagues(session: Session, facility: str) -> list[User]:
     """Active clerks of a facility, by e-mail address, for the portal's reassign controls."""
-    users = session.scalars(select(User).where(User.active.is_(True)).order_by(User.email)).all()
+    # Staff belong to no organization: that keeps every requester's user out of the Python filter.
+    users = session.scalars(select(User).where(User.active.is_(True), User.org_id.is_(None))
+                            .order_by(User.email)).all()
     return [u for u in users if "facility_staff" in (u.roles or []) and facility in (u.facilities or [])]
 
 

@@ -44,6 +44,8 @@ CLOCK_LABELS = {"legal_process": "The legal process's return date",
                 "hipaa_access": "HIPAA's 30-day clock for a patient's own request",
                 "facility_target": "The facility's turnaround target"}
 ASSIGNABLE = ("routed", "in_progress", "on_hold", "awaiting_payment")
+# What a browser shows in a frame; a TIFF it would only download, so that one is offered as a download.
+FRAMEABLE_TYPES = ("application/pdf", "image/png", "image/jpeg")
 # Where on the form a refusal points (the error summary links to that field).
 _ERROR_FIELDS = {"REASONS_REQUIRED": "reasons", "INVALID_TRANSITION": "to"}
 # The note's own messages (too long, control characters) are plain already; the lists' are not.
@@ -204,7 +206,8 @@ def staff_view(session, req) -> dict:
     kind = PRIMARY_KINDS.get(req.pathway, "authorization")
     shown = [d for d in req.documents if d.kind == kind and d.scan_status == "clean"]
     document = shown[-1] if shown else None  # the latest upload of that kind
-    if document is not None:
+    frameable = document is not None and document.content_type in FRAMEABLE_TYPES
+    if frameable:
         g.portal_csp = FRAMING_CSP
     return {
         "org_name": org.name if org else "", "org_kind": ORG_KIND_LABELS.get(org.kind, org.kind) if org else "",
@@ -212,4 +215,5 @@ def staff_view(session, req) -> dict:
         "checks_today": live.deficiencies, "today": today,
         "document": document, "document_kind": kind, "other_documents": shown[:-1],
         "document_is_pdf": bool(document and document.content_type == "application/pdf"),
+        "document_frameable": frameable,
     }

@@ -229,6 +229,31 @@ def test_the_due_date_names_the_legal_process_when_its_return_date_comes_first(a
     assert 'title="Subpoena (subpoena.pdf)"' in page  # the subpoena is the document beside the checks
 
 
+@pytest.mark.parametrize(("image", "name", "framed"), [(samples.png_bytes, "auth.png", True),
+                                                     (samples.tiff_bytes, "auth.tif", False)])
+def test_an_image_authorization_is_framed_sandboxed_and_a_tiff_offered_as_a_download(app, client, db, settings,
+                                                                                     firm, image, name, framed):
+    request_id = draft(client, firm, documents=())
+    uploaded = client.post(f"/v1/requests/{request_id}/documents", headers=bearer(firm.api_key),
+                           content_type="multipart/form-data",
+                           data={"kind": "authorization", "file": (io.BytesIO(image()), name)})
+    assert uploaded.status_code == 201, uploaded.get_json()
+    document_id = uploaded.get_json()["id"]
+    submit(client, db, settings, firm, request_id)
+    staff = signed_in(app, make_user(db, ["facility_staff"], ["tufts-mc"]))
+    response = staff.get(f"/portal/requests/{request_id}")
+    page = response.get_data(as_text=True)
+    viewer = f"/portal/requests/{request_id}/documents/{document_id}/view"
+    if framed:  # an image is sandboxed twice: by the frame's attribute and by the viewer's own CSP
+        assert re.search(rf'<iframe [^>]*src="{viewer}" [^>]*sandbox></iframe>', page)
+        assert "frame-src 'self'" in response.headers["Content-Security-Policy"]
+        assert staff.get(viewer).headers["Content-Security-Policy"].startswith("sandbox;")
+    else:  # a browser would only download a TIFF: it is offered as one, and the page frames nothing
+        assert "<iframe" not in page and 'id="download-authorization"' in page
+        assert f"/portal/requests/{request_id}/documents/{document_id}/download" in page
+        assert "frame-src" not in response.headers["Content-Security-Policy"]
+
+
 def test_assign_and_unclaim_from_the_request_page(app, client, db, settings, firm):
     request_id = routed(client, db, settings, firm)
     me_email, _ = clerk(db)

@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "clamd_chunks": ["--mb", "20", "--rounds", "1"],
     "upload": ["--sizes", "10,50", "--rounds", "1"],
     "routing": ["--submits", "100"],
+    "queue_search": ["--sizes", "1000,5000", "--rounds", "3"],
 }
 
 

@@ -217,3 +217,33 @@ def keyset_page(session, query, *, columns, limit: int, cursor: str | None, desc
     rows = list(session.scalars(query.order_by(*_ordering(keys, descending)).limit(limit + 1)))
     items, more = rows[:limit], len(rows) > limit
     return items, (encode_cursor(keys, descending, items[-1]) if more else None)
+
+
+def keyset_filtered_page(session, query, *, columns, limit: int, cursor: str | None, keep,
+                         descending: bool = True, batch: int = 250, max_scanned: int = 5000):
+    """`keyset_page` for a condition SQL cannot state: rows are read in order, in batches, and `keep(row)` decides.
+
+    `query` selects plain columns, among them every sort column under its own name; returns (kept rows,
+    next_cursor).  A call reads at most `max_scanned` rows.  When that bound stops it, the page may hold fewer
+    than `limit` rows and still have a next_cursor: it resumes after the last row read (every row before it was
+    judged), so no row is skipped or repeated, and no call reads more than the bound, however long the list.
+    """
+    keys = [_key(column) for column in columns]
+    position = decode_cursor(cursor, keys, descending) if cursor else None
+    kept: list = []
+    scanned = 0
+    while True:
+        wanted = min(batch, max_scanned - scanned)
+        page_query = query if position is None else query.where(_after(keys, position, descending))
+        rows = session.execute(page_query.order_by(*_ordering(keys, descending)).limit(wanted)).all()
+        for row in rows:
+            scanned += 1
+            if keep(row):
+                if len(kept) == limit:  # one more than the page: there is a next page, after the last one kept
+                    return kept, encode_cursor(keys, descending, kept[-1])
+                kept.append(row)
+        if len(rows) < wanted:
+            return kept, None
+        if scanned >= max_scanned:
+            return kept, encode_cursor(keys, descending, rows[-1])
+        position = [getattr(rows[-1], key.attribute) for key in keys]

@@ -112,6 +112,74 @@ def test_facility_queue_oldest_due_first_nulls_last(client, db, many_requests, l
     assert set(many_requests) <= set(routed_only)
 
 
+@pytest.mark.parametrize("limit", [7, 100])
+def test_facility_queue_last_updated_first_across_pages(client, db, many_requests, limit):
+    staff = sign_in(client, make_user(db, ["facility_staff"], [FACILITY]))
+    with db.transaction() as session:
+        rows = session.execute(select(RecordsRequest.id, RecordsRequest.updated_at).where(
+            RecordsRequest.facility == FACILITY, RecordsRequest.routed_at.is_not(None),
+            RecordsRequest.status.in_(("routed", "in_progress", "on_hold", "awaiting_payment")))).all()
+    expected = [r.id for r in sorted(rows, key=lambda r: (r.updated_at, r.id), reverse=True)]
+    assert_each_once_in_order(walk(client, f"/v1/facilities/{FACILITY}/queue", staff, limit=limit,
+                                   sort="-updated_at"), expected)
+
+
+def walk_search(client, headers: dict, body: dict, *, limit: int) -> tuple[list[str], int]:
+    """Every page of a queue search (POST, the terms in the body): the ids served, and the number of pages.
+    A page may be short of `limit` and still have a cursor (the search read as much as one call may)."""
+    seen, cursor, pages = [], None, 0
+    while True:
+        response = client.post(f"/v1/facilities/{FACILITY}/queue/search", headers=headers,
+                               json={**body, "limit": limit, "cursor": cursor})
+        assert response.status_code == 200, response.get_json()
+        page = response.get_json()
+        assert len(page["items"]) <= limit
+        seen += [item["id"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen, pages
+        assert len(cursor) <= 200 and pages < 1000
+
+
+@pytest.mark.parametrize(("limit", "scan"), [(7, 5000), (7, 20), (100, 30)])
+def test_queue_search_serves_every_match_once_in_order_whatever_the_scan_bound(client, db, many_requests, limit,
+                                                                              scan, monkeypatch):
+    """Search judges rows in Python a batch at a time, at most `scan` rows a call: still keyset-correct."""
+    from gateway.routing import queue as queues
+
+    surname = unique("Oyelaran")
+    with db.transaction() as session:  # every third request's patient gets a name of this test's own
+        for request_id in many_requests[::3]:
+            req = session.get(RecordsRequest, request_id)
+            req.patient = {**req.patient, "last_name": surname}
+        rows = session.execute(select(RecordsRequest.id, RecordsRequest.due_on).where(
+            RecordsRequest.id.in_(many_requests[::3]))).all()
+    expected = [r.id for r in sorted(rows, key=lambda r: (r.due_on is None, r.due_on or 0, r.id))]
+    read, matcher = [], queues.matcher
+
+    def counting(text):
+        keep = matcher(text)
+        read.append(0)
+
+        def judged(row):
+            read[-1] += 1
+            return keep(row)
+        return judged
+
+    monkeypatch.setattr(queues, "SEARCH_SCAN_LIMIT", scan)
+    monkeypatch.setattr(queues, "SEARCH_BATCH", min(scan, 250))
+    monkeypatch.setattr(queues, "matcher", counting)
+    staff = sign_in(client, make_user(db, ["facility_staff"], [FACILITY]))
+    seen, pages = walk_search(client, staff, {"text": surname.lower()}, limit=limit)
+    assert_each_once_in_order(seen, expected)
+    assert max(read) <= scan and len(read) == pages
+    if scan < len(many_requests):
+        assert pages > len(expected) / limit  # the bound made pages short, and nothing was lost
+    routed_only, _ = walk_search(client, staff, {"text": surname, "filters": {"status": "routed"}}, limit=limit)
+    assert_each_once_in_order(routed_only, expected)  # every one of them is routed
+
+
 @pytest.mark.parametrize("limit", [9, 100])
 def test_request_events_oldest_first(client, db, tenant, many_requests, limit):
     request_id = many_requests[limit]  # one request per run

@@ -145,3 +145,20 @@ def due_date_facts(req: RecordsRequest) -> dict:
         extension = {"extended_at": req.due_extended_at, "reason": req.due_extension_reason,
                      "days": rules.HIPAA_EXTENSION_DAYS}
     return {"due_basis": req.due_basis, "due_rule": req.due_rule, "due_extension": extension}
+
+
+def due_clock(session: Session, req: RecordsRequest, *, timezone) -> rules.Deadline | None:
+    """Which clock set the request's due date (RULES.md §9), recomputed from the day of its first submission.
+
+    None when no clock gives that date any more (the facility's policy or the body changed since).
+    """
+    if req.due_on is None or req.submitted_at is None:
+        return None
+    from gateway.intake.rules.clocks import deadlines
+
+    body = body_of(req)
+    submitted_on = req.submitted_at.astimezone(timezone).date()
+    ctx = context(session, body, org=session.get(Organization, req.org_id), documents=req.documents,
+                  on=submitted_on)
+    # deadlines() lists the stricter sources first, as due_basis breaks a tie.
+    return next((d for d in deadlines(body, ctx, submitted_on) if d.due_on == req.due_on), None)

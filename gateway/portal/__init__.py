@@ -20,6 +20,7 @@ def install(app: Flask) -> None:
         account,
         admin,
         billing,
+        dashboard,
         disclosures,
         messages,
         preferences,
@@ -27,6 +28,7 @@ def install(app: Flask) -> None:
         staff,
         templating,
         web,
+        worklist,
     )
 
     app.register_blueprint(bp)

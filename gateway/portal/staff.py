@@ -1,4 +1,5 @@
-"""Records staff pages: the facility queue, claiming, status changes with reasons, and viewing documents.
+"""Records staff on a request's page: what a clerk needs to decide, claim, assign, status changes with reasons,
+and viewing documents (the queue is `worklist.py`, the dashboard `dashboard.py`).
 
 Each handler calls the routing service the API calls (`gateway.routing.staff`),
 so the workflow's rules live in one place; a refused action is shown on the
@@ -12,38 +13,43 @@ from itertools import chain
 from flask import current_app, g, redirect, request, url_for
 from marshmallow import ValidationError
 
+from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, flatten_messages
-from gateway.facilities.service import list_facilities
-from gateway.intake import documents, lifecycle, service
+from gateway.intake import assessment, documents, lifecycle, service
 from gateway.intake.uploads import StorageDown
 from gateway.intake.views import visible_request
-from gateway.portal import bp, forms
+from gateway.portal import bp
 from gateway.portal.requests import render_detail, shown_request, visible_document
 from gateway.portal.templating import REASON_LABELS, status_label
-from gateway.portal.web import page as _page
+from gateway.portal.web import CONTENT_SECURITY_POLICY
 from gateway.routing import staff
 from gateway.routing.views import TransitionSchema
 from gateway.storage.store import StorageUnavailable, StoredObjectMissing, content_disposition
 from gateway.web import adapters, clock, db_session
 
-STATUS_FILTERS = ("routed", "in_progress", "on_hold", "awaiting_payment")
-QUEUE_FILTERS = ("facility", *staff.REVIEW_QUEUES)
 QUEUE_LABELS = {"facility": "Facility", "legal-review": "Legal review", "sensitive-review": "Sensitive review"}
-PAGE_SIZE = 25
-# A stored document shown in the browser is untrusted content: no scripts, no same-origin, no framing by us.
-# Images are sandboxed (no script, no origin).  Chrome refuses to render a PDF under `sandbox`, so a
-# PDF only may not be framed; uploads already refuse PDFs with scripts or other active content.
-VIEWER_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-PDF_VIEWER_CSP = "frame-ancestors 'none'"
+# A stored document shown in the browser is untrusted content.  Images are sandboxed (no script, no
+# origin).  Chrome refuses to render a PDF under `sandbox`, so a PDF is not; uploads already refuse PDFs
+# with scripts or other active content.  Either may be framed by the portal's own request page (the
+# authorization beside the checks) and by no other site.
+VIEWER_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
+PDF_VIEWER_CSP = "frame-ancestors 'self'"
+# The staff request page frames that viewer, and nothing else: the portal's policy plus our own frames.
+FRAMING_CSP = CONTENT_SECURITY_POLICY + "; frame-src 'self'"
+# The document the rules rest on, shown beside the checks, by legal basis.
+PRIMARY_KINDS = {"authorization": "authorization", "subpoena": "subpoena", "court_order": "court_order"}
+ORG_KIND_LABELS = {"law_firm": "Law firm", "insurer": "Insurer", "provider": "Healthcare provider"}
+CLOCK_LABELS = {"legal_process": "The legal process's return date",
+                "hipaa_access": "HIPAA's 30-day clock for a patient's own request",
+                "facility_target": "The facility's turnaround target"}
+ASSIGNABLE = ("routed", "in_progress", "on_hold", "awaiting_payment")
+# What a browser shows in a frame; a TIFF it would only download, so that one is offered as a download.
+FRAMEABLE_TYPES = ("application/pdf", "image/png", "image/jpeg")
 # Where on the form a refusal points (the error summary links to that field).
 _ERROR_FIELDS = {"REASONS_REQUIRED": "reasons", "INVALID_TRANSITION": "to"}
 # The note's own messages (too long, control characters) are plain already; the lists' are not.
 _FIELD_MESSAGES = {"to": "Choose the status to move the request to.", "reasons": "Choose reasons from the list."}
-
-
-def _today():
-    return clock().today()
 
 
 def queue_label(queue: str | None) -> str:
@@ -51,34 +57,6 @@ def queue_label(queue: str | None) -> str:
     if not queue:
         return ""
     return QUEUE_LABELS.get(queue, QUEUE_LABELS["facility"] if queue.startswith("facility.") else queue)
-
-
-@bp.route("/queue")
-@requires("facility_staff")
-def queue():
-    """The facility's routed work, oldest due date first, overdue requests flagged."""
-    principal = g.principal
-    mine = sorted(principal.facilities)
-    if not mine:
-        raise Forbidden("You are not assigned to a facility yet. Ask a gateway administrator to add you to one.")
-    facility = request.args.get("facility") or mine[0]
-    status = request.args.get("status") or None
-    queue_filter = request.args.get("queue") or None
-    if status not in (None, *STATUS_FILTERS) or queue_filter not in (None, *QUEUE_FILTERS):
-        raise Unprocessable("Unknown filter value.", code="VALIDATION_FAILED")
-    cursor = (request.args.get("cursor") or "")[:200] or None
-    today = _today()
-    # queue_page refuses a facility the viewer is not staff of (403), exactly as the API does.
-    items, next_cursor = staff.queue_page(db_session(), principal, facility, status=status, queue=queue_filter,
-                                          limit=PAGE_SIZE, cursor=cursor, today=today)
-    service.audit_read(adapters().db, principal, "queue.read", "facility", facility, audit_context())
-    names = {f.code: f.name for f in list_facilities(db_session())}
-    return _page("portal/queue.html", items=items, next_cursor=next_cursor, facility=facility,
-                 facilities=[(code, names.get(code, code)) for code in mine],
-                 facility_name=names.get(facility, facility),
-                 status_filter=status, queue_filter=queue_filter, status_filters=STATUS_FILTERS,
-                 queue_filters=[(q, QUEUE_LABELS[q]) for q in QUEUE_FILTERS], queue_label=queue_label,
-                 purposes=forms.CHOICE_LABELS["purpose"], me=principal.audit_actor)
 
 
 def _refused(request_id: str, error: Unprocessable | Conflict | Forbidden, *, field: str | None = None):
@@ -103,6 +81,24 @@ def claim_request(request_id):
         staff.claim(adapters().db, principal=g.principal, request_id=request_id, audit_ctx=audit_context())
     except Conflict as error:  # someone claimed it first, or it moved on meanwhile
         return _refused(request_id, error)
+    return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
+
+
+@bp.route("/requests/<request_id>/assign", methods=["POST"])
+@requires("facility_staff")
+def assign_request(request_id):
+    """Hand the request to a colleague of its facility (the same change as POST /v1/requests/{id}/assign)."""
+    visible_request(request_id)  # a foreign request is the 404 page before the form is even read
+    user_id = (request.form.get("user_id") or "").strip()[:36]
+    if not user_id:
+        return _refused(request_id, Unprocessable("Choose the colleague to assign it to.", errors=[
+            FieldError("FIELD_REQUIRED", "user_id", "Choose the colleague to assign it to.")]))
+    try:
+        staff.assign(adapters().db, principal=g.principal, request_id=request_id, user_id=user_id,
+                     audit_ctx=audit_context())
+    except (Unprocessable, Conflict) as error:  # the service's sentence, beside the colleague list
+        return render_detail(shown_request(request_id), status=error.status,
+                             action_errors=[FieldError(error.code, "user_id", error.detail)])
     return redirect(url_for("portal.request_detail", request_id=request_id) + "#staff-actions", code=303)
 
 
@@ -160,16 +156,19 @@ def view_document(request_id, document_id):
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     g.portal_csp = PDF_VIEWER_CSP if document.content_type == "application/pdf" else VIEWER_CSP
+    g.portal_frame_options = "SAMEORIGIN"  # the request page frames it (its CSP names 'self' only)
     return response
 
 
 def staff_context(req) -> dict:
-    """What `_staff_actions.html` needs on the request page: the moves allowed now, reasons, claim state."""
+    """What the staff partials need on the request page: the moves allowed now, reasons, claim state and
+    colleagues (`_staff_actions.html`), and the request as a clerk reads it (`_staff_summary.html`)."""
+    session = db_session()
     in_review = req.routing_queue in staff.REVIEW_QUEUES
     # `routed` passes a reviewed request on; in the facility queue it unclaims one being worked.
     moves = [to for to in staff.TRANSITIONS.get(req.status, ()) if to != "routed" or in_review
              or req.status == "in_progress"]
-    payment_due = lifecycle.invoice_due(db_session(), req)
+    payment_due = lifecycle.invoice_due(session, req)
     if payment_due:  # the payment releases the records (see the invoice); no transition does
         moves = [to for to in moves if to != "fulfilled"]
     labels = {"routed": "Pass on to the next queue (review done)" if in_review else "Unclaim (back to the queue)",
@@ -177,15 +176,49 @@ def staff_context(req) -> dict:
     posted = request.method == "POST" and request.endpoint == "portal.transition_request"
     values = {"to": request.form.get("to", ""), "reasons": request.form.getlist("reasons"),
               "note": request.form.get("note", "")} if posted else {"to": "", "reasons": [], "note": ""}
+    assigned_to_me = bool(req.assigned_to) and req.assigned_to == g.principal.audit_actor
+    colleagues = [(u.id, u.email) for u in staff.assignable_colleagues(session, req.facility)
+                  if f"user:{u.id}" != req.assigned_to]
     return {"staff_actions": {
         "transitions": [(to, labels.get(to) or status_label(to)) for to in moves],
         "reasons": [(code, REASON_LABELS.get(code, code)) for code in staff.REASONS],
         "needs_reasons": staff.NEEDS_REASONS,
         "claimable": req.status == "routed",
-        "assigned_to_me": bool(req.assigned_to) and req.assigned_to == g.principal.audit_actor,
+        "unclaimable": assigned_to_me and req.status == "in_progress" and not in_review,
+        "assigned_to_me": assigned_to_me,
         "assigned": bool(req.assigned_to),
+        "assignee": staff.assignee_email(session, req.assigned_to),
+        "colleagues": colleagues if req.status in ASSIGNABLE else [],
+        "assign_value": request.form.get("user_id", "") if request.endpoint == "portal.assign_request" else "",
         "in_review": in_review,
         "payment_due": payment_due,
         "queue": queue_label(req.routing_queue),
         "values": values,
-    }}
+    }, "staff_view": staff_view(session, req)}
+
+
+def staff_view(session, req) -> dict:
+    """The request as a clerk reads it: who asks, the clock behind the due date, today's checks, the document."""
+    org = session.get(Organization, req.org_id)
+    # The clock recorded at submission; requests submitted before it was recorded have it recomputed.
+    if req.due_basis:
+        due_clock = (CLOCK_LABELS.get(req.due_basis, req.due_basis), req.due_rule or "")
+    else:
+        deadline = assessment.due_clock(session, req, timezone=clock().timezone)
+        due_clock = (CLOCK_LABELS.get(deadline.basis, deadline.basis), deadline.rule) if deadline else None
+    today = clock().today()
+    live = assessment.assess_request(session, req, on=today)
+    kind = PRIMARY_KINDS.get(req.pathway, "authorization")
+    shown = [d for d in req.documents if d.kind == kind and d.scan_status == "clean"]
+    document = shown[-1] if shown else None  # the latest upload of that kind
+    frameable = document is not None and document.content_type in FRAMEABLE_TYPES
+    if frameable:
+        g.portal_csp = FRAMING_CSP
+    return {
+        "org_name": org.name if org else "", "org_kind": ORG_KIND_LABELS.get(org.kind, org.kind) if org else "",
+        "due_clock": due_clock,
+        "checks_today": live.deficiencies, "today": today,
+        "document": document, "document_kind": kind, "other_documents": shown[:-1],
+        "document_is_pdf": bool(document and document.content_type == "application/pdf"),
+        "document_frameable": frameable,
+    }

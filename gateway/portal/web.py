@@ -201,7 +201,8 @@ def security_headers(response):
     # same-origin, not no-referrer: under no-referrer browsers send `Origin: null` on our own form
     # posts, and the CSRF check needs the real origin; other sites still get no referrer.
     response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["X-Frame-Options"] = "DENY"
+    # Only the document viewer may be framed, and only by our own pages (its CSP says so too).
+    response.headers["X-Frame-Options"] = g.get("portal_frame_options") or "DENY"
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
     response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
     if settings().portal_cookie_secure:

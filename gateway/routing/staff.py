@@ -1,4 +1,4 @@
-"""The records-staff workflow: the facility queue, claim, assign, and status transitions with reasons.
+"""The records-staff workflow: claim, assign, and status transitions with reasons (the queue: `routing.queue`).
 
     routed ──claim──▶ in_progress ──▶ fulfilled (a clean `release` document; no invoice due)
        │    ◀─unclaim─   │  ▲  └─────▶ returned | denied (need reason codes)
@@ -17,18 +17,15 @@ first routing.
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import outbox
 from gateway.auth.models import Organization, User
 from gateway.auth.principal import Principal
-from gateway.auth.tenancy import visible_select
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
-from gateway.intake import invoices, lifecycle, rules
+from gateway.intake import lifecycle, rules
 from gateway.intake.models import RecordsRequest
 from gateway.intake.routing_policy import REVIEW_QUEUES, facility_queue, route_for
 
@@ -51,33 +48,6 @@ def require_staff_of(principal: Principal, facility: str) -> None:
     """Only records staff bound to this facility work its queue."""
     if not principal.has_role("facility_staff") or facility not in principal.facilities:
         raise Forbidden("Only records staff of this facility work its queue.")
-
-
-def queue_page(session: Session, principal: Principal, facility: str, *, status: str | None, queue: str | None,
-               limit: int, cursor: str | None, today: date):
-    """The facility's routed work, oldest due date first; returns (items, next_cursor)."""
-    from gateway.pagination import keyset_page
-
-    require_staff_of(principal, facility)
-    query = visible_select(principal, RecordsRequest).where(RecordsRequest.facility == facility)
-    query = query.where(RecordsRequest.status == status) if status else query.where(
-        RecordsRequest.status.in_(("routed", "in_progress", "on_hold", "awaiting_payment")))
-    if queue:
-        query = query.where(RecordsRequest.routing_queue == (queue if queue in REVIEW_QUEUES
-                                                             else facility_queue(facility)))
-    items, next_cursor = keyset_page(session, query, columns=[RecordsRequest.due_on, RecordsRequest.id],
-                                     limit=limit, cursor=cursor, descending=False)
-    invoiced = invoices.queue_flags(session, [r.id for r in items])
-    return [queue_item(r, today, invoice=invoiced.get(r.id)) for r in items], next_cursor
-
-
-def queue_item(req: RecordsRequest, today: date, *, invoice: tuple[str, bool] | None = None) -> dict:
-    """One line of the staff queue: what to work next, whether it is late, and its invoice (status, disputed)."""
-    return {"id": req.id, "reference": req.reference, "status": req.status, "queue": req.routing_queue,
-            "pathway": req.pathway, "purpose": req.purpose, "due_on": req.due_on, "routed_at": req.routed_at,
-            "assigned_to": req.assigned_to, "documents": len(req.documents), "version": req.version,
-            "hold_reason": req.hold_reason, "overdue": bool(req.due_on and req.due_on < today),
-            "invoice_status": invoice[0] if invoice else None, "disputed": bool(invoice and invoice[1])}
 
 
 def claim(db: Database, *, principal: Principal, request_id: str, audit_ctx: dict,
@@ -174,8 +144,10 @@ def _pass_on(session: Session, *, principal: Principal, req: RecordsRequest, aud
 
 
 def assignable_colleagues(session: Session, facility: str) -> list[User]:
-    """Active clerks of a facility, for the portal's reassign control."""
-    users = session.scalars(select(User).where(User.active.is_(True))).all()
+    """Active clerks of a facility, by e-mail address, for the portal's reassign controls."""
+    # Staff belong to no organization: that keeps every requester's user out of the Python filter.
+    users = session.scalars(select(User).where(User.active.is_(True), User.org_id.is_(None))
+                            .order_by(User.email)).all()
     return [u for u in users if "facility_staff" in (u.roles or []) and facility in (u.facilities or [])]
 
 
@@ -207,3 +179,12 @@ def extend_due_date(db: Database, *, principal: Principal, request_id: str, reas
                                audit_ctx=audit_ctx)
         lifecycle.notify(session, req, "request.due_date_extended", actor=principal.audit_actor,
                          due_on=str(req.due_on), previous_due_on=str(previous))
+
+
+def assignee_email(session: Session, actor: str | None) -> str | None:
+    """The e-mail address of the clerk an `assigned_to` (`user:<id>`) names, for colleagues to read."""
+    if not actor or not actor.startswith("user:"):
+        return None
+    user = session.get(User, actor.removeprefix("user:"))
+    return user.email if user is not None else None
+

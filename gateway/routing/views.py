@@ -9,19 +9,53 @@ from marshmallow import Schema, fields, validate
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.intake.schemas import RequestSchema, Text
 from gateway.intake.views import render
-from gateway.pagination import cursor_field
-from gateway.routing import staff
+from gateway.pagination import MAX_CURSOR_LENGTH, cursor_field
+from gateway.routing import dashboard, staff
+from gateway.routing import queue as queues
 from gateway.schemas import PlainText, Timestamp
 from gateway.web import IDEMPOTENCY_HEADER, IF_MATCH_HEADER, adapters, clock, db_session, idempotent
 
 blp = Blueprint("staff", __name__, description="Facility records teams: queue, claim, transitions.")
 
 
-class QueueArgsSchema(Schema):
+class QueueFilterFields(Schema):
+    """The queue's filters, as query parameters (GET) or in a search body (POST)."""
+
+    status = fields.String(validate=validate.OneOf(queues.OPEN_STATUSES))
+    queue = fields.String(validate=validate.OneOf(queues.QUEUES))
+    assigned = fields.String(validate=validate.OneOf(queues.ASSIGNED), metadata={
+        "description": "`me`: assigned to the caller; `nobody`: not claimed yet"})
+    due = fields.String(validate=validate.OneOf(queues.DUE), metadata={
+        "description": "`today`: due today; `overdue`: due before today (the facilities' calendar)"})
+
+
+class QueueArgsSchema(QueueFilterFields):
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
     cursor = cursor_field()
-    status = fields.String(validate=validate.OneOf(("routed", "in_progress", "on_hold", "awaiting_payment")))
-    queue = fields.String(validate=validate.OneOf(("facility", "legal-review", "sensitive-review")))
+    sort = fields.String(load_default="due_on", validate=validate.OneOf(tuple(queues.SORTS)), metadata={
+        "description": "`due_on`: oldest due date first (default); `-updated_at`: last updated first"})
+
+
+class QueueFiltersSchema(QueueFilterFields):
+    class Meta:
+        unknown = "raise"
+
+
+class QueueSearchSchema(Schema):
+    """The body of `POST /v1/facilities/{code}/queue/search`: the terms never travel in a URL."""
+
+    class Meta:
+        unknown = "raise"
+
+    text = Text(queues.SEARCH_MAX_LENGTH, required=True,
+                validate_also=validate.Length(min=queues.SEARCH_MIN_LENGTH), metadata={
+                    "description": "Part of the request's reference, or words starting the patient's name or a "
+                                   "former name (case and accents ignored, any order)"})
+    filters = fields.Nested(QueueFiltersSchema, load_default=dict)
+    sort = fields.String(load_default="due_on", validate=validate.OneOf(tuple(queues.SORTS)))
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_CURSOR_LENGTH),
+                           metadata={"description": "`next_cursor` of the previous page of the same search"})
 
 
 class QueueItemSchema(Schema):
@@ -33,7 +67,9 @@ class QueueItemSchema(Schema):
     purpose = fields.String()
     due_on = fields.Date(allow_none=True)
     overdue = fields.Boolean(metadata={"description": "past due_on"})
+    due_today = fields.Boolean(metadata={"description": "due_on is today"})
     routed_at = Timestamp()
+    updated_at = Timestamp()
     assigned_to = fields.String(allow_none=True)
     documents = fields.Integer()
     version = fields.Integer()
@@ -65,15 +101,79 @@ class TransitionSchema(Schema):
 @blp.arguments(QueueArgsSchema, location="query")
 @blp.response(200, QueuePageSchema)
 def facility_queue(args, code):
-    """The facility's routed work, oldest due first; overdue requests are flagged."""
+    """The facility's open work, oldest due first (or last updated first), filtered; overdue requests flagged."""
     principal = current_principal()
-    items, next_cursor = staff.queue_page(db_session(), principal, code, status=args.get("status"),
-                                          queue=args.get("queue"), limit=args["limit"], cursor=args["cursor"],
-                                          today=clock().today())
+    items, next_cursor = queues.queue_page(
+        db_session(), principal, code, status=args.get("status"), queue=args.get("queue"),
+        assigned=args.get("assigned"), due=args.get("due"), sort=args["sort"], limit=args["limit"],
+        cursor=args["cursor"], today=clock().today())
     from gateway.intake.service import audit_read
 
     audit_read(adapters().db, principal, "queue.read", "facility", code, audit_context())
     return {"items": items, "next_cursor": next_cursor}
+
+
+@blp.route("/v1/facilities/<code>/queue/search", methods=["POST"])
+@requires("facility_staff")
+@blp.arguments(QueueSearchSchema)
+@blp.response(200, QueuePageSchema)
+def search_queue(body, code):
+    """The queue searched by reference or patient name (terms in the body, never a URL), filtered and sorted.
+
+    A call reads at most 5,000 of the facility's open requests: a page may hold fewer than `limit` items
+    and still have a `next_cursor`, which continues the search where it stopped."""
+    principal = current_principal()
+    filters = body["filters"]
+    items, next_cursor = queues.queue_page(
+        db_session(), principal, code, status=filters.get("status"), queue=filters.get("queue"),
+        assigned=filters.get("assigned"), due=filters.get("due"), sort=body["sort"], text=body["text"],
+        limit=body["limit"], cursor=body["cursor"], today=clock().today())
+    from gateway.intake.service import audit_read
+
+    audit_read(adapters().db, principal, "queue.search", "facility", code, audit_context())
+    return {"items": items, "next_cursor": next_cursor}
+
+
+class DayFiguresSchema(Schema):
+    date = fields.Date()
+    arrivals = fields.Integer(metadata={"description": "requests submitted that day"})
+    releases = fields.Integer(metadata={"description": "requests fulfilled that day"})
+
+
+class TurnaroundSchema(Schema):
+    from_ = fields.Date(data_key="from", attribute="from", metadata={"description": "the window's first day"})
+    to = fields.Date()
+    released = fields.Integer(metadata={"description": "requests fulfilled in the window"})
+    median_days = fields.Float(allow_none=True, metadata={
+        "description": "median calendar days from first submission to release; null when none was released"})
+
+
+class DashboardSchema(Schema):
+    facility = fields.String()
+    as_of = fields.Date(metadata={"description": "today in the facilities' calendar"})
+    timezone = fields.String(metadata={"example": "America/New_York"})
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                         metadata={"description": "requests by current status (every status but draft)"})
+    open = fields.Integer(metadata={"description": "routed, in_progress, on_hold and awaiting_payment"})
+    due_today = fields.Integer(metadata={"description": "open requests due today"})
+    overdue = fields.Integer(metadata={"description": "open requests past their due date"})
+    turnaround = fields.Nested(TurnaroundSchema)
+    daily = fields.List(fields.Nested(DayFiguresSchema), metadata={"description": "the last 30 days, oldest first"})
+
+
+@blp.route("/v1/facilities/<code>/dashboard")
+@requires("facility_staff")
+@blp.response(200, DashboardSchema)
+def facility_dashboard(code):
+    """The facility's figures: requests by status, due today, overdue, median turnaround and daily arrivals
+    against releases over the last 30 days (days of the facilities' calendar)."""
+    principal = current_principal()
+    figures = dashboard.facility_dashboard(db_session(), principal, code, today=clock().today(),
+                                           timezone=clock().timezone)
+    from gateway.intake.service import audit_read
+
+    audit_read(adapters().db, principal, "dashboard.read", "facility", code, audit_context())
+    return figures
 
 
 @blp.route("/v1/requests/<request_id>/claim", methods=["POST"])

@@ -72,6 +72,8 @@ API_RIGHTS = {
     ("GET", "/v1/requests/<request_id>/documents/<document_id>/content"): row(*READERS),
     ("DELETE", "/v1/requests/<request_id>/documents/<document_id>"): row("facility_staff"),
     ("GET", "/v1/facilities/<code>/queue"): row("facility_staff"),
+    ("POST", "/v1/facilities/<code>/queue/search"): row("facility_staff"),
+    ("GET", "/v1/facilities/<code>/dashboard"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/claim"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/transitions"): row("facility_staff"),
     ("POST", "/v1/requests/<request_id>/assign"): row("facility_staff"),
@@ -103,6 +105,7 @@ PORTAL_REFUSED = {
     "portal.view_document", "portal.claim_request", "portal.transition_request", "portal.withdraw_document",
     "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
     "portal.post_message",
+    "portal.assign_request", "portal.queue_search", "portal.queue_action", "portal.dashboard",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -160,7 +163,7 @@ def world(app, db, settings):
     headers = {role: sign_in(client, email) for role, email in emails.items()}
     headers["api_key"] = bearer(firm.api_key)
     real = {"org_id": firm.org_id, "key_id": firm.api_key_id, "webhook_id": webhook.get_json()["id"],
-            "request_id": request_id, "document_id": document_id, "code": "tufts-mc"}
+            "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim"}
     return {"firm": firm, "headers": headers, "emails": emails, "real": real}
 
 
@@ -181,6 +184,7 @@ BODIES = {
     ("POST", "/v1/requests/<request_id>/invoice"): {"pages": 10},
     ("POST", "/v1/requests/<request_id>/invoice/dispute"): {"note": "Too many pages"},
     ("POST", "/v1/requests/<request_id>/payments"): {"method": "check", "reference": "CHK-1", "amount": "28.69"},
+    ("POST", "/v1/facilities/<code>/queue/search"): {"text": "Silva"},
     ("POST", "/v1/disclosures/search"): {"patient": {"first_name": "Ana", "last_name": "Silva",
                                                      "date_of_birth": "1980-02-29"}},
 }

@@ -70,3 +70,38 @@ def test_main_pages_pass_an_automated_wcag_audit(portal_site, new_page, db, axe_
     staff = new_page(portal_site)
     sign_in(staff, make_user(db, ["facility_staff"], ["community-practices"]))
     audit(staff, axe_source, "staff queue")
+
+
+def test_staff_pages_pass_an_automated_wcag_audit(portal_site, new_page, client, db, settings, axe_source):
+    """Issue 15's pages: the staff request page (its document framed beside the checks) and a refusal on it,
+    the queue with filters, search results and a refused search, and the dashboard with its table open."""
+    from tests.portal.test_staff_tools import FULL, routed
+
+    firm = make_tenant(db)
+    request_id = routed(client, db, settings, firm, "community-practices",
+                        documents=("authorization", "representative_authority"), **FULL)
+    staff = new_page(portal_site)
+    sign_in(staff, make_user(db, ["facility_staff"], ["community-practices"]))
+    make_user(db, ["facility_staff"], ["community-practices"])  # a colleague to assign to
+    staff.goto(f"/portal/requests/{request_id}")
+    audit(staff, axe_source, "staff request page")
+    staff.get_by_role("button", name="Assign", exact=True).click()  # no colleague chosen: the browser asks
+    staff.evaluate("() => document.getElementById('f-user_id').removeAttribute('required')")
+    staff.get_by_role("button", name="Assign", exact=True).click()
+    staff.locator("#staff-actions .error-summary").wait_for()
+    audit(staff, axe_source, "staff request page with a refused assignment")
+
+    staff.goto("/portal/queue?facility=community-practices&assigned=nobody&sort=-updated_at")
+    audit(staff, axe_source, "queue filtered and sorted")
+    staff.get_by_label("Reference or patient name").fill("silva")
+    staff.get_by_role("button", name="Apply").click()
+    staff.locator("#results-title").wait_for()
+    audit(staff, axe_source, "queue search results with row actions")
+    staff.get_by_label("Reference or patient name").fill("s")
+    staff.get_by_role("button", name="Apply").click()
+    staff.locator(".error-summary").wait_for()
+    audit(staff, axe_source, "queue with a refused search")
+
+    staff.goto("/portal/dashboard")
+    staff.get_by_text("The chart's numbers, day by day").click()
+    audit(staff, axe_source, "dashboard with its table open")

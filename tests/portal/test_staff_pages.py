@@ -205,7 +205,8 @@ def test_actions_without_the_csrf_token_are_refused(app, db, settings, firm, sta
     assert status_of(db, request_id) == "routed"
 
 
-def test_view_document_streams_the_bytes_unframeable_and_audited(app, db, settings, firm, staff, requester):
+def test_view_document_streams_the_bytes_framed_only_by_the_portal_and_audited(app, db, settings, firm, staff,
+                                                                               requester):
     request_id = routed(app, db, settings, firm)
     with db.transaction() as session:
         document_id = session.scalars(select(Document.id).where(Document.request_id == request_id)).one()
@@ -215,9 +216,10 @@ def test_view_document_streams_the_bytes_unframeable_and_audited(app, db, settin
     assert response.status_code == 200
     assert response.get_data() == samples.minimal_pdf()
     assert response.mimetype == "application/pdf"
-    # Chrome will not render a PDF under `sandbox`; a PDF (free of active content, checked on upload)
-    # may at least never be framed.  Images are sandboxed (gateway.portal.staff.VIEWER_CSP).
-    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    # Chrome will not render a PDF under `sandbox`; a PDF (free of active content, checked on upload) may be
+    # framed by the portal's own request page only.  Images are sandboxed (gateway.portal.staff.VIEWER_CSP).
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Content-Disposition"].startswith('inline; filename="auth.pdf"')
     assert response.headers["Cache-Control"] == "no-store"
@@ -229,8 +231,15 @@ def test_view_document_streams_the_bytes_unframeable_and_audited(app, db, settin
     assert requester.get(f"/portal/requests/{request_id}/documents/{document_id}/view").status_code == 200
     other = _signed_in(app, make_user(db, ["facility_staff"], ["lowell-general"]))
     assert other.get(f"/portal/requests/{request_id}/documents/{document_id}/view").status_code == 404
-    # Pages keep the portal's own policy: only the viewer is sandboxed.
-    assert "sandbox" not in staff.get("/portal/queue").headers["Content-Security-Policy"]
+    # Pages keep the portal's own policy: only the viewer is sandboxed, and only the staff request page frames.
+    queue = staff.get("/portal/queue")
+    assert "sandbox" not in queue.headers["Content-Security-Policy"]
+    assert "frame-src" not in queue.headers["Content-Security-Policy"] and queue.headers["X-Frame-Options"] == "DENY"
+    framing = staff.get(f"/portal/requests/{request_id}")
+    assert "frame-src 'self'" in framing.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in framing.headers["Content-Security-Policy"]
+    assert framing.headers["X-Frame-Options"] == "DENY"
+    assert "frame-src" not in requester.get(f"/portal/requests/{request_id}").headers["Content-Security-Policy"]
 
 
 def test_view_document_when_storage_is_down_is_the_503_page(app, db, settings, firm, staff, monkeypatch):

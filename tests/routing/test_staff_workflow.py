@@ -106,3 +106,44 @@ def test_legal_review_is_forwarded_to_the_facility_queue(client, db, settings, s
     publish(db, settings)
     after = client.get(f"/v1/requests/{draft['id']}", headers=staff).get_json()
     assert after["routing"]["queue"] == "facility.lowell-general" and after["status"] == "routed"
+
+
+def test_queue_filters_sort_and_search_over_the_api(client, db, settings, staff):
+    tenant = make_tenant(db)
+    me = staff
+    mine, waiting = routed(client, db, settings, tenant), routed(client, db, settings, tenant,
+                                                                 patient__last_name="Ibáñez")
+    assert client.post(f"/v1/requests/{mine}/claim", headers=me).status_code == 200
+
+    def ids(**query):
+        response = client.get("/v1/facilities/lowell-general/queue", headers=me, query_string={"limit": 100, **query})
+        assert response.status_code == 200, response.get_json()
+        return [item["id"] for item in response.get_json()["items"]]
+
+    assert ids(assigned="me") == [mine]
+    assert waiting in ids(assigned="nobody") and mine not in ids(assigned="nobody")
+    assert ids(sort="-updated_at")[0] == mine  # the claim is the latest change
+    item = client.get("/v1/facilities/lowell-general/queue", headers=me, query_string={"assigned": "me"}).get_json()
+    assert item["items"][0]["updated_at"].endswith("Z") and item["items"][0]["due_today"] is False
+    for bad in ({"assigned": "everyone"}, {"due": "soon"}, {"sort": "reference"}):
+        assert client.get("/v1/facilities/lowell-general/queue", headers=me, query_string=bad).status_code == 422
+
+    def search(body):
+        return client.post("/v1/facilities/lowell-general/queue/search", headers=me, json=body)
+
+    found = search({"text": "ibanez", "filters": {"assigned": "nobody"}, "limit": 100})
+    assert found.status_code == 200 and waiting in [i["id"] for i in found.get_json()["items"]]
+    assert search({"text": "ibanez", "filters": {"assigned": "me"}}).get_json() == {"items": [], "next_cursor": None}
+    for bad in ({"text": "i"}, {"text": "x" * 101}, {"text": "ibanez", "filters": {"mine": True}},
+                {"text": "ibanez", "page": 2}, {"filters": {}}, {"text": "ibanez", "cursor": "!!"}):
+        response = search(bad)
+        assert response.status_code in (400, 422), (bad, response.get_json())
+    other_staff = sign_in(client, make_user(db, ["facility_staff"], ["tufts-mc"]))
+    assert client.post("/v1/facilities/lowell-general/queue/search", headers=other_staff,
+                       json={"text": "ibanez"}).status_code == 403
+    dashboard = client.get("/v1/facilities/lowell-general/dashboard", headers=me)
+    assert dashboard.status_code == 200
+    body = dashboard.get_json()
+    assert body["counts"]["in_progress"] >= 1 and "draft" not in body["counts"] and len(body["daily"]) == 30
+    assert body["daily"][-1]["date"] == facility_today().isoformat() and body["daily"][-1]["arrivals"] >= 2
+    assert client.get("/v1/facilities/lowell-general/dashboard", headers=other_staff).status_code == 403

@@ -73,3 +73,16 @@ def names_match(a: object, b: object, aliases: Iterable[str] = ()) -> bool:
     if isinstance(aliases, str):
         aliases = (aliases,)
     return any(left == normalize_name(candidate) for candidate in (b, *aliases))
+
+
+def name_words(value: object, *, join_initials: bool = False) -> list[str]:
+    """A person's name as words to search by: case, accents, apostrophes and punctuation gone, nothing dropped.
+
+    "Sílva-O'Brien" is ["silva", "obrien"]; with `join_initials`, "J. R. Smith" is ["jr", "smith"].  Unlike
+    `normalize_name` no suffix or article is removed: those belong to organizations' names, and a person may
+    well be called "Pa" or "Co".
+    """
+    if not isinstance(value, str):
+        return []
+    tokens = _tokens(value)
+    return _join_initials(tokens) if join_initials else tokens

@@ -9,7 +9,7 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import Settings
 from infra.aws.bootstrap import aws_clients, bootstrap_checkpoint_bucket, bootstrap_documents_bucket
-from tests.factories import FACILITY_TIMEZONE
+from tests.factories import FACILITY_TIMEZONE, forget_address_lockouts
 
 pytest_plugins = [
     "tests.fixtures.databases",
@@ -124,7 +124,13 @@ def clock(app):
 
 @pytest.fixture
 def client(app):
-    """A test client for the session app."""
+    """A test client for the session app.
+
+    Every test client signs in from 127.0.0.1, so the per-address sign-in lockout is state shared by the
+    whole session: a test that fails sign-ins on purpose (or schemathesis' random passwords) would lock
+    out the tests after it. Each test starts with that address unlocked; per-account lockouts stay.
+    """
+    forget_address_lockouts(app.extensions["gateway"].db)
     return app.test_client()
 
 

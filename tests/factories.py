@@ -112,3 +112,13 @@ def request_body(facility: str = "tufts-mc", *, recipient: str = "Smith & Jones 
             target = target[key]
         target[last] = value
     return body
+
+
+def forget_address_lockouts(db) -> None:
+    """Clear the per-address sign-in throttles (tests all sign in from loopback)."""
+    from sqlalchemy import delete
+
+    from gateway.auth.models import LoginThrottle
+
+    with db.transaction() as session:
+        session.execute(delete(LoginThrottle).where(LoginThrottle.subject.like("ip:%")))

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import PASSWORD, make_tenant, make_user
+from tests.factories import PASSWORD, forget_address_lockouts, make_tenant, make_user
 
 SEED = 20261130
 MAX_EXAMPLES = 25
@@ -131,8 +131,11 @@ def test_schemathesis_finds_no_failure(start_gateway, db, tmp_path):
                "--checks", "all", "--exclude-checks", "positive_data_acceptance",
                "--phases", "examples,coverage,fuzzing,stateful",
                "--report", "ndjson", "--report-dir", str(report), "--request-timeout", "30"]
-    run = subprocess.run(command, env={**os.environ, **credentials}, capture_output=True, text=True,
-                         timeout=1200, cwd=tmp_path)
+    try:
+        run = subprocess.run(command, env={**os.environ, **credentials}, capture_output=True, text=True,
+                             timeout=1200, cwd=tmp_path)
+    finally:  # its random passwords lock loopback out of sign-in for the tests that follow
+        forget_address_lockouts(db)
     print(run.stdout[-20000:])
     print(run.stderr[-5000:])
     assert run.returncode == 0, "schemathesis found failures; see the output above"

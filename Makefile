@@ -33,7 +33,7 @@ run: debian-packages $(STAMP)
 	$(PY) -m infra.localstack.run
 
 test: debian-packages $(STAMP) $(AXE)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # The unit tier: service logic with fakes, no service started (tests/conftest.py marks the tiers).
 test-fast: $(STAMP)

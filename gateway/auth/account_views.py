@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -13,7 +14,7 @@ from gateway.auth.passwords import MAX_LENGTH, MIN_LENGTH
 from gateway.auth.tenancy import get_visible
 from gateway.auth.views import UserSchema
 from gateway.auth.web import audit_context, current_principal, requires
-from gateway.errors import Forbidden
+from gateway.errors import BadRequest, Forbidden
 from gateway.schemas import PlainText, Timestamp
 from gateway.web import adapters, db_session, settings
 
@@ -114,6 +115,8 @@ def reactivate_user(user_id):
                                    "FACILITIES_NOT_APPLICABLE: see `errors`.")
 def update_user(body, user_id):
     """Change a user's roles and/or facilities (the whole list of each); audited with before and after."""
+    if not request.is_json:  # webargs reads a missing body as {}; a change needs one, even if empty
+        raise BadRequest("Send a JSON object with `roles` and/or `facilities`.", code="BODY_NOT_JSON")
     user = _visible_user(user_id)
     accounts.update_roles(adapters().db, principal=current_principal(), user_id=user.id,
                           roles=body.get("roles"), facilities=body.get("facilities"), audit_ctx=audit_context())

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from gateway.audit.models import AuditEvent
 from gateway.auth import password_reset
-from gateway.auth.models import AccountChange, LoginThrottle, PasswordReset, User
 from gateway.auth.login import _account_subject
+from gateway.auth.models import AccountChange, LoginThrottle, PasswordReset, User
 from gateway.db import utcnow
 from gateway.mail.smtp import SmtpMailer
 from tests.factories import PASSWORD, bearer, make_tenant, make_user, sign_in, unique
@@ -195,8 +195,8 @@ def text_of(caught) -> str:
     return caught.message.get_content().replace("\r\n", "\n")  # SMTP carries CRLF
 
 
-def test_reset_answers_alike_for_any_address_and_mails_a_single_use_link(  # noqa: F811
-        app, client, db, mail_settings, inbox):
+def test_reset_answers_alike_for_any_address_and_mails_a_single_use_link(
+        app, client, db, mail_settings, inbox):  # noqa: F811
     firm = make_tenant(db)
     token = sign_in(client, firm.requester_email)
     browser = portal_client(app)
@@ -237,8 +237,8 @@ def test_reset_answers_alike_for_any_address_and_mails_a_single_use_link(  # noq
     assert actions == [("user.password_reset_request", "success"), ("user.password_reset", "success")]
 
 
-def test_a_reset_link_expires_after_30_minutes_and_each_account_gets_few(  # noqa: F811
-        client, db, mail_settings, inbox):
+def test_a_reset_link_expires_after_30_minutes_and_each_account_gets_few(
+        client, db, mail_settings, inbox):  # noqa: F811
     firm = make_tenant(db)
     for _ in range(4):
         assert client.post("/v1/auth/password-reset", json={"email": firm.admin_email}).status_code == 202

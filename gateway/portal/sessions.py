@@ -34,13 +34,18 @@ class Resumed:
     ended_because: str | None = None  # idle, expired, signed_out, unknown
 
 
-def start(session: Session, *, user_id: str, org_id: str | None, lifetime: int, audit_ctx: dict, epoch: int = 0,
-          client: str | None = None) -> tuple[PortalSession, str]:
+def start(session: Session, *, user_id: str, org_id: str | None, lifetime: int, audit_ctx: dict,
+          epoch: int | None = None, client: str | None = None) -> tuple[PortalSession, str]:
     """A new session for a user who just proved their password; returns it and the cookie token.
 
     `epoch` is the user's credentials epoch at sign-in (a later password change or deactivation ends the
-    session); `client` a short label of the browser (`client_label`).
+    session): the one the password was checked under, else read now; `client` a short label of the
+    browser (`client_label`).
     """
+    if epoch is None:
+        from gateway.auth.models import User
+
+        epoch = session.scalar(select(User.credentials_epoch).where(User.id == user_id)) or 0
     token = secrets.token_urlsafe(32)
     now = utcnow()
     row = PortalSession(token_hash=_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),

@@ -82,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every domain's routes on one flask-smorest Api (one OpenAPI document)."""
     from gateway import health
     from gateway.audit import views as audit
+    from gateway.auth import account_views
     from gateway.auth import views as auth
     from gateway.auth.ratelimit import UNLIMITED_RULES
     from gateway.auth.web import PUBLIC_RULES
@@ -90,6 +91,7 @@ def register_blueprints(app: Flask) -> None:
     from gateway.intake import views as intake
     from gateway.messages import views as messages
     from gateway.openapi import ExactResponses
+    from gateway.portal import session_views
     from gateway.routing import views as routing
     from gateway.webhooks import views as webhooks
 
@@ -98,7 +100,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_converter(RequestIdConverter, RequestIdConverter.openapi_schema)
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
                       revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp,
-                      messages.blp):
+                      messages.blp, account_views.blp, session_views.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
     # /docs: Swagger UI from the installed package, never a CDN (gateway.apidocs); not part of the document.

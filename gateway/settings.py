@@ -80,6 +80,9 @@ class Settings:
     api_rate_limit: str = "600 per minute"
     # Sign-in attempts per client address, on top of the database lockouts.
     sign_in_rate_limit: str = "30 per minute"
+    # Password-reset asks and confirmations per client address (each account also gets at most three reset
+    # e-mails an hour, counted in the database: gateway.auth.password_reset).
+    password_reset_rate_limit: str = "20 per hour"
     # Failed bearer credentials (bad API keys and tokens) per client address, a moving window in Redis
     # shared by every process. Past it the address gets 429 before any key lookup or signature check,
     # except for credentials that authenticated (or were issued) within `bearer_known_good_ttl` seconds,

@@ -99,6 +99,7 @@ def settings(database_url, redis_service, clamd_service, moto_service, session_b
         facility_timezone=FACILITY_TIMEZONE,
         # Hundreds of sign-ins come from 127.0.0.1 in one session; test_login_and_limits checks the limit.
         sign_in_rate_limit="100000 per minute",
+        password_reset_rate_limit="100000 per minute",
         # Likewise for bad credentials and their audit entries (tests/auth/test_auth_flood.py runs the defaults).
         bearer_failure_rate_limit="100000 per minute",
         bearer_failure_audit_first=100000,

@@ -60,6 +60,10 @@ ORG_OPERATIONS = ["create_api_key", "list_api_keys", "get_api_key", "revoke_api_
                   "list_org_users"]
 WEBHOOK_OPERATIONS = ["list_webhooks", "get_webhook", "delete_webhook", "list_deliveries"]
 AUDITOR_OPERATIONS = ["list_audit"]
+# Issue 15: the admin manages the organization's requester (its id fills the path); every person has a password
+# and sessions. The password-reset pair is public (no credential).
+ACCOUNT_OPERATIONS = ["deactivate_user", "reactivate_user", "update_user"]
+PERSON_OPERATIONS = ["change_password", "list_my_sessions", "end_my_session"]
 # schemathesis' list, with the refusals of the HTTP layer (a request line, headers or body too large) and 412: a
 # precondition is judged before the body (RFC 9110 13.2.2), and a failed one refuses the request as well.
 NEGATIVE_EXPECTED = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "414", "415", "422", "428",
@@ -79,7 +83,7 @@ def toml_list(values) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
-def write_config(path: Path, url: str, org_id: str) -> None:
+def write_config(path: Path, url: str, org_id: str, user_id: str) -> None:
     """schemathesis.toml: bounded, seeded, every check; credentials come from the environment."""
     lines = [
         f'base-url = "{url}"',
@@ -105,7 +109,9 @@ def write_config(path: Path, url: str, org_id: str) -> None:
     # Path parameters naming the caller's own organization and facility reach past the 404.
     groups = [("REQUESTER", REQUESTER_OPERATIONS, ""), ("STAFF", STAFF_OPERATIONS, ""),
               ("ADMIN", ORG_OPERATIONS, f'parameters = {{ "path.org_id" = "{org_id}" }}'),
-              ("ADMIN", WEBHOOK_OPERATIONS, ""), ("AUDITOR", AUDITOR_OPERATIONS, "")]
+              ("ADMIN", WEBHOOK_OPERATIONS, ""), ("AUDITOR", AUDITOR_OPERATIONS, ""),
+              ("ADMIN", ACCOUNT_OPERATIONS, f'parameters = {{ "path.user_id" = "{user_id}" }}'),
+              ("ADMIN", PERSON_OPERATIONS, "")]
     for name, operations, extra in groups:
         lines += ["[[operations]]", f"include-operation-id = {toml_list(operations)}",
                   f'headers = {{ Authorization = "Bearer ${{ST_{name}}}" }}', extra]
@@ -124,7 +130,7 @@ def test_schemathesis_finds_no_failure(start_gateway, db, tmp_path):
     credentials = {"ST_REQUESTER": tenant.api_key, "ST_STAFF": sign_in(gateway.url, staff),
                    "ST_ADMIN": sign_in(gateway.url, tenant.admin_email), "ST_AUDITOR": sign_in(gateway.url, auditor)}
     config = tmp_path / "schemathesis.toml"
-    write_config(config, gateway.url, tenant.org_id)
+    write_config(config, gateway.url, tenant.org_id, tenant.requester_id)
     report = tmp_path / "report"
     st = str(Path(sys.executable).parent / "st")
     command = [st, "--config-file", str(config), "--no-color", "run", f"{gateway.url}/openapi.json",

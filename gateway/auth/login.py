@@ -127,7 +127,7 @@ def check_password(db: Database, *, email: str, password: str, ip: str | None, r
             user.last_login_at = now
             record(session, action="auth.login", result="success", **audit)
             claims = {"subject": user.id, "org_id": user.org_id, "roles": list(user.roles),
-                      "facilities": list(user.facilities)}
+                      "facilities": list(user.facilities), "epoch": user.credentials_epoch or 0}
     if outcome is not None:
         raise outcome
     return claims

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime, new_id, utcnow
@@ -44,6 +56,10 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # E-mail about the organization's requests (status changes, messages); each person may turn it off.
     email_notifications: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Bumped when the user's credentials must all stop working (deactivation, password reset or change):
+    # access tokens carry the epoch they were issued under and are refused once it moves on.
+    credentials_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(Base):
@@ -91,3 +107,42 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PasswordReset(Base):
+    """One password-reset e-mail: only the token's SHA-256 is kept; the e-mail is sent by a job."""
+
+    __tablename__ = "password_resets"
+    __table_args__ = (Index("ix_password_resets_due", "mail_state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the token was used, or made useless by a newer reset or a deactivation.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The e-mail: pending → sent | failed | abandoned | skipped, as notification e-mails (gateway.mail).
+    mail_state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(120))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AccountChange(Base):
+    """What an account change changed (roles, facilities, active): before and after, never a secret.
+
+    The audit entry of the same transaction says who and when; `audit_seq` ties the two together.
+    """
+
+    __tablename__ = "account_changes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(60))
+    before: Mapped[dict] = mapped_column(JSON)
+    after: Mapped[dict] = mapped_column(JSON)
+    audit_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))

@@ -56,5 +56,13 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         sign_in = app.view_functions.get(endpoint)
         if sign_in is not None:
             app.view_functions[endpoint] = shared(sign_in)
+    # Password resets (asking for the e-mail, and using its token), from the API and the portal, per address.
+    resets = limiter.shared_limit(settings.password_reset_rate_limit, scope="password-reset",
+                                  key_func=lambda: f"ip:{request.remote_addr}")
+    for endpoint in ("accounts.request_password_reset", "accounts.confirm_password_reset",
+                     "portal.forgot_password_submit", "portal.reset_password_submit"):
+        view = app.view_functions.get(endpoint)
+        if view is not None:
+            app.view_functions[endpoint] = resets(view)
     app.extensions["gateway.limiter"] = limiter
     return limiter

@@ -237,7 +237,7 @@ class TokenService:
     # -- tokens -----------------------------------------------------------------------
 
     def issue(self, *, subject: str, org_id: str | None, roles: list[str],
-              facilities: list[str]) -> IssuedToken:
+              facilities: list[str], epoch: int = 0) -> IssuedToken:
         """Sign an access token for one principal with the active key."""
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
@@ -252,6 +252,9 @@ class TokenService:
             "roles": list(roles), "facilities": list(facilities),
             "exp": now + self.ttl, "iat": now, "nbf": now, "jti": secrets.token_urlsafe(16),
         }
+        if epoch:
+            # The user's credentials epoch (gateway.auth.accounts): a reset, change or deactivation moves it on.
+            claims["epoch"] = epoch
         token = jwt.encode(claims, signer, algorithm=ALGORITHM, headers={"typ": TOKEN_TYPE, "kid": kid})
         return IssuedToken(access_token=token, expires_in=self.ttl)
 

@@ -33,6 +33,7 @@ PUBLIC_RULES = frozenset({
     "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/", "/docs/assets/init.js",
     "/docs/assets/<name>",
     "/v1/facilities", "/v1/auth/token", "/.well-known/jwks.json",
+    "/v1/auth/password-reset", "/v1/auth/password-reset/confirm",
 })
 # The portal's pages authenticate with its session cookie (gateway.portal.web), never a bearer
 # credential; its own guard closes every portal route but sign-in, and a test walks them too.
@@ -165,9 +166,10 @@ def _session_authenticated(rule: str) -> bool:
     return rule == SESSION_AUTHENTICATED_PREFIX or rule.startswith(SESSION_AUTHENTICATED_PREFIX + "/")
 
 
-def principal_for_user_id(user_id: str) -> Principal | None:
-    """The principal of an active user in an active organization (the portal's session owner)."""
-    return _principal_for_user(lambda session: session.get(User, user_id))
+def principal_for_user_id(user_id: str, epoch: int | None = None) -> Principal | None:
+    """The principal of an active user in an active organization (the portal's session owner); with `epoch`,
+    only while the user's credentials epoch is still that one (gateway.auth.accounts)."""
+    return _principal_for_user(lambda session: session.get(User, user_id), epoch=epoch)
 
 
 def _principal_from_api_key(credential: str) -> Principal | None:
@@ -193,8 +195,11 @@ def _principal_from_token(services: AuthServices, credential: str) -> Principal 
             return _principal_from_oidc(services.oidc.verify(credential))
         except InvalidToken:
             return None
-    # The user is re-read so a deactivated account stops working at once, not at token expiry.
-    return _principal_for_user(lambda session: session.get(User, claims["sub"]))
+    # The user is re-read so a deactivated account stops working at once, not at token expiry, and a token
+    # issued before the user's last password reset or change (an older credentials epoch) is refused.
+    epoch = claims.get("epoch", 0)
+    return _principal_for_user(lambda session: session.get(User, claims["sub"]),
+                               epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else -1)
 
 
 def _principal_from_oidc(claims: dict) -> Principal | None:
@@ -208,10 +213,12 @@ def _principal_from_oidc(claims: dict) -> Principal | None:
         select(User).where(User.email == email)).one_or_none())
 
 
-def _principal_for_user(load) -> Principal | None:
+def _principal_for_user(load, epoch: int | None = None) -> Principal | None:
     with adapters().db.transaction() as session:
         user = load(session)
         if user is None or not user.active:
+            return None
+        if epoch is not None and epoch != (user.credentials_epoch or 0):
             return None
         org = session.get(Organization, user.org_id) if user.org_id else None
         if user.org_id and (org is None or not org.active):

@@ -25,8 +25,10 @@ def install(app: Flask) -> None:
         messages,
         preferences,
         requests,
+        security,
         staff,
         templating,
+        users,
         web,
         worklist,
     )

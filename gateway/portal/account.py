@@ -16,6 +16,9 @@ SIGNED_OUT_MESSAGES = {
     "expired": "Your session reached its maximum length. Please sign in again.",
     "signed_out": "You have signed out.",
     "deactivated": "Your account is no longer active. Ask your organization's administrator.",
+    "password_changed": "Your password was changed or reset. Please sign in with the new password.",
+    "ended_by_user": "This session was ended from another of your sessions. Please sign in again.",
+    "password_reset": "Your new password is set, and every earlier session was signed out. Sign in with it now.",
 }
 
 
@@ -66,7 +69,9 @@ def sign_in_submit():
         if previous is not None:
             sessions.end(session, previous, reason="signed_out", audit_ctx=ctx)
         _row, token = sessions.start(session, user_id=claims["subject"], org_id=claims["org_id"],
-                                     lifetime=s.portal_session_lifetime, audit_ctx=ctx)
+                                     lifetime=s.portal_session_lifetime, audit_ctx=ctx,
+                                     epoch=claims.get("epoch", 0),
+                                     client=sessions.client_label(request.headers.get("User-Agent")))
     destination = safe_next(request.form.get("next")) or url_for("portal.home")
     response = redirect(destination, code=303)
     cookies.set_cookie(response, cookies.session_cookie_name(), token, max_age=s.portal_session_lifetime)

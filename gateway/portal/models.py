@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base, UTCDateTime, new_id, utcnow
@@ -24,5 +24,10 @@ class PortalSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # signed_out, idle, expired, deactivated
+    # signed_out, idle, expired, deactivated, password_reset, password_changed, ended_by_user
     end_reason: Mapped[str | None] = mapped_column(String(20))
+    # A short label of the browser ("Firefox on Windows") so its owner can tell sessions apart.
+    client: Mapped[str | None] = mapped_column(String(80))
+    # The user's credentials epoch at sign-in (gateway.auth.accounts): a password reset or change elsewhere,
+    # or a deactivation, moves the user's on, and the guard ends this session at its next request.
+    credentials_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

@@ -18,13 +18,15 @@ from flask import current_app, g, redirect, render_template, request, url_for
 
 from gateway import idempotency
 from gateway.audit.service import record_now
-from gateway.auth import cookies
+from gateway.auth import accounts, cookies
 from gateway.auth.web import audit_context, principal_for_user_id
 from gateway.errors import Forbidden
 from gateway.portal import bp, sessions
 from gateway.web import adapters, settings
 
-PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in_submit", "portal.signed_out"})
+PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in_submit", "portal.signed_out",
+                              "portal.forgot_password", "portal.forgot_password_submit", "portal.reset_password",
+                              "portal.reset_password_submit"})
 # Asking how long the session has left is not activity: it must not keep an idle session alive.
 UNTOUCHED_ENDPOINTS = frozenset({"portal.session_status"})
 XHR_HEADER = "X-Requested-With"
@@ -120,15 +122,17 @@ def guard():
         live = resumed.session
         info = PortalSessionInfo(live.id, live.csrf_token, s.portal_idle_timeout, sessions.idle_remaining(
             live, idle_timeout=s.portal_idle_timeout)) if live else None
-        user_id = live.user_id if live else None
+        user_id, epoch = (live.user_id, live.credentials_epoch or 0) if live else (None, 0)
     if info is None:
         return signed_out_response(resumed.ended_because)
-    principal = principal_for_user_id(user_id)
-    if principal is None:  # deactivated since sign-in: the session ends now, not at expiry
+    principal = principal_for_user_id(user_id, epoch=epoch)
+    if principal is None:
+        # Deactivated, or the password was reset or changed elsewhere, since sign-in: the session ends now.
+        reason = accounts.refusal_reason(db, user_id)
         with db.transaction() as session:
             row = session.get(sessions.PortalSession, info.id)
-            sessions.end(session, row, reason="deactivated", audit_ctx=audit_context())
-        return signed_out_response("deactivated")
+            sessions.end(session, row, reason=reason, audit_ctx=audit_context())
+        return signed_out_response(reason)
     g.principal, g.portal = principal, info
     if request.method not in ("GET", "HEAD"):
         _check_csrf(info)
@@ -176,7 +180,8 @@ def signed_out_response(reason: str | None):
 
     if is_xhr():
         raise Unauthenticated("Your session has ended. Sign in again.")
-    reason = reason if reason in ("idle", "expired", "deactivated", "signed_out") else None
+    reason = reason if reason in ("idle", "expired", "deactivated", "signed_out", "password_changed",
+                                  "ended_by_user") else None
     target = url_for("portal.sign_in", reason=reason, next=safe_next(request.full_path))
     response = redirect(target, code=303)
     cookies.clear_cookie(response, cookies.session_cookie_name())

@@ -78,6 +78,17 @@ class Housekeeping:
         for notification_id in due:
             self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_job", [notification_id],
                                     job_id=f"mail-{notification_id}-{int(time.time())}")
+        self._reset_mails()
+
+    def _reset_mails(self) -> None:
+        from gateway.auth.password_reset import claim_due
+        from gateway.db import utcnow
+
+        with self.db.transaction() as session:
+            due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
+        for reset_id in due:
+            self.dispatcher.enqueue(MAINTENANCE, "gateway.auth.password_reset.send_job", [reset_id],
+                                    job_id=f"reset-mail-{reset_id}-{int(time.time())}")
 
     def _stale_work(self) -> None:
         """Once per day of the facilities' calendar: the sweep closing stale drafts and unanswered returns."""

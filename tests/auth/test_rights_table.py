@@ -40,6 +40,7 @@ def row(*allowed: str, operator: int | None = None, auditor: int | None = None) 
 
 
 REQUESTERS = ("requester", "api_key", "requester_admin")
+PEOPLE = ("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin")
 READERS = (*REQUESTERS, "facility_staff")
 
 # (method, rule) → role → 403, an exact status, or IN.  Operators and auditors always get an exact status.
@@ -91,12 +92,24 @@ API_RIGHTS = {
     # Every person's own e-mail preference (an API key has none).
     ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
                              operator=200, auditor=200),
+    # Accounts (issue 15): an organization's admins manage its users; operators manage records staff, auditors,
+    # operators and organizations' admins, never a firm's requesters (the real user here is one: 403).
+    ("POST", "/v1/users/<user_id>/deactivate"): row("requester_admin", operator=403),
+    ("POST", "/v1/users/<user_id>/reactivate"): row("requester_admin", operator=403),
+    ("PATCH", "/v1/users/<user_id>"): row("requester_admin", operator=403),
+    # Every person's own password and portal sessions (an API key has neither); the empty body is refused.
+    ("POST", "/v1/me/password"): row(*PEOPLE, operator=422, auditor=422),
+    ("GET", "/v1/me/sessions"): row(*PEOPLE, operator=200, auditor=200),
+    ("DELETE", "/v1/me/sessions/<session_id>"): row(*PEOPLE, operator=404, auditor=404),
 }
 
 # Portal pages (session cookie), for the two roles with no page of their own.  Signing out is checked last.
 SESSION_PAGES = {("GET", "portal.home"): 200, ("GET", "portal.session_status"): 200,
                  ("POST", "portal.keepalive"): 200, ("POST", "portal.sign_out"): 303,
-                 ("GET", "portal.account"): 200, ("POST", "portal.update_notifications"): 303}
+                 ("GET", "portal.account"): 200, ("POST", "portal.update_notifications"): 303,
+                 # Your own password (an empty form is refused) and sessions (an unknown one is a 404).
+                 ("GET", "portal.security"): 200, ("POST", "portal.change_password"): 422,
+                 ("POST", "portal.end_session"): 404}
 PORTAL_REFUSED = {
     "portal.api_keys", "portal.create_api_key", "portal.revoke_api_key", "portal.webhooks", "portal.create_webhook",
     "portal.delete_webhook", "portal.queue", "portal.request_list", "portal.request_detail", "portal.new_request",
@@ -106,6 +119,8 @@ PORTAL_REFUSED = {
     "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
     "portal.post_message",
     "portal.assign_request", "portal.queue_search", "portal.queue_action", "portal.dashboard",
+    "portal.users", "portal.create_user", "portal.deactivate_user", "portal.reactivate_user",
+    "portal.change_user_role",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -165,7 +180,8 @@ def world(app, db, settings):
     headers = {role: sign_in(client, email) for role, email in emails.items()}
     headers["api_key"] = bearer(firm.api_key)
     real = {"org_id": firm.org_id, "key_id": firm.api_key_id, "webhook_id": webhook.get_json()["id"],
-            "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim"}
+            "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim",
+            "user_id": firm.requester_id, "session_id": str(uuid.uuid4())}
     return {"firm": firm, "headers": headers, "emails": emails, "real": real}
 
 
@@ -219,7 +235,8 @@ def test_operators_and_auditors_get_exactly_the_table(client, db, world, role):
 def test_other_roles_pass_or_meet_the_role_check_as_the_table_says(client, world, role):
     """Missing ids (except the caller's own organization and facility), so nothing is changed."""
     headers = world["headers"][role]
-    ids = {name: str(uuid.uuid4()) for name in ("key_id", "webhook_id", "request_id", "document_id")}
+    ids = {name: str(uuid.uuid4()) for name in ("key_id", "webhook_id", "request_id", "document_id", "user_id",
+                                                "session_id")}
     ids |= {"org_id": world["real"]["org_id"], "code": "tufts-mc"}
     for (method, rule), line in sorted(API_RIGHTS.items()):
         response = client.open(path_for(rule, ids), method=method, headers=headers, json={})

@@ -270,4 +270,19 @@
     var fallback = uploader.querySelector("[data-no-js]");
     if (fallback) fallback.hidden = true;
   }
+
+  /* ---- Password reset: the e-mailed link carries its token in the fragment, which browsers never send to a
+     server (so no access log or Referer holds it). Move it into the form, and out of the address bar. ---- */
+  var resetToken = document.getElementById("f-token");
+  if (resetToken && /(^#|&)token=/.test(window.location.hash)) {
+    var match = window.location.hash.match(/token=([A-Za-z0-9_-]{1,200})/);
+    if (match) {
+      resetToken.value = match[1];
+      var codeField = document.getElementById("reset-code-field");
+      if (codeField) codeField.hidden = true;
+      var found = document.getElementById("reset-link-found");
+      if (found) found.hidden = false;
+    }
+    history.replaceState(null, "", window.location.pathname);
+  }
 })();

@@ -7,6 +7,8 @@ enrol: every other route answers 403 MFA_ENROLMENT_REQUIRED.
 
 from __future__ import annotations
 
+import functools
+
 from flask import g, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -58,12 +60,20 @@ class TotpDisableSchema(Schema):
         "example": "492039"})
 
 
+def people_only(view):
+    """Decorator (before the body is read): an API key is refused with 403, audited."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        principal = current_principal()
+        if principal.kind != "user":
+            audit_denied(principal)
+            raise Forbidden("A second factor belongs to a person; an API key has none.")
+        return view(*args, **kwargs)
+    return wrapper
+
+
 def _person():
-    principal = current_principal()
-    if principal.kind != "user":
-        audit_denied(principal)
-        raise Forbidden("A second factor belongs to a person; an API key has none.")
-    return principal
+    return current_principal()
 
 
 def _audit(principal) -> dict:
@@ -75,6 +85,7 @@ def _refused(error: mfa.MfaError) -> GatewayError:
 
 
 @blp.route("/v1/me/mfa/totp", methods=["POST"])
+@people_only
 @blp.response(200, TotpEnrolmentSchema)
 @blp.alt_response(403, description="FORBIDDEN: an API key has no second factor")
 @blp.alt_response(409, description="MFA_ALREADY_ENABLED: turn it off first (DELETE with a code)")
@@ -95,6 +106,7 @@ def enrol_totp():
 
 
 @blp.route("/v1/me/mfa/totp/confirm", methods=["POST"])
+@people_only
 @blp.arguments(TotpConfirmSchema)
 @blp.response(204)
 @blp.alt_response(400, description="MFA_CODE_INVALID: the code does not match (audited)")
@@ -116,6 +128,7 @@ def confirm_totp(body):
 
 
 @blp.route("/v1/me/mfa/totp", methods=["DELETE"])
+@people_only
 @blp.arguments(TotpDisableSchema)
 @blp.response(204)
 @blp.alt_response(400, description="MFA_CODE_INVALID: the code does not match or was used before; counted "

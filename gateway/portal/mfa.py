@@ -165,10 +165,10 @@ def mfa_confirm():
             return redirect(url_for("portal.mfa_settings", changed="on"), code=303)
     with adapters().db.transaction() as session:
         pending = mfa.pending_secret(session, user_id=g.principal.id, secret_key=secret_key)
-    if pending is None:
-        return redirect(url_for("portal.mfa_settings"), code=303)
     error = ("That code does not match. Check that your phone's clock is right and enter the newest code."
              if code else "Enter the 6-digit code from your authenticator app.")
+    if pending is None:  # nothing waits for a code (never started, or already on)
+        return _settings_page(422, error=error) if not code else redirect(url_for("portal.mfa_settings"), code=303)
     return _setup_page(*pending, None, error=error, status=422)
 
 

@@ -64,7 +64,8 @@ def test_enrol_confirm_then_sign_in_needs_a_fresh_code_and_recovery_codes_work_o
         first = client.post("/v1/me/mfa/totp", headers=headers).get_json()
         again = client.post("/v1/me/mfa/totp", headers=headers).get_json()  # pending: starting again replaces it
         assert first["secret"] != again["secret"]
-        assert again["otpauth_uri"].startswith("otpauth://totp/") and f"secret={again['secret']}" in again["otpauth_uri"]
+        uri = again["otpauth_uri"]
+        assert uri.startswith("otpauth://totp/") and f"secret={again['secret']}" in uri
         codes = again["recovery_codes"]
         assert len(codes) == 10 == len(set(codes))
         totp = pyotp.TOTP(again["secret"])

@@ -275,3 +275,15 @@ def disable(session: Session, *, user_id: str, audit: dict) -> None:
     session.delete(row)
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     record(session, action="mfa.totp.disable", object_type="user", object_id=user_id, **audit)
+
+
+def reset(session: Session, *, user_id: str, audit: dict) -> bool:
+    """An operator's reset for a person who lost both phone and recovery codes (`gateway users mfa-reset`):
+    the second factor is removed, pending or on; they set it up again at their next sign-in.  False if none."""
+    row = enrolment_of(session, user_id, lock=True)
+    if row is None:
+        return False
+    session.delete(row)
+    session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    record(session, action="mfa.totp.reset", object_type="user", object_id=user_id, **audit)
+    return True

@@ -252,21 +252,19 @@ def test_portal_sends_an_unenrolled_admin_to_set_up_then_asks_for_the_code(mfa_a
 
 def test_an_operator_resets_a_lost_second_factor_from_the_command_line(client, db, settings):
     import json
-    import os
-    import subprocess
-    import sys
 
+    from click.testing import CliRunner
+
+    from gateway.cli import identity, main  # noqa: F401 (identity registers the users commands)
     from tests.fixtures.live import settings_environment
 
     tenant = make_tenant(db)
     with time_machine.travel(_step_start() + 9, tick=False):
         _enable(client, tenant.requester_email)
         assert _token(client, tenant.requester_email).get_json()["code"] == "MFA_REQUIRED"
-    command = [os.path.join(os.path.dirname(sys.executable), "gateway"), "users", "mfa-reset",
-               "--email", tenant.requester_email, "--json"]
-    result = subprocess.run(command, env={**os.environ, **settings_environment(settings)}, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    result = CliRunner().invoke(main, ["users", "mfa-reset", "--email", tenant.requester_email, "--json"],
+                                env=settings_environment(settings))
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"id": tenant.requester_id, "removed": True}
     assert _token(client, tenant.requester_email).status_code == 200
     assert ("mfa.totp.reset", "success") in _actions(db, tenant.requester_id)

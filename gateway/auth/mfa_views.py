@@ -72,10 +72,6 @@ def people_only(view):
     return wrapper
 
 
-def _person():
-    return current_principal()
-
-
 def _audit(principal) -> dict:
     return {"actor": principal.audit_actor, "org_id": principal.org_id, **audit_context()}
 
@@ -94,7 +90,7 @@ def enrol_totp():
 
     The set-up waits for its first code (POST .../confirm); starting again before that replaces it.
     """
-    principal = _person()
+    principal = current_principal()
     try:
         with adapters().db.transaction() as session:
             enrolment = mfa.begin_enrolment(session, user_id=principal.id, secret_key=settings().secret_key,
@@ -114,7 +110,7 @@ def enrol_totp():
 @blp.alt_response(409, description="MFA_NOT_PENDING: no set-up is waiting for its first code")
 def confirm_totp(body):
     """Turn two-step sign-in on with the first code of the app just set up; sign-in then needs `otp`."""
-    principal = _person()
+    principal = current_principal()
     try:
         with adapters().db.transaction() as session:
             confirmed = mfa.confirm_enrolment(session, user_id=principal.id, code=body["code"],
@@ -138,7 +134,7 @@ def confirm_totp(body):
 @blp.alt_response(429, description="LOGIN_LOCKED: too many wrong passwords or codes; see Retry-After")
 def disable_totp(body):
     """Turn two-step sign-in off, with a current code (or a recovery code); the recovery codes go too."""
-    principal, s, ctx = _person(), settings(), audit_context()
+    principal, s, ctx = current_principal(), settings(), audit_context()
     with adapters().db.transaction() as session:
         enabled = mfa.is_enabled(session, principal.id)
     if not enabled:

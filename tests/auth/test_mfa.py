@@ -144,6 +144,39 @@ def test_codes_are_accepted_one_step_either_side_and_no_further(db):
     assert check(boundary, boundary) is None
 
 
+def test_two_sign_ins_racing_with_one_code_cannot_both_use_it(db):
+    """The last-step compare-and-set is one UPDATE: with both transactions open at once, one code wins once."""
+    import threading
+
+    email = make_user(db, ["auditor"])
+    with db.transaction() as session:
+        from gateway.auth.models import User
+
+        user_id = session.scalars(select(User.id).where(User.email == email)).one()
+        secret = mfa.begin_enrolment(session, user_id=user_id, secret_key="k" * 40,
+                                     audit={"actor": f"user:{user_id}"}).secret
+    now = _step_start(10)
+    totp = pyotp.TOTP(secret)
+    with db.transaction() as session:
+        assert mfa.confirm_enrolment(session, user_id=user_id, code=totp.at(now - STEP), secret_key="k" * 40,
+                                     now=_at(now - STEP), audit={"actor": f"user:{user_id}"})
+    barrier, results = threading.Barrier(2), []
+
+    def attempt():
+        with db.transaction() as session:
+            mfa.is_enabled(session, user_id)  # both transactions have begun and read the row
+            barrier.wait(timeout=10)
+            results.append(mfa.check_code(session, user_id=user_id, code=totp.at(now), secret_key="k" * 40,
+                                          now=_at(now)))
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results, key=str) == [None, "totp"]
+
+
 def test_wrong_codes_count_toward_the_lockout(client, db, settings):
     tenant = make_tenant(db)
     with time_machine.travel(_step_start() + 3, tick=False):

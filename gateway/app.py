@@ -82,7 +82,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every domain's routes on one flask-smorest Api (one OpenAPI document)."""
     from gateway import health
     from gateway.audit import views as audit
-    from gateway.auth import account_views
+    from gateway.auth import account_views, mfa_views
     from gateway.auth import views as auth
     from gateway.auth.ratelimit import UNLIMITED_RULES
     from gateway.auth.web import PUBLIC_RULES
@@ -100,7 +100,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_converter(RequestIdConverter, RequestIdConverter.openapi_schema)
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
                       revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp,
-                      messages.blp, account_views.blp, session_views.blp):
+                      messages.blp, account_views.blp, session_views.blp, mfa_views.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
     # /docs: Swagger UI from the installed package, never a CDN (gateway.apidocs); not part of the document.
@@ -130,6 +130,9 @@ def register_security(app: Flask, settings: Settings) -> None:
     passwords.prepare()
     auth_web.install(app, TokenService.from_settings(settings, db), OidcVerifier.from_settings(settings))
     limiter = install_rate_limits(app, settings)
+    from gateway.auth.mfa_views import require_enrolment
+
+    app.before_request(require_enrolment)  # after authentication and the rate limits
     # Failed bearer credentials are limited on the limiter's storage (Redis, shared by every process).
     auth_web.install_guard(app, BearerGuard.from_settings(settings, limiter.storage))
 

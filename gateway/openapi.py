@@ -7,7 +7,8 @@ here, by `ExactResponses` (an apispec plugin that flask-smorest runs for each
 route as it is registered), from facts about the route:
 
 - a route outside `PUBLIC_RULES` answers 401 (and 429 to an address sending
-  bad credentials); one with `@requires` answers 403;
+  bad credentials); one with `@requires` answers 403, and so does every one
+  but enrolment to a person who must set up two-step sign-in first;
 - a path parameter means 404; a query schema, 422;
 - a JSON body means 400, 408, 413 and 422; a multipart body the upload's
   refusals (400, 408, 413, 415, 422 and 503);
@@ -119,6 +120,12 @@ _MULTIPART_ERRORS = {
     503: "SCANNER_UNAVAILABLE, STORAGE_UNAVAILABLE, DATABASE_UNAVAILABLE: nothing was stored; retrying after "
          "the delay given is safe.",
 }
+# A person whose role needs a second factor (GATEWAY_MFA_REQUIRED) and who has none yet may call only these
+# (gateway.auth.mfa_views uses this set); every other route refuses them with 403.
+MFA_ENROLMENT_RULES = frozenset({("GET", "/v1/me"), ("POST", "/v1/me/mfa/totp"),
+                                 ("POST", "/v1/me/mfa/totp/confirm")})
+_MFA_ENROLMENT_ERROR = ("MFA_ENROLMENT_REQUIRED: your role needs two-step sign-in and you have not set it up yet "
+                        "(POST /v1/me/mfa/totp); until then only enrolment is open to you.")
 # Routes that never reach the database (or answer 503 for their own reason, documented by their view).
 NO_DATABASE = frozenset({"/healthz", "/metrics", "/readyz"})
 
@@ -218,6 +225,8 @@ class ExactResponses(BasePlugin):
             add(401, ERRORS[401][1])
         if getattr(view, "required_roles", None):
             add(403, ERRORS[403][1])
+        if not public and (method.upper(), rule) not in MFA_ENROLMENT_RULES:
+            add(403, _MFA_ENROLMENT_ERROR)
         if "{" in openapi_path(rule):
             add(404, ERRORS[404][1])
         if any(p.get("in") == "query" for p in parameters if isinstance(p, dict)):  # every one is validated

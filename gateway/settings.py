@@ -75,6 +75,10 @@ class Settings:
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
+    # A second factor (TOTP, gateway/auth/mfa.py) for records staff, auditors and admins: they may sign in
+    # without one only to enrol. Unset means on in production and off elsewhere; off in production only for
+    # a deployment whose staff all sign in through the hospital's identity provider (which then owns MFA).
+    mfa_required: bool | None = None
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
     api_rate_limit: str = "600 per minute"
@@ -141,6 +145,11 @@ class Settings:
         """True when running for real; development conveniences are then refused."""
         return self.env == "production"
 
+    @property
+    def requires_mfa(self) -> bool:
+        """Whether staff, auditors and admins need a second factor (unset: in production only)."""
+        return self.is_production if self.mfa_required is None else self.mfa_required
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Build settings from `GATEWAY_*` variables; keyword overrides win (tests use them)."""
@@ -160,6 +169,8 @@ class Settings:
             )
         if not settings.secret_key and not settings.is_production:
             settings = dataclasses.replace(settings, secret_key=_development_secret(Path(settings.data_dir)))
+        if settings.mfa_required is None:
+            settings = dataclasses.replace(settings, mfa_required=settings.is_production)
         if not settings.audit_chain_key and not settings.is_production and settings.secret_key:
             settings = dataclasses.replace(settings, audit_chain_key=derived_key(settings.secret_key, "audit-chain"))
         settings.validate()
@@ -283,7 +294,7 @@ def _parse(f: dataclasses.Field, raw: str):
     """Turn one environment string into the field's type."""
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
-        if kind == "bool":
+        if kind in ("bool", "bool | None"):
             lowered = raw.strip().lower()
             if lowered in {"1", "true", "yes", "on"}:
                 return True

@@ -4,7 +4,10 @@ Counters live in the database, not Redis, so brute-force protection holds
 even while Redis is down.  Every attempt, allowed or not, is audited, and the
 audit entry commits even when the sign-in fails.  Every attempt costs one
 Argon2 verification (a dummy hash stands in for unknown, inactive and locked
-accounts), so timing reveals neither accounts nor lockouts.
+accounts), so timing reveals neither accounts nor lockouts.  A person with a
+second factor (gateway.auth.mfa) also needs a code: asked for only once the
+password was right, and a wrong code counts toward the lockouts like a wrong
+password.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.audit.service import record
-from gateway.auth.models import LoginThrottle, Organization
+from gateway.auth import mfa
+from gateway.auth.models import LoginThrottle, Organization, User
 from gateway.auth.passwords import verify_password
 from gateway.auth.service import find_user_by_email
 from gateway.auth.tokens import IssuedToken, TokenService
@@ -30,6 +34,17 @@ ADDRESS_FACTOR = 4
 
 class LoginFailed(Exception):
     """Wrong email or password (one answer for both)."""
+
+
+class MfaRequired(LoginFailed):
+    """The password was right, but the account has a second factor and no code came with it.
+
+    A LoginFailed, so a caller that does not ask for codes refuses the sign-in.
+    """
+
+    def __init__(self, user_id: str):
+        super().__init__("second factor required")
+        self.user_id = user_id
 
 
 class LoginLocked(Exception):
@@ -83,19 +98,23 @@ def _count_failure(row: LoginThrottle, limit: int, policy: ThrottlePolicy, now: 
 
 
 def sign_in(db: Database, tokens: TokenService, *, email: str, password: str, ip: str | None,
-            request_id: str | None, policy: ThrottlePolicy) -> IssuedToken:
-    """Check the password and issue a token, or raise LoginFailed / LoginLocked."""
-    claims = check_password(db, email=email, password=password, ip=ip, request_id=request_id, policy=policy)
+            request_id: str | None, policy: ThrottlePolicy, otp: str | None = None,
+            secret_key: str = "") -> IssuedToken:
+    """Check the password (and second factor) and issue a token, or raise LoginFailed / MfaRequired /
+    LoginLocked."""
+    claims = check_password(db, email=email, password=password, ip=ip, request_id=request_id, policy=policy,
+                            otp=otp, secret_key=secret_key)
     # Signed after the commit: signing may create the first key in its own transaction,
     # which must not wait on this one's write lock (SQLite has a single writer).
     return tokens.issue(**claims)
 
 
 def check_password(db: Database, *, email: str, password: str, ip: str | None, request_id: str | None,
-                   policy: ThrottlePolicy) -> dict:
+                   policy: ThrottlePolicy, otp: str | None = None, secret_key: str = "") -> dict:
     """Check the password under the lockouts (audited); the user's claims, or LoginFailed / LoginLocked.
 
-    Both the API's token sign-in and the portal's session sign-in go through here.
+    Both the API's token sign-in and the portal's session sign-in go through here.  With a second factor
+    enabled, `otp` (a TOTP or recovery code, checked with `secret_key`) must prove it: none is MfaRequired.
     """
     now = utcnow()
     outcome: Exception | None = None
@@ -123,11 +142,74 @@ def check_password(db: Database, *, email: str, password: str, ip: str | None, r
             record(session, action="auth.login", result="failure", **audit)
             outcome = LoginFailed()
         else:
-            account.failures, account.locked_until = 0, None
-            user.last_login_at = now
-            record(session, action="auth.login", result="success", **audit)
-            claims = {"subject": user.id, "org_id": user.org_id, "roles": list(user.roles),
-                      "facilities": list(user.facilities), "epoch": user.credentials_epoch or 0}
+            # Only now, with the password right, is the second factor looked at: a wrong password says
+            # nothing about it.
+            factor = "password"
+            if mfa.is_enabled(session, user.id):
+                factor = mfa.check_code(session, user_id=user.id, code=otp, secret_key=secret_key,
+                                        now=now) if otp else "missing"
+            if factor == "missing":
+                # Not a failure (the password was right) nor a success: the failure count stays as it is.
+                record(session, action="auth.mfa", result="denied", **audit)
+                outcome = MfaRequired(user.id)
+            elif factor is None:
+                _count_failure(account, policy.max_failures, policy, now)
+                _count_failure(address, policy.max_failures * ADDRESS_FACTOR, policy, now)
+                record(session, action="auth.mfa", result="failure", **audit)
+                outcome = LoginFailed()
+            else:
+                claims = _succeeded(session, user, account, factor, audit, now)
+    if outcome is not None:
+        raise outcome
+    return claims
+
+
+def _succeeded(session: Session, user, account: LoginThrottle, factor: str, audit: dict, now: datetime) -> dict:
+    account.failures, account.locked_until = 0, None
+    user.last_login_at = now
+    if factor == "recovery_code":  # worth its own entry: the person may have lost their phone
+        record(session, action="mfa.recovery_code.use", **audit)
+    record(session, action="auth.login", result="success", **audit)
+    return {"subject": user.id, "org_id": user.org_id, "roles": list(user.roles),
+            "facilities": list(user.facilities), "epoch": user.credentials_epoch or 0}
+
+
+def check_second_factor(db: Database, *, user_id: str, otp: str, ip: str | None, request_id: str | None,
+                        policy: ThrottlePolicy, secret_key: str, signing_in: bool = True) -> dict:
+    """The second step of a sign-in whose password was already right (the portal's code page), or a code
+    proving the person before their second factor is turned off: the user's claims, or LoginFailed /
+    LoginLocked, under the same lockouts as the password (a wrong code counts as a failure)."""
+    now = utcnow()
+    outcome: Exception | None = None
+    claims = None
+    with db.transaction() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise LoginFailed()
+        account = _throttle(session, _account_subject(user.email), now)
+        address = _throttle(session, f"ip:{ip or 'unknown'}", now)
+        audit = {"ip": ip, "request_id": request_id, "actor": f"user:{user.id}", "org_id": user.org_id,
+                 "object_type": "user", "object_id": user.id}
+        wait = max(_locked_for(account, now), _locked_for(address, now))
+        if wait:
+            record(session, action="auth.mfa", result="blocked", **audit)
+            outcome = LoginLocked(wait)
+        elif not user.active or not _org_active(session, user):
+            record(session, action="auth.mfa", result="failure", **audit)
+            outcome = LoginFailed()
+        else:
+            factor = mfa.check_code(session, user_id=user.id, code=otp, secret_key=secret_key, now=now)
+            if factor is None:
+                _count_failure(account, policy.max_failures, policy, now)
+                _count_failure(address, policy.max_failures * ADDRESS_FACTOR, policy, now)
+                record(session, action="auth.mfa", result="failure", **audit)
+                outcome = LoginFailed()
+            elif signing_in:
+                claims = _succeeded(session, user, account, factor, audit, now)
+            else:
+                if factor == "recovery_code":
+                    record(session, action="mfa.recovery_code.use", **audit)
+                claims = {"subject": user.id, "org_id": user.org_id}
     if outcome is not None:
         raise outcome
     return claims

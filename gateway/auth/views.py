@@ -22,6 +22,9 @@ blp = Blueprint("auth", __name__, description="Authentication, API keys and orga
 class TokenRequestSchema(Schema):
     email = PlainText(320, required=True)
     password = fields.String(required=True, load_only=True, validate=validate.Length(1, 256))
+    otp = fields.String(load_only=True, validate=validate.Length(1, 32), metadata={
+        "description": "With two-step sign-in on: the code your authenticator app shows now, or one of your "
+                       "recovery codes (each works once)."})
 
 
 class TokenSchema(Schema):
@@ -105,7 +108,8 @@ class UserListSchema(Schema):
 @blp.route("/v1/auth/token", methods=["POST"])
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, description="Wrong email or password")
+@blp.alt_response(401, description="UNAUTHENTICATED: wrong email, password or code (counted toward the lockout); "
+                                   "MFA_REQUIRED: the password was right but the account needs `otp`")
 @blp.alt_response(429, description="Locked out after repeated failures; see Retry-After")
 def issue_token(body):
     """Sign in with email and password; returns a short-lived access token."""
@@ -115,7 +119,12 @@ def issue_token(body):
         issued = login.sign_in(
             adapters().db, current_app.extensions["gateway.auth"].tokens,
             email=body["email"], password=body["password"], ip=ctx["ip"], request_id=ctx["request_id"],
-            policy=login.ThrottlePolicy(s.login_max_failures, s.login_lockout_seconds))
+            policy=login.ThrottlePolicy(s.login_max_failures, s.login_lockout_seconds),
+            otp=body.get("otp"), secret_key=s.secret_key)
+    except login.MfaRequired:
+        from gateway.auth.mfa_views import MfaRequiredError
+
+        raise MfaRequiredError() from None
     except login.LoginLocked as locked:
         raise TooManyRequests("Too many failed sign-ins; try again later.", retry_after=locked.retry_after,
                               code="LOGIN_LOCKED") from None

@@ -94,6 +94,24 @@ def users_create(ctx, org_id, email, password, role, as_json):
     _create_user(ctx, as_json, email=email, password=password, roles=[role], org_id=org_id)
 
 
+@users.command("mfa-reset")
+@click.option("--email", required=True, help="The person's e-mail address (any role).")
+@json_option
+@pass_context
+def users_mfa_reset(ctx, email, as_json):
+    """Remove a person's two-step sign-in (lost phone and recovery codes); they set it up again. Audited."""
+    from gateway.auth import mfa
+    from gateway.auth.service import find_user_by_email
+
+    with ctx.db.transaction() as session:
+        user = find_user_by_email(session, email)
+        if user is None:
+            fail("no such user", as_json, "NOT_FOUND", 2)
+        removed = mfa.reset(session, user_id=user.id, audit={"actor": _cli_actor(), "org_id": user.org_id})
+        data = {"id": user.id, "removed": removed}
+    emit(data, as_json, f"two-step sign-in {'removed' if removed else 'was not set up'} for user {data['id']}")
+
+
 @main.group()
 def staff():
     """Facility records staff."""

@@ -23,6 +23,7 @@ def install(app: Flask) -> None:
         dashboard,
         disclosures,
         messages,
+        mfa,
         preferences,
         requests,
         security,

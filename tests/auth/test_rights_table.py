@@ -89,6 +89,10 @@ API_RIGHTS = {
     ("POST", "/v1/requests/<request_id>/messages"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/messages"): row(*READERS),
     ("POST", "/v1/requests/<request_id>/due-date/extend"): row("facility_staff"),
+    # Every person's own second factor (an API key has none); the empty bodies sent here are 422.
+    ("POST", "/v1/me/mfa/totp"): row(*PEOPLE, operator=200, auditor=200),
+    ("POST", "/v1/me/mfa/totp/confirm"): row(*PEOPLE, operator=422, auditor=422),
+    ("DELETE", "/v1/me/mfa/totp"): row(*PEOPLE, operator=422, auditor=422),
     # Every person's own e-mail preference (an API key has none).
     ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
                              operator=200, auditor=200),
@@ -109,7 +113,10 @@ SESSION_PAGES = {("GET", "portal.home"): 200, ("GET", "portal.session_status"): 
                  ("GET", "portal.account"): 200, ("POST", "portal.update_notifications"): 303,
                  # Your own password (an empty form is refused) and sessions (an unknown one is a 404).
                  ("GET", "portal.security"): 200, ("POST", "portal.change_password"): 422,
-                 ("POST", "portal.end_session"): 404}
+                 ("POST", "portal.end_session"): 404,
+                 # Two-step sign-in: set-up starts (200); confirming or turning off without a code is 422.
+                 ("GET", "portal.mfa_settings"): 200, ("POST", "portal.mfa_setup"): 200,
+                 ("POST", "portal.mfa_confirm"): 422, ("POST", "portal.mfa_disable"): 422}
 PORTAL_REFUSED = {
     "portal.api_keys", "portal.create_api_key", "portal.revoke_api_key", "portal.webhooks", "portal.create_webhook",
     "portal.delete_webhook", "portal.queue", "portal.request_list", "portal.request_detail", "portal.new_request",

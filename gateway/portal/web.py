@@ -24,7 +24,8 @@ from gateway.errors import Forbidden
 from gateway.portal import bp, sessions
 from gateway.web import adapters, settings
 
-PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in_submit", "portal.signed_out"})
+PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in_submit", "portal.signed_out",
+                              "portal.sso_start", "portal.sso_callback"})
 # Asking how long the session has left is not activity: it must not keep an idle session alive.
 UNTOUCHED_ENDPOINTS = frozenset({"portal.session_status"})
 XHR_HEADER = "X-Requested-With"

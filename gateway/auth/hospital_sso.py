@@ -253,9 +253,7 @@ class HospitalSso:
             if access_token:
                 params["access_token"] = access_token
             claims = CodeIDToken(decoded.claims, decoded.header, options, params)
-            claims.validate(now=now, leeway=LEEWAY)
-            if not isinstance(claims.get("iat"), int | float) or claims["iat"] > now + LEEWAY:
-                raise invalid_id_token("issued in the future")
+            claims.validate(now=now, leeway=LEEWAY)  # exp, iat (not in the future), nbf, iss, aud, azp, nonce
         except SsoRefused:
             raise
         except (JoseError, ValueError, TypeError, KeyError) as error:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
@@ -300,6 +299,35 @@ def test_a_deactivated_linked_user_is_refused(world):
     assert ("auth.sso.inactive", "denied") in audit_actions(world, head)
 
 
+def test_the_id_token_is_judged_by_the_gateway_clock_and_the_flow_nonce(world):
+    """Real ID tokens from the provider, each from its own flow, checked at another moment or for another flow."""
+    sso = world.app.extensions["gateway.sso"]
+    now = int(world.app.extensions["gateway"].clock.now().timestamp())
+
+    def fresh_code() -> tuple:
+        flow, url = sso.begin()
+        return flow, parse_qs(urlsplit(through_provider(url, world.accounts["nurse"].login)).query)["code"][0]
+
+    flow, code = fresh_code()
+    assert sso.finish(flow, code=code, now=now)["sub"] == world.accounts["nurse"].login
+    flow, code = fresh_code()
+    with pytest.raises(SsoRefused) as expired:  # the provider's ID tokens live an hour
+        sso.finish(flow, code=code, now=now + 2 * 3600)
+    assert expired.value.code == "SSO_ID_TOKEN_INVALID"
+    flow, code = fresh_code()
+    with pytest.raises(SsoRefused) as early:  # "issued" two hours after the gateway's now
+        sso.finish(flow, code=code, now=now - 2 * 3600)
+    assert early.value.code == "SSO_ID_TOKEN_INVALID"
+    flow, code = fresh_code()
+    with pytest.raises(SsoRefused) as other_nonce:
+        sso.finish(dataclasses.replace(flow, nonce="another flow's nonce"), code=code, now=now)
+    assert other_nonce.value.code == "SSO_ID_TOKEN_INVALID"
+    flow, code = fresh_code()
+    with pytest.raises(SsoRefused) as other_verifier:  # PKCE: the code is useless without its verifier
+        sso.finish(dataclasses.replace(flow, verifier=flow.verifier[::-1]), code=code, now=now)
+    assert other_verifier.value.code == "SSO_EXCHANGE_FAILED"
+
+
 def test_id_tokens_not_signed_by_the_provider_are_refused(world):
     """The real provider's discovery and keys; tokens made here with the wrong key or algorithm."""
     import jwt as pyjwt
@@ -307,7 +335,7 @@ def test_id_tokens_not_signed_by_the_provider_are_refused(world):
 
     sso = world.app.extensions["gateway.sso"]
     metadata = sso.metadata()
-    now = int(time.time())
+    now = int(world.app.extensions["gateway"].clock.now().timestamp())
     claims = {"iss": world.provider.issuer, "aud": world.provider.client_id, "sub": "someone", "iat": now,
               "exp": now + 300, "nonce": "n"}
     algorithms = sso.algorithms(metadata)
@@ -323,3 +351,20 @@ def test_id_tokens_not_signed_by_the_provider_are_refused(world):
         with pytest.raises(SsoRefused) as refused:
             sso.validate_id_token(token, nonce="n", access_token=None, now=now, algorithms=algorithms)
         assert refused.value.code == "SSO_ID_TOKEN_INVALID", name
+
+
+def test_an_unreachable_provider_is_a_page_and_sign_on_off_is_a_404(app, settings, world):
+    # Off (the session's app): no button, and the routes are not there.
+    client = portal_client(app)
+    assert HOSPITAL_BUTTON not in client.get("/portal/sign-in").get_data(as_text=True)
+    assert client.get("/portal/sso/start").status_code == 404
+    assert client.get("/portal/sso/callback?code=c&state=s").status_code == 404
+    # On, but nobody answers at the issuer: 503 with its code, not a 500.
+    dead = create_app(dataclasses.replace(settings, portal_url="https://localhost", **(
+        world.provider.gateway_settings() | {"sso_issuer": f"http://127.0.0.1:{find_free_port()}"})))
+    dead.config["TESTING"] = False
+    try:
+        response = portal_client(dead).get("/portal/sso/start")
+        assert response.status_code == 503 and refused_code(response) == "SSO_UNAVAILABLE"
+    finally:
+        dead.extensions["gateway"].db.dispose()

@@ -53,6 +53,8 @@ class SsoRefused(Exception):
     def __init__(self, code: str, status: int, message: str, reason: str, user_id: str | None = None):
         super().__init__(message)
         self.code, self.status, self.reason, self.user_id = code, status, reason, user_id
+        # Set once the refusal is in the audit trail (sign_on writes its own, with the user it concerns).
+        self.audited = False
 
 
 def unavailable(why: str) -> SsoRefused:

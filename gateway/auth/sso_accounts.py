@@ -18,6 +18,7 @@ over the provider.  Every outcome is audited.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,8 @@ from gateway.auth.models import User
 from gateway.auth.service import ProvisioningError, normalize_email
 from gateway.db import Base, Database, UTCDateTime, new_id, utcnow
 from gateway.facilities.service import get_facility
+
+logger = logging.getLogger(__name__)
 
 STAFF_ROLE = "facility_staff"
 # Not an Argon2 hash: verifying any password against it fails (gateway.auth.passwords treats it as invalid).
@@ -92,6 +95,7 @@ def sign_on(db: Database, *, issuer: str, claims: dict, facility_claim: str,
             record(session, actor=f"user:{refused.user_id}" if refused.user_id else "anonymous",
                    action=f"auth.sso.{refused.reason}", result="denied", object_type="user",
                    object_id=refused.user_id, **audit_ctx)
+        refused.audited = True
         raise
 
 
@@ -102,8 +106,11 @@ def _refuse(code: str, status: int, message: str, reason: str, user: User | None
 def _sign_on(session: Session, *, issuer: str, claims: dict, facility_claim: str,
              mapping: dict[str, tuple[str, ...]], audit_ctx: dict) -> SignedOn:
     subject = claims["sub"]
-    facilities = [code for code in mapped_facilities(claims.get(facility_claim), mapping)
-                  if get_facility(session, code) is not None]
+    mapped = mapped_facilities(claims.get(facility_claim), mapping)
+    facilities = [code for code in mapped if get_facility(session, code) is not None]
+    if len(facilities) != len(mapped):  # GATEWAY_SSO_FACILITY_MAP names a facility the catalogue lacks
+        logger.warning("hospital sign-on maps to unknown facilities",
+                       extra={"unknown": sorted(set(mapped) - set(facilities))})
     identity = session.scalars(select(ExternalIdentity).where(
         ExternalIdentity.issuer == issuer, ExternalIdentity.subject == subject)).one_or_none()
     user = session.get(User, identity.user_id) if identity is not None else None

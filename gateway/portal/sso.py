@@ -49,9 +49,10 @@ def _store() -> FlowStore:
     return FlowStore(adapters().redis, settings().secret_key)
 
 
-def _refused(refused: SsoRefused, *, audit: bool = True):
-    """The refusal page (its code shown, for the help desk); the flow cookie goes either way."""
-    if audit:
+def _refused(refused: SsoRefused):
+    """The refusal page (its code shown, for the help desk), audited unless it was already; the flow cookie
+    goes either way."""
+    if not refused.audited:
         try:
             record_now(adapters().db, actor="anonymous", action=f"auth.sso.{refused.reason}", result="denied",
                        object_type="user", object_id=refused.user_id, **audit_context())
@@ -111,8 +112,7 @@ def sso_callback():
         signed_on = sign_on(db, issuer=sso.issuer, claims=claims, facility_claim=s.sso_facility_claim,
                             mapping=s.sso_facilities, audit_ctx=ctx)
     except SsoRefused as refused:
-        # sign_on audits its own refusals (with the user they concern); the protocol's are audited here.
-        return _refused(refused, audit=refused.code not in _AUDITED_BY_SIGN_ON)
+        return _refused(refused)
     with db.transaction() as session:
         _row, token = sessions.start(session, user_id=signed_on.user_id, org_id=None,
                                      lifetime=s.portal_session_lifetime, audit_ctx=ctx)
@@ -125,10 +125,6 @@ def sso_callback():
     cookies.set_cookie(response, cookies.session_cookie_name(), token, max_age=s.portal_session_lifetime)
     cookies.clear_cookie(response, cookies.sso_cookie_name(), samesite="Lax")
     return response
-
-
-_AUDITED_BY_SIGN_ON = frozenset({"SSO_NO_FACILITY", "SSO_ACCOUNT_INACTIVE", "SSO_NOT_STAFF", "SSO_EMAIL_MISSING",
-                                 "SSO_EMAIL_IN_USE", "SSO_CONFLICT"})
 
 
 def _bad_state() -> SsoRefused:

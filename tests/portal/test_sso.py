@@ -50,12 +50,15 @@ def world(start_oidc_provider, settings, db):  # noqa: F811  (fixture)
     """One provider for the module, registered with both gateways' callbacks, and its people."""
     # A records clerk who already had a password account: the provider's first sign-in links it.
     staff_email = make_user(db, ["facility_staff"], ["lowell-general"])
+    # An auditor's address: the provider must never become a way into any account but a records clerk's.
+    auditor_email = make_user(db, ["auditor"])
     accounts = {
         "clerk": account("clerk", ["records-lowell", "cafeteria"]),
         "nurse": account("nurse", ["records-tufts"]),
         "visitor": account("visitor", ["cafeteria"]),
         "leaver": account("leaver", "records-lowell"),
         "existing": account("existing", ["records-tufts"], email=staff_email),
+        "lookalike": account("lookalike", ["records-lowell"], email=auditor_email),
     }
     live_port = find_free_port()
     provider = start_oidc_provider(
@@ -281,6 +284,20 @@ def test_an_unmapped_account_is_refused_and_audited(world):
     assert session_cookie(client) is None
     assert user_by_email(world, world.accounts["visitor"].email) is None
     assert ("auth.sso.no_facility", "denied") in audit_actions(world, head)
+
+
+def test_an_account_other_than_a_clerks_is_never_linked(world):
+    lookalike = world.accounts["lookalike"]
+    client = portal_client(world.app)
+    head = audit_head(world)
+    response = client.get(callback_path(through_provider(start(client), lookalike.login)))
+    assert response.status_code == 409 and refused_code(response) == "SSO_EMAIL_IN_USE"
+    assert session_cookie(client) is None
+    assert user_by_email(world, lookalike.email).roles == ["auditor"]
+    with world.app.extensions["gateway"].db.transaction() as session:
+        assert session.scalars(select(ExternalIdentity).where(
+            ExternalIdentity.subject == lookalike.login)).one_or_none() is None
+    assert ("auth.sso.email_in_use", "denied") in audit_actions(world, head)
 
 
 def test_a_deactivated_linked_user_is_refused(world):

@@ -10,6 +10,8 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 # axe-core, for the portal's automated accessibility audit (tests/portal/test_accessibility.py).
 AXE    := .cache/axe/node_modules/axe-core/axe.min.js
+# panva's oidc-provider: the real OpenID Connect server the hospital sign-on tests start (tests/fixtures/oidc_provider).
+OIDC_PROVIDER := .cache/oidc-provider/node_modules/oidc-provider/package.json
 # Between them, these two zones put the machine's date apart from Massachusetts' at every hour of the day.
 FAR_ZONES := Pacific/Kiritimati Pacific/Pago_Pago
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
@@ -29,10 +31,13 @@ debian-packages:
 $(AXE):
 	npm install --silent --no-save --no-audit --no-fund --prefix .cache/axe axe-core@4.14.1
 
+$(OIDC_PROVIDER):
+	npm install --silent --no-save --no-audit --no-fund --prefix .cache/oidc-provider oidc-provider@9.13.3
+
 run: debian-packages $(STAMP)
 	$(PY) -m infra.localstack.run
 
-test: debian-packages $(STAMP) $(AXE)
+test: debian-packages $(STAMP) $(AXE) $(OIDC_PROVIDER)
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # The unit tier: service logic with fakes, no service started (tests/conftest.py marks the tiers).
@@ -40,7 +45,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit $(PYTEST_ARGS)
 
 # The date-sensitive tests again, with the machine in each far time zone (the rules judge Boston's date).
-test-dates: debian-packages $(STAMP) $(AXE)
+test-dates: debian-packages $(STAMP) $(AXE) $(OIDC_PROVIDER)
 	@for zone in $(FAR_ZONES); do \
 		echo "== TZ=$$zone"; \
 		TZ=$$zone $(PY) -m pytest -q -m date_sensitive $(PYTEST_ARGS) || exit 1; \

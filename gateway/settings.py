@@ -79,6 +79,19 @@ class Settings:
     # without one only to enrol. Unset means on in production and off elsewhere; off in production only for
     # a deployment whose staff all sign in through the hospital's identity provider (which then owns MFA).
     mfa_required: bool | None = None
+    # Hospital sign-on (portal only): staff sign in through the hospital's OpenID Connect provider with the
+    # authorization code flow and PKCE (gateway/auth/hospital_sso.py).  The provider's endpoints come from
+    # `<issuer>/.well-known/openid-configuration`; the redirect URI registered there is
+    # `<portal_url>/portal/sso/callback`.  `sso_facility_claim` names the ID-token claim (a string or a list
+    # of strings) and `sso_facility_map` (JSON) maps its values to facility codes, e.g.
+    # {"records-lowell": "lowell-general", "records-all": ["tufts-mc", "melrosewakefield"]}; a person with no
+    # mapped value is refused.  The client secret is never stored or logged (masked by `redacted()`).
+    sso_issuer: str | None = None
+    sso_client_id: str | None = None
+    sso_client_secret: str = field(default="", repr=False)
+    sso_token_auth_method: str = "client_secret_basic"
+    sso_facility_claim: str | None = None
+    sso_facility_map: str | None = None
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
     api_rate_limit: str = "600 per minute"
@@ -225,6 +238,55 @@ class Settings:
                                 "GATEWAY_STALE_DRAFT_DAYS and GATEWAY_STALE_RETURNED_DAYS")
         if bool(self.oidc_issuer) != bool(self.oidc_jwks_url):
             raise SettingsError("GATEWAY_OIDC_ISSUER and GATEWAY_OIDC_JWKS_URL go together")
+        self._validate_sso()
+
+    @property
+    def sso_enabled(self) -> bool:
+        """True when hospital sign-on is configured (the sign-in page then offers it)."""
+        return bool(self.sso_issuer)
+
+    @property
+    def sso_facilities(self) -> dict[str, tuple[str, ...]]:
+        """The facility mapping: claim value → facility codes (empty when sign-on is off)."""
+        if not self.sso_facility_map:
+            return {}
+        import json
+
+        return {value: (codes,) if isinstance(codes, str) else tuple(codes)
+                for value, codes in json.loads(self.sso_facility_map).items()}
+
+    def _validate_sso(self) -> None:
+        import json
+        from urllib.parse import urlsplit
+
+        if not self.sso_issuer:
+            if self.sso_client_id or self.sso_client_secret or self.sso_facility_claim or self.sso_facility_map:
+                raise SettingsError("the GATEWAY_SSO_* settings need GATEWAY_SSO_ISSUER")
+            return
+        parts = urlsplit(self.sso_issuer)
+        loopback = parts.scheme == "http" and is_loopback_host(parts.hostname or "") and not self.is_production
+        if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.query or parts.fragment:
+            raise SettingsError("GATEWAY_SSO_ISSUER must be the provider's https issuer URL (http only to a "
+                                "loopback address outside production)")
+        if not self.sso_client_id or not self.sso_client_secret:
+            raise SettingsError("GATEWAY_SSO_CLIENT_ID and GATEWAY_SSO_CLIENT_SECRET are required with "
+                                "GATEWAY_SSO_ISSUER")
+        if self.sso_token_auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise SettingsError("GATEWAY_SSO_TOKEN_AUTH_METHOD must be client_secret_basic or client_secret_post")
+        if not self.sso_facility_claim:
+            raise SettingsError("GATEWAY_SSO_FACILITY_CLAIM must name the ID-token claim mapped to facilities")
+        try:
+            mapping = json.loads(self.sso_facility_map or "")
+        except ValueError:
+            mapping = None
+        valid = isinstance(mapping, dict) and mapping and all(
+            isinstance(value, str) and value and (
+                (isinstance(codes, str) and codes)
+                or (isinstance(codes, list) and codes and all(isinstance(c, str) and c for c in codes)))
+            for value, codes in mapping.items())
+        if not valid:
+            raise SettingsError('GATEWAY_SSO_FACILITY_MAP must be a JSON object of claim values to a facility '
+                                'code or a list of them, e.g. {"records-lowell": "lowell-general"}')
 
     def _validate_mail(self) -> None:
         from email.utils import parseaddr
@@ -251,7 +313,8 @@ class Settings:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in {"aws_secret_access_key", "secret_key", "audit_chain_key", "smtp_password"} and value:
+            if f.name in {"aws_secret_access_key", "secret_key", "audit_chain_key", "smtp_password",
+                          "sso_client_secret"} and value:
                 value = "***"
             elif isinstance(value, str) and "://" in value and "@" in value:
                 scheme, rest = value.split("://", 1)

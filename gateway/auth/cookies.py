@@ -10,6 +10,10 @@ SECURE_SESSION_COOKIE = "__Host-rgw_session"
 PLAIN_SESSION_COOKIE = "rgw_session"
 SECURE_FORM_COOKIE = "__Host-rgw_form"
 PLAIN_FORM_COOKIE = "rgw_form"
+# Hospital sign-on in progress (gateway/portal/sso.py): SameSite=Lax, because the provider sends the browser
+# back to the callback from its own site, and a Strict cookie would not come along.
+SECURE_SSO_COOKIE = "__Host-rgw_sso"
+PLAIN_SSO_COOKIE = "rgw_sso"
 
 
 def _secure() -> bool:
@@ -26,17 +30,22 @@ def form_cookie_name() -> str:
     return SECURE_FORM_COOKIE if _secure() else PLAIN_FORM_COOKIE
 
 
+def sso_cookie_name() -> str:
+    """The cookie binding a hospital sign-on in progress to this browser."""
+    return SECURE_SSO_COOKIE if _secure() else PLAIN_SSO_COOKIE
+
+
 def session_cookie_value() -> str | None:
     """The session token the browser sent, if any."""
     return request.cookies.get(session_cookie_name()) or None
 
 
-def set_cookie(response, name: str, value: str, *, max_age: int | None) -> None:
-    """Set a portal cookie: HttpOnly, SameSite=Strict, Secure unless the settings allow plain HTTP."""
+def set_cookie(response, name: str, value: str, *, max_age: int | None, samesite: str = "Strict") -> None:
+    """Set a portal cookie: HttpOnly, SameSite=Strict (unless said), Secure unless the settings allow plain HTTP."""
     response.set_cookie(name, value, max_age=max_age, path="/", secure=_secure(), httponly=True,
-                        samesite="Strict")
+                        samesite=samesite)
 
 
-def clear_cookie(response, name: str) -> None:
+def clear_cookie(response, name: str, *, samesite: str = "Strict") -> None:
     """Remove a portal cookie."""
-    response.delete_cookie(name, path="/", secure=_secure(), httponly=True, samesite="Strict")
+    response.delete_cookie(name, path="/", secure=_secure(), httponly=True, samesite=samesite)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from gateway import crypto
 from gateway.audit.service import record
 from gateway.auth.models import User
+from gateway.auth.passwords import NO_PASSWORD
 from gateway.db import Base, UTCDateTime, utcnow
 
 ISSUER = "Records Request Gateway"
@@ -138,9 +139,18 @@ def is_enabled(session: Session, user_id: str) -> bool:
     return session.scalar(select(TotpEnrolment.enabled_at).where(TotpEnrolment.user_id == user_id)) is not None
 
 
+def is_satisfied(session: Session, user_id: str) -> bool:
+    """Whether the person's sign-ins already have a second factor: a confirmed TOTP, or no password here at all
+    (an account made by hospital sign-on signs in only through the hospital's provider, which owns the factor).
+    """
+    if is_enabled(session, user_id):
+        return True
+    return session.scalar(select(User.password_hash).where(User.id == user_id)) == NO_PASSWORD
+
+
 def must_enrol(session: Session, *, user_id: str, roles, required: bool) -> bool:
     """True when the setting requires a second factor for one of `roles` and the user has none yet."""
-    return required and not REQUIRED_ROLES.isdisjoint(roles) and not is_enabled(session, user_id)
+    return required and not REQUIRED_ROLES.isdisjoint(roles) and not is_satisfied(session, user_id)
 
 
 def _lock_user(session: Session, user_id: str) -> User:

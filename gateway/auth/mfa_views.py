@@ -165,7 +165,7 @@ def require_enrolment():
     if (request.method, request.url_rule.rule) in ENROLMENT_RULES:
         return None
     with adapters().db.transaction() as session:
-        if mfa.is_enabled(session, principal.id):
+        if mfa.is_satisfied(session, principal.id):
             return None
     audit_denied(principal)
     raise EnrolmentRequired("Your role needs two-step sign-in: set it up first (POST /v1/me/mfa/totp, then "

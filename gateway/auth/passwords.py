@@ -7,6 +7,10 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+# The password of an account made by hospital sign-on: not an Argon2 hash, so no password verifies against
+# it; the person signs in only through the hospital's provider.
+NO_PASSWORD = "!sso-only"
+
 MIN_LENGTH = 12
 MAX_LENGTH = 256  # bounds the hashing work one request can ask for
 

@@ -16,6 +16,7 @@ bp = Blueprint("portal", __name__, url_prefix="/portal", template_folder="templa
 def install(app: Flask) -> None:
     """Mount the portal on `app`: its guard, its pages and its error pages."""
     # Importing the page modules attaches their routes (and the guard) to `bp`, once per process.
+    from gateway.auth.hospital_sso import HospitalSso
     from gateway.portal import (  # noqa: F401
         account,
         admin,
@@ -27,6 +28,7 @@ def install(app: Flask) -> None:
         preferences,
         requests,
         security,
+        sso,
         staff,
         templating,
         users,
@@ -34,6 +36,8 @@ def install(app: Flask) -> None:
         worklist,
     )
 
+    # Hospital sign-on's provider client (discovery and keys cached per process); None when not configured.
+    app.extensions["gateway.sso"] = HospitalSso.from_settings(app.extensions["gateway"].settings)
     app.register_blueprint(bp)
     templating.install(app)
     app.extensions["gateway.error_page"] = web.error_page

@@ -37,7 +37,7 @@ def _sign_in_page(*, error: str | None = None, email: str = "", status: int = 20
         message = (f"You were signed out after {minutes} minute{'s' if minutes != 1 else ''} without activity, "
                    "to protect patients' information.")
     response = page("portal/sign_in.html", status, form_token=token, error=error, email=email, message=message,
-                    next=safe_next(request.args.get("next")))
+                    next=safe_next(request.args.get("next")), sso=settings().sso_enabled)
     cookies.set_cookie(response, cookies.form_cookie_name(), token, max_age=3600)
     return response
 

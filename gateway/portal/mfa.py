@@ -207,7 +207,7 @@ def require_enrolment():
     if mfa.REQUIRED_ROLES.isdisjoint(principal.roles):
         return None
     with adapters().db.transaction() as session:
-        if mfa.is_enabled(session, principal.id):
+        if mfa.is_satisfied(session, principal.id):
             return None
     if is_xhr():
         raise EnrolmentRequired("Set up two-step sign-in first.")

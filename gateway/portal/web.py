@@ -28,7 +28,9 @@ PUBLIC_ENDPOINTS = frozenset({"portal.static", "portal.sign_in", "portal.sign_in
                               "portal.forgot_password", "portal.forgot_password_submit", "portal.reset_password",
                               "portal.reset_password_submit",
                               # The code step of two-step sign-in (gateway.portal.mfa): no session yet.
-                              "portal.sign_in_code", "portal.sign_in_code_submit"})
+                              "portal.sign_in_code", "portal.sign_in_code_submit",
+                              # Hospital sign-on (gateway.portal.sso): the flow that makes the session.
+                              "portal.sso_start", "portal.sso_callback"})
 # Asking how long the session has left is not activity: it must not keep an idle session alive.
 UNTOUCHED_ENDPOINTS = frozenset({"portal.session_status"})
 XHR_HEADER = "X-Requested-With"

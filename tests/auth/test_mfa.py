@@ -301,3 +301,28 @@ def test_an_operator_resets_a_lost_second_factor_from_the_command_line(client, d
     assert json.loads(result.stdout) == {"id": tenant.requester_id, "removed": True}
     assert _token(client, tenant.requester_email).status_code == 200
     assert ("mfa.totp.reset", "success") in _actions(db, tenant.requester_id)
+
+
+def test_hospital_sign_on_accounts_are_not_sent_to_set_up_a_second_factor(mfa_app, db):
+    """An account made by hospital sign-on has no password here: the hospital's provider owns its second factor.
+    Given a password (say by a reset), the requirement applies to it like to anyone else."""
+    from gateway.auth import cookies
+    from gateway.auth.models import User
+    from gateway.auth.passwords import NO_PASSWORD, hash_password
+    from gateway.portal import sessions
+
+    email = make_user(db, ["facility_staff"], ["tufts-mc"])
+    with db.transaction() as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        user.password_hash, user_id = NO_PASSWORD, user.id
+        _row, token = sessions.start(session, user_id=user_id, org_id=None, lifetime=3600, audit_ctx={})
+    browser = portal_client(mfa_app)
+    with mfa_app.test_request_context(base_url="https://localhost"):
+        name = cookies.session_cookie_name()
+    browser.set_cookie(name, token, domain="localhost", secure=True)
+    assert browser.get("/portal/queue").status_code == 200
+
+    with db.transaction() as session:
+        session.get(User, user_id).password_hash = hash_password(PASSWORD)
+    sent = browser.get("/portal/queue")
+    assert sent.status_code == 303 and sent.headers["Location"].endswith("/portal/account/two-step")

@@ -53,29 +53,41 @@ def load_create_body(data) -> dict:
                             errors=flatten_messages(error.messages)) from None
 
 
-def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict) -> str:
-    """Store a new draft from a validated create body; returns its id."""
+def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict,
+                   session: Session | None = None) -> str:
+    """Store a new draft from a validated create body; returns its id.
+
+    With `session` the draft is added inside the caller's transaction (a batch creates a chunk of items in
+    one, gateway.batches); a refused item then leaves that transaction as it was (its insert is a savepoint).
+    """
     if not principal.is_requester or not principal.org_id:
         raise Forbidden("Only requester organizations create requests.")
-    with db.transaction() as session:
-        if _open_reference_exists(session, principal.org_id, body["reference"]):
-            raise duplicate_reference()
-        stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
-        req = RecordsRequest(
-            org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
-            facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
-            public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
-            instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
-        try:
-            with session.begin_nested():
-                session.add(req)
-                session.flush()
-        except IntegrityError:  # a concurrent create won the race for this reference
-            raise duplicate_reference() from None
-        lifecycle.add_event(session, req, "created", principal.audit_actor)
-        record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
-               object_type="request", object_id=req.id, **audit_ctx)
-        return req.id
+    if session is not None:
+        return _add_request(session, principal, body, audit_ctx)
+    with db.transaction() as own:
+        return _add_request(own, principal, body, audit_ctx)
+
+
+def _add_request(session: Session, principal: Principal, body: dict, audit_ctx: dict) -> str:
+    """Add the draft, its timeline event and its audit entry to `session` (see create_request)."""
+    if _open_reference_exists(session, principal.org_id, body["reference"]):
+        raise duplicate_reference()
+    stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
+    req = RecordsRequest(
+        org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
+        facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
+        public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
+        instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
+    try:
+        with session.begin_nested():
+            session.add(req)
+            session.flush()
+    except IntegrityError:  # a concurrent create won the race for this reference
+        raise duplicate_reference() from None
+    lifecycle.add_event(session, req, "created", principal.audit_actor)
+    record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
+           object_type="request", object_id=req.id, **audit_ctx)
+    return req.id
 
 
 def _open_reference_exists(session: Session, org_id: str, reference: str, *, other_than: str | None = None) -> bool:

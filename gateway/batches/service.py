@@ -3,13 +3,15 @@
 `create_batch` stores the items sealed (they hold patient data) and audits the
 batch; the view then enqueues `gateway.batches.jobs.process_batch(batch_id)` —
 the job carries the id only.  `process` validates and creates the items in
-chunks of CHUNK, one transaction each, through intake's own `create_request`
-(the API's create: the same checks, timeline event, audit entry and
-reference rule).  Each chunk locks the batch row, resumes at `processed` and
-writes every item's outcome with the drafts it created, so a job retried after
-a crash, or run twice at once, creates every item exactly once.  Chunks keep a
-1,000-item batch to ten commits while never holding the audit chain's head
-(every audit append locks it) for long.
+chunks of CHUNK, one transaction each, through intake's own create: each item
+is validated by `load_create_body` and added by `create_requests` (the row,
+timeline event, audit entry and reference rule of `POST /v1/requests`, in a
+few statements per chunk instead of a round trip per item).  Each chunk locks
+the batch row, resumes at `processed` and writes every item's outcome with the
+drafts it created, so a job retried after a crash, or run twice at once,
+creates every item exactly once.  Chunks keep a 1,000-item batch to ten
+commits while never holding the audit chain's head (every audit append locks
+it) for long.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import and_, false, func, select
+from sqlalchemy import and_, false, select
 from sqlalchemy.orm import Session
 
 from gateway.audit.service import record
@@ -160,58 +162,69 @@ class Outcome:
 
 def process(db: Database, *, batch_id: str, secret_key: str, chunk: int = CHUNK) -> Outcome:
     """Create the batch's items, chunk by chunk, resuming where an earlier run stopped (see the module doc)."""
-    outcome = Outcome()
     with db.transaction() as session:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.status == "done" or batch.items_sealed is None:
             return Outcome(skipped=True)
         items = json.loads(unseal(secret_key, batch.items_sealed, purpose=SEAL_PURPOSE))
+    outcome = Outcome()
     while True:
         with db.write_transaction() as session:
             batch = session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).one_or_none()
             if batch is None or batch.status == "done":
                 return outcome
-            start = batch.processed
-            principal, audit_ctx = principal_of(batch), dict(batch.audit_ctx or {})
-            for index in range(start, min(start + chunk, batch.total)):
-                request_id, errors = _create_item(session, db, batch, principal, items[index], audit_ctx)
-                reference = items[index].get("reference")
-                session.add(BatchItem(batch_id=batch.id, index=index, request_id=request_id,
-                                      reference=reference[:100] if isinstance(reference, str) else None,
-                                      errors=[e.to_dict() for e in errors]))
-                if request_id:
-                    batch.created_count += 1
-                    outcome.created += 1
-                else:
-                    batch.rejected_count += 1
-                    outcome.rejected += 1
-                batch.processed = index + 1
+            indexes = range(batch.processed, min(batch.processed + chunk, batch.total))
+            results = _create_chunk(session, batch, [items[i] for i in indexes], first_index=indexes.start)
+            created = sum(1 for request_id, _errors in results if request_id)
+            session.add_all([BatchItem(batch_id=batch.id, index=index, request_id=request_id,
+                                       reference=_reference_of(items[index]), errors=[e.to_dict() for e in errors])
+                             for index, (request_id, errors) in zip(indexes, results, strict=True)])
+            batch.created_count += created
+            batch.rejected_count += len(results) - created
+            batch.processed = indexes.stop
+            outcome.created += created
+            outcome.rejected += len(results) - created
             if batch.processed >= batch.total:
                 batch.status, batch.finished_at, batch.items_sealed = "done", utcnow(), None
                 return outcome
 
 
-def _create_item(session: Session, db: Database, batch: Batch, principal: Principal, item,
-                 audit_ctx: dict) -> tuple[str | None, list[FieldError]]:
-    """One item through intake's create: (request id, []) or (None, why not)."""
-    try:
-        body = intake.load_create_body(item)
-    except GatewayError as invalid:
-        return None, invalid.errors or [FieldError(invalid.code, None, invalid.detail)]
-    try:
-        return intake.create_request(db, principal=principal, body=body, audit_ctx=audit_ctx, session=session), []
-    except GatewayError as refused:
-        if refused.status >= 500:  # an outage (the audit trail, the database): the job fails and is retried
-            raise
-        if refused.code == "DUPLICATE_REFERENCE":
-            earlier = _earlier_item_with(session, batch.id, body["reference"])
-            message = (f"Item {earlier} of this batch has the same reference." if earlier is not None
-                       else "You already have an open request with this reference.")
-            return None, [FieldError("DUPLICATE_REFERENCE", "reference", message)]
-        return None, refused.errors or [FieldError(refused.code, None, refused.detail)]
+def _reference_of(item: dict) -> str | None:
+    reference = item.get("reference")
+    return reference[:100] if isinstance(reference, str) else None
 
 
-def _earlier_item_with(session: Session, batch_id: str, reference: str) -> int | None:
-    query = (select(func.min(BatchItem.index)).join(RecordsRequest, RecordsRequest.id == BatchItem.request_id)
-             .where(BatchItem.batch_id == batch_id, RecordsRequest.reference == reference))
-    return session.scalar(query)
+def _create_chunk(session: Session, batch: Batch, chunk: list[dict], *,
+                  first_index: int) -> list[tuple[str | None, list[FieldError]]]:
+    """Validate a chunk's items, create the valid ones through intake's create, and say what became of each."""
+    results: list[tuple[str | None, list[FieldError]]] = []
+    bodies: dict[int, dict] = {}
+    for offset, item in enumerate(chunk):
+        try:
+            bodies[offset] = intake.load_create_body(item)
+            results.append((None, []))
+        except GatewayError as invalid:
+            results.append((None, invalid.errors or [FieldError(invalid.code, None, invalid.detail)]))
+    if not bodies:
+        return results
+    principal = principal_of(batch)
+    ids = intake.create_requests(session, principal=principal, bodies=list(bodies.values()),
+                                 audit_ctx=dict(batch.audit_ctx or {}))
+    earlier = _created_references(session, batch.id)
+    for (offset, body), request_id in zip(bodies.items(), ids, strict=True):
+        if request_id:
+            results[offset] = (request_id, [])
+            earlier.setdefault(body["reference"], first_index + offset)
+            continue
+        first = earlier.get(body["reference"])
+        message = (f"Item {first} of this batch has the same reference." if first is not None
+                   else "You already have an open request with this reference.")
+        results[offset] = (None, [FieldError("DUPLICATE_REFERENCE", "reference", message)])
+    return results
+
+
+def _created_references(session: Session, batch_id: str) -> dict[str, int]:
+    """The references the batch's earlier chunks created, with the index of each."""
+    rows = session.execute(select(BatchItem.reference, BatchItem.index).where(
+        BatchItem.batch_id == batch_id, BatchItem.request_id.is_not(None)))
+    return {reference: index for reference, index in rows if reference is not None}

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from gateway.adapters import build_redis
 from gateway.audit.models import AuditEvent
+from gateway.audit.service import verify_chain
 from gateway.batches import service
 from gateway.batches.models import Batch
 from gateway.intake.models import RecordsRequest
@@ -76,6 +77,7 @@ def test_valid_items_are_created_and_each_invalid_one_says_why(client, db, setti
             AuditEvent.object_id.in_([accepted["id"], by_index[0]["request_id"]]))))
         row = session.get(Batch, accepted["id"])
         assert row.items_sealed is None  # the patient data it carried is gone once processed
+        assert verify_chain(session).ok  # the items' audit entries, appended together, chain like any others
     assert {"batch.create", "request.create"} <= actions
 
 
@@ -95,20 +97,20 @@ def test_the_same_items_again_create_nothing_twice(client, db, settings, firm):
 def test_a_job_retried_after_a_crash_resumes_and_creates_each_item_once(client, db, settings, firm, monkeypatch):
     items = [request_body() for _ in range(5)]
     batch_id = send(client, firm, items).get_json()["id"]
-    real, calls = service._create_item, {"n": 0}
+    real, calls = service._create_chunk, {"n": 0}
 
-    def crash_on_the_fourth(*args, **kwargs):
+    def crash_in_the_second_chunk(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == 2:
             raise RuntimeError("worker died")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_create_item", crash_on_the_fourth)
+    monkeypatch.setattr(service, "_create_chunk", crash_in_the_second_chunk)
     with pytest.raises(RuntimeError):
         run_job(settings, db, batch_id, chunk=2)
     assert fetch(client, firm, batch_id)["status"] == "processing"
     assert len(fetch(client, firm, batch_id)["items"]) == 2  # the first chunk committed, the second rolled back
-    monkeypatch.setattr(service, "_create_item", real)
+    monkeypatch.setattr(service, "_create_chunk", real)
     run_job(settings, db, batch_id, chunk=2)
     assert run_job(settings, db, batch_id).skipped  # a third delivery of the job: nothing to do
     assert fetch(client, firm, batch_id)["counts"] == {"created": 5, "rejected": 0}

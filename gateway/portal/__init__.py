@@ -22,6 +22,7 @@ def install(app: Flask) -> None:
         billing,
         dashboard,
         disclosures,
+        imports,
         messages,
         preferences,
         requests,

@@ -17,6 +17,7 @@ it) for long.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, false, select
@@ -160,8 +161,13 @@ class Outcome:
     skipped: bool = False
 
 
-def process(db: Database, *, batch_id: str, secret_key: str, chunk: int = CHUNK) -> Outcome:
-    """Create the batch's items, chunk by chunk, resuming where an earlier run stopped (see the module doc)."""
+def process(db: Database, *, batch_id: str, secret_key: str, chunk: int = CHUNK,
+            until: float | None = None) -> Outcome:
+    """Create the batch's items, chunk by chunk, resuming where an earlier run stopped (see the module doc).
+
+    `until` (a time.monotonic() value) stops after the chunk that passes it: the portal's request handles
+    what fits in its time and leaves the rest to the job.
+    """
     with db.transaction() as session:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.status == "done" or batch.items_sealed is None:
@@ -187,6 +193,8 @@ def process(db: Database, *, batch_id: str, secret_key: str, chunk: int = CHUNK)
             if batch.processed >= batch.total:
                 batch.status, batch.finished_at, batch.items_sealed = "done", utcnow(), None
                 return outcome
+        if until is not None and time.monotonic() >= until:
+            return outcome
 
 
 def _reference_of(item: dict) -> str | None:

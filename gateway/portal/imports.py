@@ -12,13 +12,14 @@ lifecycle and counts the ones whose checks still fail.
 from __future__ import annotations
 
 import re
+import time
 
 from flask import g, make_response, redirect, request, url_for
 
 from gateway.auth.web import audit_context, requires
 from gateway.batches import service as batches
 from gateway.batches.views import start_job
-from gateway.errors import Conflict, FieldError, GatewayError, Unprocessable
+from gateway.errors import FieldError, GatewayError
 from gateway.facilities.service import get_facility
 from gateway.intake import assessment, documents, service, submission
 from gateway.portal import bp, csv_import, forms
@@ -26,6 +27,9 @@ from gateway.portal.web import page
 from gateway.web import adapters, clock, db_session, settings
 
 REQUESTERS = ("requester", "requester_admin")
+# How long a page's request works before answering (well inside the server's 30 s worker timeout): an
+# import's rows past it are left to the batch's job, drafts past it to the next "submit all ready".
+PAGE_BUDGET_SECONDS = 15.0
 
 
 def _practice_required(code: str | None) -> bool:
@@ -71,8 +75,9 @@ def import_csv():
     a = adapters()
     batch_id = batches.create_batch(a.db, principal=g.principal, items=parsed.bodies,
                                     secret_key=settings().secret_key, audit_ctx=audit_context())
-    start_job(batch_id)  # the safety net: should this request die half way, a worker finishes the batch
-    batches.process(a.db, batch_id=batch_id, secret_key=settings().secret_key)
+    start_job(batch_id)  # what this request does not finish (or should it die half way), a worker does
+    batches.process(a.db, batch_id=batch_id, secret_key=settings().secret_key,
+                    until=time.monotonic() + PAGE_BUDGET_SECONDS)
     return redirect(url_for("portal.import_detail", batch_id=batch_id), code=303)
 
 
@@ -106,7 +111,8 @@ def import_detail(batch_id):
     ready = sum(1 for d in drafts if d["req"].status == "draft" and not d["r"]["deficiencies"])
     return page("portal/import_detail.html", batch=batch, rejected=rejected, drafts=drafts, ready=ready,
                 labels=forms.LABELS, upload_kinds=documents.REQUESTER_KINDS,
-                submitted=request.args.get("submitted", type=int), not_ready=request.args.get("not_ready", type=int))
+                submitted=request.args.get("submitted", type=int), not_ready=request.args.get("not_ready", type=int),
+                left=request.args.get("left", type=int))
 
 
 @bp.route("/imports/<batch_id>/submit", methods=["POST"])
@@ -118,19 +124,19 @@ def import_submit(batch_id):
     drafts = [req.id for item, req in batches.items_of(session, g.principal, batch)
               if req is not None and req.status == "draft"]
     session.rollback()  # each submit takes its own lock; this read holds none
-    submitted = not_ready = 0
-    for request_id in drafts:
+    submitted = not_ready = left = 0
+    deadline = time.monotonic() + PAGE_BUDGET_SECONDS
+    for done, request_id in enumerate(drafts):
+        if time.monotonic() >= deadline:
+            left = len(drafts) - done
+            break
         try:
             submission.submit(a.db, principal=g.principal, request_id=request_id, clock=clock(),
                               audit_ctx=audit_context())
             submitted += 1
-        except submission.RequestDeficient:
-            not_ready += 1
-        except (Conflict, Unprocessable):  # changed meanwhile (cancelled, submitted elsewhere): not this one's
-            not_ready += 1
-        except GatewayError as error:
-            if error.status >= 500:
+        except GatewayError as refused:  # deficient (422), or changed meanwhile (409): not ready, said so
+            if refused.status >= 500:
                 raise
             not_ready += 1
-    return redirect(url_for("portal.import_detail", batch_id=batch_id, submitted=submitted, not_ready=not_ready)
-                    + "#summary", code=303)
+    return redirect(url_for("portal.import_detail", batch_id=batch_id, submitted=submitted, not_ready=not_ready,
+                            left=left or None) + "#summary", code=303)

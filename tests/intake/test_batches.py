@@ -117,6 +117,14 @@ def test_a_job_retried_after_a_crash_resumes_and_creates_each_item_once(client, 
     assert all(requests_with(db, firm.org_id, item["reference"]) == 1 for item in items)
 
 
+def test_a_run_with_a_time_budget_stops_after_a_chunk_and_the_next_run_finishes(client, db, settings, firm):
+    batch_id = send(client, firm, [request_body() for _ in range(3)]).get_json()["id"]
+    first = run_job(settings, db, batch_id, chunk=2, until=0.0)  # the budget is spent before it starts
+    assert (first.created, fetch(client, firm, batch_id)["status"]) == (2, "processing")
+    assert run_job(settings, db, batch_id, chunk=2).created == 1
+    assert fetch(client, firm, batch_id)["counts"] == {"created": 3, "rejected": 0}
+
+
 @pytest.mark.parametrize(("body", "status", "code"), [
     ({"requests": []}, 400, "BATCH_EMPTY"),
     ({"requests": [{}] * 1001}, 413, "BATCH_TOO_LARGE"),

@@ -28,7 +28,7 @@ from gateway.auth.principal import Principal
 from gateway.auth.tenancy import get_visible, tenant_rule, visibility, visible_select
 from gateway.crypto import seal, unseal
 from gateway.db import Database, utcnow
-from gateway.errors import BadRequest, FieldError, GatewayError, PayloadTooLarge, Unprocessable
+from gateway.errors import BadRequest, FieldError, Forbidden, GatewayError, PayloadTooLarge, Unprocessable
 from gateway.intake import service as intake
 from gateway.intake.models import RecordsRequest
 
@@ -96,8 +96,6 @@ def principal_of(batch: Batch) -> Principal:
 def create_batch(db: Database, *, principal: Principal, items: list[dict], secret_key: str, audit_ctx: dict) -> str:
     """Store a checked batch (items sealed) and audit it; returns its id.  The caller enqueues the job."""
     if not principal.is_requester or not principal.org_id:
-        from gateway.errors import Forbidden
-
         raise Forbidden("Only requester organizations create requests.")
     sealed = seal(secret_key, json.dumps(items, separators=(",", ":")), purpose=SEAL_PURPOSE)
     with db.transaction() as session:

@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "upload": ["--sizes", "10,50", "--rounds", "1"],
     "routing": ["--submits", "100"],
     "queue_search": ["--sizes", "1000,5000", "--rounds", "3"],
+    "batch": ["--items", "1000"],
 }
 
 

@@ -1,4 +1,5 @@
-"""A throwaway local stack for benchmarks: clamd, moto S3/KMS, Redis, SQLite and gunicorn-served gateways.
+"""A throwaway local stack for benchmarks: clamd, moto S3/KMS, Redis, SQLite (or a given database) and
+gunicorn-served gateways.
 
     with BenchStack() as stack:
         gateway = stack.start_gateway()   # a fresh one-worker gunicorn; stopped with the stack
@@ -54,8 +55,11 @@ def _local_redis_answers() -> bool:
 class BenchStack:
     """The services one benchmark run needs, started in order and stopped in reverse."""
 
-    def __init__(self, *, clamd_overrides: dict[str, str | None] | None = None, **setting_overrides) -> None:
-        """setting_overrides change the gateway Settings; clamd_overrides its clamd.conf (default: no cache)."""
+    def __init__(self, *, clamd_overrides: dict[str, str | None] | None = None, database_url: str | None = None,
+                 **setting_overrides) -> None:
+        """setting_overrides change the gateway Settings; clamd_overrides its clamd.conf (default: no cache);
+        database_url an empty database to migrate and use (default: SQLite in the work dir)."""
+        self._database_url = database_url
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
         self._setting_overrides = setting_overrides
         self._clamd_overrides = CLAMD_OVERRIDES if clamd_overrides is None else clamd_overrides
@@ -79,7 +83,7 @@ class BenchStack:
             # moto would apply the bucket policy's tag-conditional Deny unconditionally.
             bootstrap_documents_bucket(self.s3, self.kms, BUCKET, KMS_ALIAS, REGION, apply_bucket_policy=False)
             redis_url = self._redis_url()
-            database_url = f"sqlite:///{self.workdir / 'gateway.db'}"
+            database_url = self._database_url or f"sqlite:///{self.workdir / 'gateway.db'}"
             migrate.upgrade(database_url)
             self.settings = Settings.from_env(
                 {}, env="test", data_dir=self.workdir / "data", database_url=database_url, redis_url=redis_url,

@@ -27,6 +27,9 @@ from gateway.web import (
 
 # Every non-streaming body (JSON, the portal's forms) is capped here; gateway.jsonbody says why 1 MiB.
 MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
+# Endpoints whose body may be larger: a batch of 1,000 create bodies, the portal's CSV import form.
+LARGE_BODY_ENDPOINTS = {"batches.create_batch": jsonbody.MAX_BATCH_BODY,
+                        "portal.import_csv": jsonbody.MAX_CSV_FORM_BODY}
 STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document"})
 # A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -86,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
     from gateway.auth import views as auth
     from gateway.auth.ratelimit import UNLIMITED_RULES
     from gateway.auth.web import PUBLIC_RULES
+    from gateway.batches import views as batches
     from gateway.facilities import views as facilities
     from gateway.intake import disclosure_views, document_views, invoice_views, revocation_views
     from gateway.intake import views as intake
@@ -100,7 +104,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_converter(RequestIdConverter, RequestIdConverter.openapi_schema)
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
                       revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp,
-                      messages.blp, account_views.blp, session_views.blp, mfa_views.blp):
+                      messages.blp, account_views.blp, session_views.blp, mfa_views.blp, batches.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
     # /docs: Swagger UI from the installed package, never a CDN (gateway.apidocs); not part of the document.
@@ -164,7 +168,7 @@ def register_request_hooks(app: Flask) -> None:
         g.started = time.perf_counter()
         # Multipart uploads stream and enforce their own limit; every other body is small JSON.
         if not is_streaming_upload():
-            request.max_content_length = MAX_JSON_BODY
+            request.max_content_length = LARGE_BODY_ENDPOINTS.get(request.endpoint, MAX_JSON_BODY)
 
     @app.after_request
     def _finish(response):

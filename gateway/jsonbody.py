@@ -17,6 +17,11 @@ from itertools import accumulate, count
 # Every non-upload body is small JSON: a create body with a long `instructions` text is a few
 # tens of KiB, so 1 MiB leaves room for any real request and bounds what a worker buffers.
 MAX_JSON_BODY = 1024 * 1024
+# A batch (POST /v1/batches) carries up to 1,000 create bodies of a few KiB each: its own, larger cap.
+MAX_BATCH_BODY = 8 * 1024 * 1024
+# Not JSON, but capped the same way: the portal's CSV import form (one file of up to 1,000 rows, each a
+# few hundred bytes), read whole by werkzeug's form parser.
+MAX_CSV_FORM_BODY = 4 * 1024 * 1024
 # API.md v1.1: more than 32 levels is MALFORMED_JSON.  The create body nests 4 deep; the standard
 # library's decoder recurses once per level, so `[` x 100,000 would otherwise end in RecursionError.
 MAX_JSON_DEPTH = 32

@@ -6,6 +6,7 @@ from gateway.audit import models as _audit  # noqa: F401
 from gateway.auth import mfa as _mfa  # noqa: F401
 from gateway.auth import models as _auth  # noqa: F401
 from gateway.auth import sso_accounts as _sso  # noqa: F401
+from gateway.batches import models as _batches  # noqa: F401
 from gateway.db import Base
 from gateway.facilities import models as _facilities  # noqa: F401
 from gateway.intake import models as _intake  # noqa: F401

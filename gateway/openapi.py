@@ -143,6 +143,7 @@ LINKS = {
                                          "document_id": "$response.body#/id"}),
         "DownloadDocument": ("download_document", {"request_id": "$request.path.request_id",
                                                    "document_id": "$response.body#/id"})}},
+    "create_batch": {"202": {"GetBatch": ("get_batch", {"batch_id": "$response.body#/id"})}},
     "create_api_key": {"201": {
         "GetApiKey": ("get_api_key", {"org_id": "$request.path.org_id", "key_id": "$response.body#/id"}),
         "RevokeApiKey": ("revoke_api_key", {"org_id": "$request.path.org_id", "key_id": "$response.body#/id"})}},

@@ -33,7 +33,7 @@ from gateway.errors import ServiceUnavailable
 log = logging.getLogger("gateway.audit")
 
 __all__ = ["GENESIS", "RESULTS", "Anchor", "AuditUnavailable", "VerifyReport", "chain_key_of", "record",
-           "record_now", "verify_chain"]
+           "record_many", "record_now", "verify_chain"]
 
 RESULTS = ("success", "failure", "denied", "blocked")
 
@@ -89,6 +89,40 @@ def record(session: Session, *, actor: str, action: str, result: str = "success"
     session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=event.hash))
     session.flush()
     return event
+
+
+def record_many(session: Session, entries: Sequence[Mapping]) -> None:
+    """Append several entries, in order, inside the caller's transaction: what `record` does for each, with the
+    chain head taken once for all of them (a batch of creates audits each one without a round trip each)."""
+    if not entries:
+        return
+    chain_key = chain_key_of(session)
+    if not chain_key:
+        raise AuditUnavailable("No audit chain key is configured; nothing can be audited.")
+    for entry in entries:
+        if entry.get("result", "success") not in RESULTS:
+            raise ValueError(f"unknown audit result {entry.get('result')!r}")
+    key = chain.entry_key(chain_key)
+    head = session.execute(
+        update(AuditChainHead).where(AuditChainHead.id == 1)
+        .values(seq=AuditChainHead.seq + len(entries))
+        .returning(AuditChainHead.seq, AuditChainHead.last_hash)
+    ).one_or_none()
+    if head is None:
+        raise AuditUnavailable("The audit trail's chain head is missing; nothing can be audited.")
+    last_seq, prev_hash = head
+    events = []
+    for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
+        event = AuditEvent(seq=seq, at=utcnow(), actor=entry["actor"], org_id=entry.get("org_id"),
+                           action=entry["action"], object_type=entry.get("object_type"),
+                           object_id=entry.get("object_id"), result=entry.get("result", "success"),
+                           ip=entry.get("ip"), request_id=entry.get("request_id"), prev_hash=prev_hash,
+                           scheme=KEYED_SCHEME)
+        event.hash = prev_hash = computed_hash(event, key)
+        events.append(event)
+    session.add_all(events)
+    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=prev_hash))
+    session.flush()
 
 
 def record_now(db: Database, **entry) -> None:

@@ -139,7 +139,7 @@ def show_config(ctx: Context, as_json: bool):
 @main.command("worker")
 @click.option("--facility", "facilities", multiple=True, help="Facility code (repeatable); default all queues.")
 @click.option("--maintenance", is_flag=True,
-              help="Also (or, without --facility, only) the gateway's own queue: webhooks, e-mail, sweeps.")
+              help="Also (or, without --facility, only) the gateway's own queue: webhooks, e-mail, sweeps, batches.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @pass_context
 def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: bool):

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.audit.service import record, record_now
+from gateway.audit.service import record, record_many, record_now
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import get_visible, visible_select
-from gateway.db import Database
+from gateway.db import Database, new_id
 from gateway.errors import BadRequest, Conflict, Forbidden, Unprocessable, flatten_messages
 from gateway.intake import (
     access,  # noqa: F401  (registers the tenant rules)
@@ -55,27 +55,81 @@ def load_create_body(data) -> dict:
 
 def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict) -> str:
     """Store a new draft from a validated create body; returns its id."""
+    _ensure_requester(principal)
+    with db.transaction() as session:
+        return _add_request(session, principal, body, audit_ctx)
+
+
+def create_requests(session: Session, *, principal: Principal, bodies: list[dict], audit_ctx: dict) -> list[str | None]:
+    """Add many validated create bodies as drafts inside the caller's transaction, each exactly as
+    `create_request` adds one (the same row, timeline event and audit entry), in a few statements for all.
+
+    Returns each body's new id, or None where its reference is already taken by an open request or by an
+    earlier body of the list (DUPLICATE_REFERENCE).  Should a concurrent create take one of the references
+    meanwhile, the bodies are added one at a time instead, each under its own savepoint.
+    """
+    _ensure_requester(principal)
+    wanted = {body["reference"] for body in bodies}
+    taken = set(session.scalars(select(RecordsRequest.reference).where(
+        RecordsRequest.org_id == principal.org_id, RecordsRequest.reference.in_(wanted),
+        RecordsRequest.status.not_in(CLOSED_STATUSES)))) if wanted else set()
+    made: list[RecordsRequest | None] = []
+    for body in bodies:
+        fresh = body["reference"] not in taken
+        taken.add(body["reference"])
+        made.append(_new_request(principal, body) if fresh else None)
+    added = [req for req in made if req is not None]
+    try:
+        with session.begin_nested():
+            session.add_all(added)
+            session.flush()
+    except IntegrityError:  # a concurrent create won the race for one of these references
+        return [_add_or_none(session, principal, body, audit_ctx) if req is not None else None
+                for body, req in zip(bodies, made, strict=True)]
+    for req in added:
+        lifecycle.add_event(session, req, "created", principal.audit_actor)
+    record_many(session, [{"actor": principal.audit_actor, "org_id": principal.org_id, "action": "request.create",
+                           "object_type": "request", "object_id": req.id, **audit_ctx} for req in added])
+    return [req.id if req is not None else None for req in made]
+
+
+def _ensure_requester(principal: Principal) -> None:
     if not principal.is_requester or not principal.org_id:
         raise Forbidden("Only requester organizations create requests.")
-    with db.transaction() as session:
-        if _open_reference_exists(session, principal.org_id, body["reference"]):
-            raise duplicate_reference()
-        stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
-        req = RecordsRequest(
-            org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
-            facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
-            public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
-            instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
-        try:
-            with session.begin_nested():
-                session.add(req)
-                session.flush()
-        except IntegrityError:  # a concurrent create won the race for this reference
-            raise duplicate_reference() from None
-        lifecycle.add_event(session, req, "created", principal.audit_actor)
-        record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
-               object_type="request", object_id=req.id, **audit_ctx)
-        return req.id
+
+
+def _add_or_none(session: Session, principal: Principal, body: dict, audit_ctx: dict) -> str | None:
+    try:
+        return _add_request(session, principal, body, audit_ctx)
+    except Conflict:
+        return None
+
+
+def _new_request(principal: Principal, body: dict) -> RecordsRequest:
+    """The draft row of a validated create body (not yet added to a session)."""
+    stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
+    return RecordsRequest(
+        id=new_id(), org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
+        facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
+        public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
+        instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
+
+
+def _add_request(session: Session, principal: Principal, body: dict, audit_ctx: dict) -> str:
+    """Add one draft, its timeline event and its audit entry to `session` (see create_request)."""
+    if _open_reference_exists(session, principal.org_id, body["reference"]):
+        raise duplicate_reference()
+    req = _new_request(principal, body)
+    try:
+        with session.begin_nested():
+            session.add(req)
+            session.flush()
+    except IntegrityError:  # a concurrent create won the race for this reference
+        raise duplicate_reference() from None
+    lifecycle.add_event(session, req, "created", principal.audit_actor)
+    record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
+           object_type="request", object_id=req.id, **audit_ctx)
+    return req.id
 
 
 def _open_reference_exists(session: Session, org_id: str, reference: str, *, other_than: str | None = None) -> bool:

@@ -23,6 +23,7 @@ def install(app: Flask) -> None:
         billing,
         dashboard,
         disclosures,
+        imports,
         messages,
         mfa,
         preferences,

@@ -139,12 +139,18 @@ def body_from_form(form, *, practice_required: bool) -> dict:
     return body
 
 
-def load(body: dict) -> tuple[dict | None, list[FieldError]]:
-    """Validate a body with the API's own schema; (loaded, []) or (None, errors in plain words)."""
-    for path in REQUIRED:  # a blank required field is "missing", said once, in words
+def drop_blank_required(body: dict) -> dict:
+    """A blank required field is "missing" (said once, in words), not an invalid empty value."""
+    for path in REQUIRED:
         if _get(body, path) == "":
             *parents, last = path.split(".")
             (_get(body, ".".join(parents)) if parents else body).pop(last)
+    return body
+
+
+def load(body: dict) -> tuple[dict | None, list[FieldError]]:
+    """Validate a body with the API's own schema; (loaded, []) or (None, errors in plain words)."""
+    drop_blank_required(body)
     try:
         return RequestCreateSchema().load(body), []
     except ValidationError as error:

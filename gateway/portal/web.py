@@ -153,9 +153,15 @@ def _check_csrf(info: PortalSessionInfo) -> None:
         raise CsrfRejected("This form has expired or did not come from this site. Reload the page and try again.")
 
 
+# Multipart forms read whole (their body is capped like any form's, gateway.app.LARGE_BODY_ENDPOINTS), so a
+# plain form without script can carry its token as a field.
+BOUNDED_MULTIPART_FORMS = frozenset({"portal.import_csv"})
+
+
 def _form_field(name: str) -> str | None:
     # Multipart uploads carry the token in a header; reading .form would buffer the whole body.
-    if request.mimetype == "application/x-www-form-urlencoded":
+    if request.mimetype == "application/x-www-form-urlencoded" or (
+            request.mimetype == "multipart/form-data" and request.endpoint in BOUNDED_MULTIPART_FORMS):
         return request.form.get(name)
     return None
 

@@ -94,6 +94,9 @@ API_RIGHTS = {
     ("POST", "/v1/me/mfa/totp/confirm"): row(*PEOPLE, operator=422, auditor=422),
     ("DELETE", "/v1/me/mfa/totp"): row(*PEOPLE, operator=422, auditor=422),
     # Every person's own e-mail preference (an API key has none).
+    # Bulk submission (issue 16).
+    ("POST", "/v1/batches"): row(*REQUESTERS),
+    ("GET", "/v1/batches/<batch_id>"): row(*REQUESTERS),
     ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
                              operator=200, auditor=200),
     # Accounts (issue 15): an organization's admins manage its users; operators manage records staff, auditors,
@@ -128,6 +131,7 @@ PORTAL_REFUSED = {
     "portal.assign_request", "portal.queue_search", "portal.queue_action", "portal.dashboard",
     "portal.users", "portal.create_user", "portal.deactivate_user", "portal.reactivate_user",
     "portal.change_user_role",
+    "portal.imports", "portal.import_template", "portal.import_csv", "portal.import_detail", "portal.import_submit",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -188,7 +192,7 @@ def world(app, db, settings):
     headers["api_key"] = bearer(firm.api_key)
     real = {"org_id": firm.org_id, "key_id": firm.api_key_id, "webhook_id": webhook.get_json()["id"],
             "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim",
-            "user_id": firm.requester_id, "session_id": str(uuid.uuid4())}
+            "user_id": firm.requester_id, "session_id": str(uuid.uuid4()), "batch_id": str(uuid.uuid4())}
     return {"firm": firm, "headers": headers, "emails": emails, "real": real}
 
 
@@ -243,7 +247,7 @@ def test_other_roles_pass_or_meet_the_role_check_as_the_table_says(client, world
     """Missing ids (except the caller's own organization and facility), so nothing is changed."""
     headers = world["headers"][role]
     ids = {name: str(uuid.uuid4()) for name in ("key_id", "webhook_id", "request_id", "document_id", "user_id",
-                                                "session_id")}
+                                                "session_id", "batch_id")}
     ids |= {"org_id": world["real"]["org_id"], "code": "tufts-mc"}
     for (method, rule), line in sorted(API_RIGHTS.items()):
         response = client.open(path_for(rule, ids), method=method, headers=headers, json={})

@@ -38,11 +38,14 @@ def queued_jobs(settings, queue_name: str) -> list:
     return Queue(queue_name, connection=connection, serializer=JSONSerializer).get_jobs()
 
 
-def run_worker(settings, *facilities: str, burst: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`gateway worker --facility … --burst` in a subprocess with the test settings."""
+def run_worker(settings, *facilities: str, burst: bool = True, timeout: float = 120,
+               maintenance: bool = False) -> subprocess.CompletedProcess:
+    """`gateway worker --facility … [--maintenance] --burst` in a subprocess with the test settings."""
     argv = [str(Path(sys.executable).parent / "gateway"), "worker"]
     for code in facilities:
         argv += ["--facility", code]
+    if maintenance:
+        argv.append("--maintenance")
     if burst:
         argv.append("--burst")
     env = {**os.environ, **settings_environment(settings)}

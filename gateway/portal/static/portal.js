@@ -285,4 +285,117 @@
     }
     history.replaceState(null, "", window.location.pathname);
   }
+  /* ---- An import's drafts: several files dropped at once, each sent to the draft whose reference starts its
+     name (one upload per file, through the same endpoint and scan as any upload); files that match no draft are
+     listed as not uploaded.  Each row also has its own upload slot. ---- */
+  var bulk = document.querySelector("[data-bulk-drop]");
+  var draftRows = Array.prototype.slice.call(document.querySelectorAll("[data-draft]"));
+  var KINDS = bulk ? (bulk.getAttribute("data-kinds") || "").split(",") : [];
+  var importPending = 0, importStored = false;
+  function refreshChecks() {
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", window.location.pathname);
+    xhr.onload = function () {
+      if (xhr.status !== 200) return;
+      var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+      draftRows.forEach(function (row) {
+        var fresh = doc.getElementById(row.id);
+        var mine = row.querySelector(".checks");
+        if (fresh && mine) mine.replaceWith(fresh.querySelector(".checks"));
+      });
+      var button = doc.querySelector('form[action$="/submit"] button');
+      var current = document.querySelector('form[action$="/submit"] button');
+      if (button && current) current.textContent = button.textContent;
+    };
+    xhr.send();
+  }
+  function importUpload(url, kind, file, state, item) {
+    var form = new FormData();
+    form.append("kind", kind);
+    form.append("file", file, file.name);
+    importPending += 1;
+    state.className = "upload-result"; state.textContent = "Uploading and scanning for viruses…";
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", url);
+    xhr.setRequestHeader("X-Requested-With", "portal");
+    xhr.setRequestHeader("X-CSRF-Token", csrf);
+    xhr.setRequestHeader("Idempotency-Key", (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
+                         : String(Date.now()) + Math.random().toString(16).slice(2));
+    xhr.onload = function () {
+      var json = null;
+      try { json = JSON.parse(xhr.responseText); } catch (e) { json = null; }
+      importPending -= 1;
+      if (xhr.status === 401) { leave(); return; }
+      if (xhr.status === 201 && json) {
+        importStored = true;
+        if (item) item.setAttribute("data-result", "clean");
+        state.className = "upload-result ok";
+        state.textContent = "Scanned: no viruses found. Stored.";
+      } else {
+        if (item) item.setAttribute("data-result", (json && json.code) || "error");
+        state.className = "upload-result bad";
+        state.textContent = (json && json.detail) || "The upload failed. Please try again.";
+      }
+      if (importPending === 0 && importStored) { importStored = false; refreshChecks(); }
+    };
+    xhr.onerror = function () {
+      importPending -= 1;
+      if (item) item.setAttribute("data-result", "network");
+      state.className = "upload-result bad";
+      state.textContent = "The connection was lost; nothing was stored. Please try again.";
+    };
+    xhr.send(form);
+  }
+  function matchFile(name) {
+    var stem = name.replace(/\.[^.]*$/, "").toLowerCase(), best = null;
+    draftRows.forEach(function (row) {
+      var ref = (row.getAttribute("data-reference") || "").toLowerCase();
+      var next = stem.charAt(ref.length);
+      if (ref && stem.lastIndexOf(ref, 0) === 0 && (next === "" || /[_\s.\-]/.test(next)) &&
+          (!best || ref.length > best.ref.length)) best = {row: row, ref: ref};
+    });
+    if (!best) return null;
+    var rest = stem.slice(best.ref.length).replace(/^[_\s.\-]+/, "").replace(/[\s\-]+/g, "_");
+    return {row: best.row, kind: KINDS.indexOf(rest) >= 0 ? rest : "authorization"};
+  }
+  if (bulk) {
+    var bulkZone = bulk.querySelector(".dropzone");
+    var bulkInput = bulk.querySelector('input[type="file"]');
+    var bulkList = bulk.querySelector(".uploads");
+    var bulkAll = function (files) {
+      Array.prototype.forEach.call(files, function (file) {
+        var item = document.createElement("li"); item.className = "upload";
+        var label = document.createElement("div"); label.className = "upload-name";
+        var state = document.createElement("div"); state.className = "upload-result"; state.setAttribute("role", "status");
+        item.appendChild(label); item.appendChild(state); bulkList.appendChild(item);
+        var found = matchFile(file.name);
+        if (!found) {
+          label.textContent = file.name;
+          item.setAttribute("data-result", "unmatched");
+          state.className = "upload-result bad";
+          state.textContent = "Not uploaded: no draft's reference starts this file's name.";
+          return;
+        }
+        label.textContent = file.name + " → " + found.row.getAttribute("data-reference") + " (" + found.kind.replace(/_/g, " ") + ")";
+        importUpload(found.row.getAttribute("data-upload-url"), found.kind, file, state, item);
+      });
+    };
+    bulkInput.addEventListener("change", function () { bulkAll(bulkInput.files); bulkInput.value = ""; });
+    ["dragenter", "dragover"].forEach(function (name) {
+      bulkZone.addEventListener(name, function (event) { event.preventDefault(); bulkZone.classList.add("dragging"); });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      bulkZone.addEventListener(name, function (event) { event.preventDefault(); bulkZone.classList.remove("dragging"); });
+    });
+    bulkZone.addEventListener("drop", function (event) { if (event.dataTransfer) bulkAll(event.dataTransfer.files); });
+  }
+  document.querySelectorAll("[data-row-upload]").forEach(function (slot) {
+    var row = slot.closest("[data-draft]");
+    var input = slot.querySelector('input[type="file"]');
+    input.addEventListener("change", function () {
+      if (input.files.length) importUpload(row.getAttribute("data-upload-url"), slot.querySelector("select").value,
+                                           input.files[0], slot.querySelector(".upload-result"), null);
+      input.value = "";
+    });
+  });
 })();

@@ -191,6 +191,25 @@ class RequestCreateSchema(Strict):
 
 
 SECTIONS = ("practice", "patient", "records", "delivery", "authorization", "legal_process")
+MAX_GROUP_FACILITIES = 10
+
+
+def _distinct(values: list) -> None:
+    if len(set(values)) != len(values):
+        raise ValidationError("Name each facility once.")
+
+
+class RequestGroupCreateSchema(RequestCreateSchema):
+    """`POST /v1/requests` for several facilities: the create body with `facilities` instead of `facility`."""
+
+    class Meta(Strict.Meta):
+        exclude = ("facility",)
+
+    facilities = fields.List(
+        Text(64, required=True, validate_also=validate.Length(min=1)), required=True,
+        validate=[validate.Length(min=1, max=MAX_GROUP_FACILITIES), _distinct],
+        metadata={"description": "Facility codes from GET /v1/facilities, each once: one request per facility, "
+                                 "all sharing this body and reference.", "uniqueItems": True})
 
 
 class ScanSchema(Schema):
@@ -284,6 +303,41 @@ class RequestSchema(RequestCreateSchema):
     created_at = Timestamp()
     updated_at = Timestamp()
     submitted_at = Timestamp(allow_none=True)
+
+
+class RequestGroupCreatedSchema(Schema):
+    """The answer of `POST /v1/requests` with `facilities`: the group and its new drafts, one per facility."""
+
+    class Meta:
+        ordered = True
+
+    group_id = fields.String()
+    requests = fields.List(fields.Nested(RequestSchema))
+
+
+class RequestGroupSchema(Schema):
+    """A request group: the requests created together for one patient at several facilities."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.String()
+    reference = fields.String()
+    created_at = Timestamp()
+    requests = fields.List(fields.Nested(RequestSchema), metadata={"description": "In facility order."})
+
+
+class GroupDocumentSchema(Schema):
+    """One request's copy of a document uploaded to its group (the same stored file for every request)."""
+
+    request_id = fields.String()
+    document = fields.Nested(DocumentSchema)
+
+
+class GroupDocumentsSchema(Schema):
+    """The answer of `POST /v1/request-groups/{group_id}/documents`."""
+
+    items = fields.List(fields.Nested(GroupDocumentSchema))
 
 
 class RequestPageSchema(Schema):

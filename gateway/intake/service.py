@@ -27,7 +27,7 @@ from gateway.intake import (
     lifecycle,
 )
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest, RequestEvent
-from gateway.intake.schemas import SECTIONS, RequestCreateSchema
+from gateway.intake.schemas import SECTIONS, RequestCreateSchema, RequestGroupCreateSchema
 from gateway.pagination import keyset_page
 
 CANCELLABLE = ("draft", "submitted", "routed", "returned")
@@ -35,6 +35,7 @@ EDITABLE = ("draft", "returned")  # requesters change a request only while it is
 # Fixed once a request has been submitted: a different facility or legal basis is a new request.
 LOCKED_AFTER_SUBMIT = ("facility", "pathway")
 _BODY = RequestCreateSchema()
+_GROUP_BODY = RequestGroupCreateSchema()
 
 
 def duplicate_reference() -> Conflict:
@@ -42,45 +43,63 @@ def duplicate_reference() -> Conflict:
     return Conflict("You already have an open request with this reference.", code="DUPLICATE_REFERENCE")
 
 
-def load_create_body(data) -> dict:
+def load_create_body(data, *, schema=_BODY) -> dict:
     """Validate a create body (JSON already decoded); 422 with one error per field."""
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", code="BODY_NOT_JSON")
     try:
-        return _BODY.load(data)
+        return schema.load(data)
     except ValidationError as error:
         raise Unprocessable("The request body has invalid fields; see errors.",
                             errors=flatten_messages(error.messages)) from None
 
 
+def load_group_body(data) -> dict:
+    """Validate a create body naming several `facilities` instead of one `facility`; 422 per field."""
+    return load_create_body(data, schema=_GROUP_BODY)
+
+
 def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict) -> str:
     """Store a new draft from a validated create body; returns its id."""
+    require_requester(principal)
+    with db.transaction() as session:
+        return add_request(session, principal=principal, body=body, audit_ctx=audit_ctx).id
+
+
+def require_requester(principal: Principal) -> None:
+    """403 unless the principal acts for a requester organization (only they create requests)."""
     if not principal.is_requester or not principal.org_id:
         raise Forbidden("Only requester organizations create requests.")
-    with db.transaction() as session:
-        if _open_reference_exists(session, principal.org_id, body["reference"]):
-            raise duplicate_reference()
-        stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
-        req = RecordsRequest(
-            org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
-            facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
-            public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
-            instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
-        try:
-            with session.begin_nested():
-                session.add(req)
-                session.flush()
-        except IntegrityError:  # a concurrent create won the race for this reference
-            raise duplicate_reference() from None
-        lifecycle.add_event(session, req, "created", principal.audit_actor)
-        record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
-               object_type="request", object_id=req.id, **audit_ctx)
-        return req.id
 
 
-def _open_reference_exists(session: Session, org_id: str, reference: str, *, other_than: str | None = None) -> bool:
+def add_request(session: Session, *, principal: Principal, body: dict, audit_ctx: dict,
+                group_id: str | None = None) -> RecordsRequest:
+    """Add a new draft inside the caller's transaction (409 DUPLICATE_REFERENCE for an open reference)."""
+    if _open_reference_exists(session, principal.org_id, body["reference"], facility=body["facility"]):
+        raise duplicate_reference()
+    stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
+    req = RecordsRequest(
+        org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"], group_id=group_id,
+        facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
+        public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
+        instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
+    try:
+        with session.begin_nested():
+            session.add(req)
+            session.flush()
+    except IntegrityError:  # a concurrent create won the race for this reference
+        raise duplicate_reference() from None
+    lifecycle.add_event(session, req, "created", principal.audit_actor, **({"group_id": group_id} if group_id else {}))
+    record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
+           object_type="request", object_id=req.id, **audit_ctx)
+    return req
+
+
+def _open_reference_exists(session: Session, org_id: str, reference: str, *, facility: str,
+                           other_than: str | None = None) -> bool:
+    # Per organization and facility: the requests of one group share their reference (API.md).
     query = select(RecordsRequest.id).where(
-        RecordsRequest.org_id == org_id, RecordsRequest.reference == reference,
+        RecordsRequest.org_id == org_id, RecordsRequest.reference == reference, RecordsRequest.facility == facility,
         RecordsRequest.status.not_in(CLOSED_STATUSES))
     if other_than:
         query = query.where(RecordsRequest.id != other_than)
@@ -177,8 +196,8 @@ def update_request(db: Database, *, principal: Principal, request_id: str, audit
                 raise Conflict("The facility and the legal basis of a submitted request cannot change; create a "
                                "new request instead.", code="FIELD_LOCKED",
                                errors=[FieldError("FIELD_LOCKED", name, "fixed once submitted") for name in locked])
-        if body["reference"] != req.reference and _open_reference_exists(session, req.org_id, body["reference"],
-                                                                         other_than=req.id):
+        if (body["reference"], body["facility"]) != (req.reference, req.facility) and _open_reference_exists(
+                session, req.org_id, body["reference"], facility=body["facility"], other_than=req.id):
             raise duplicate_reference()
         old, new = stored_body(req), _BODY.dump(body)
         changed = sorted(k for k in new if new[k] != old.get(k))

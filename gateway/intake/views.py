@@ -14,12 +14,14 @@ from marshmallow import Schema
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.errors import BadRequest
-from gateway.intake import assessment, lifecycle, one_shot, service, submission
+from gateway.intake import assessment, groups, lifecycle, one_shot, service, submission
 from gateway.intake.documents import REQUESTER_KINDS
 from gateway.intake.rules import CATALOGUE
 from gateway.intake.schemas import (
     EventPageSchema,
     RequestCreateSchema,
+    RequestGroupCreatedSchema,
+    RequestGroupCreateSchema,
     RequestListArgsSchema,
     RequestPageSchema,
     RequestSchema,
@@ -46,11 +48,16 @@ READERS = (*REQUESTERS, "facility_staff")
 load_create_body = service.load_create_body
 
 
-def json_body() -> dict:
-    """The request's JSON body: 400 BODY_NOT_JSON without a JSON body, MALFORMED_JSON when it does not parse."""
+def raw_json():
+    """The request's decoded JSON: 400 BODY_NOT_JSON without a JSON body, MALFORMED_JSON when it does not parse."""
     if not request.is_json or not has_body():
         raise BadRequest("Send a JSON body with Content-Type: application/json.", code="BODY_NOT_JSON")
-    return load_create_body(request.get_json())
+    return request.get_json()
+
+
+def json_body() -> dict:
+    """The request's JSON body as a validated create body."""
+    return load_create_body(raw_json())
 
 
 def present(req) -> dict:
@@ -89,14 +96,24 @@ MERGE_PATCH = {"schema": {"$ref": "#/components/schemas/RequestCreatePatch"}}
 @requires(*REQUESTERS, scope="requests:write")
 @blp.doc(parameters=[IDEMPOTENCY_HEADER, {"in": "query", "name": "submit", "schema": {"type": "boolean"},
                                           "description": "One-shot form only: submit once the documents are in."}],
-         requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema},
-                                                    "multipart/form-data": ONE_SHOT_FORM},
-                      "description": "The create body as JSON; or the one-shot form: the `request` part first, "
-                                     "then one file part per document, named by its kind."})
+         requestBody={"required": True, "content": {
+             "application/json": {"schema": {"oneOf": [RequestCreateSchema, RequestGroupCreateSchema]}},
+             "multipart/form-data": ONE_SHOT_FORM},
+             "description": "The create body as JSON, naming one `facility` or several `facilities` (a group: one "
+                            "request per facility); or the one-shot form (one facility): the `request` part "
+                            "first, then one file part per document, named by its kind."},
+         responses={"201": {"description": "The new draft; with `facilities`, the group and its drafts, one per "
+                                           "facility in the order given (`Location` is then the group).",
+                            "content": {"application/json": {"schema": {
+                                "oneOf": [RequestSchema, RequestGroupCreatedSchema]}}},
+                            "headers": {"Location": {"$ref": "#/components/headers/Location"},
+                                        "ETag": {"$ref": "#/components/headers/OptionalETag"}}}})
 @blp.response(201, RequestSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
-@blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference")
+@blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference (for this "
+                                   "facility, or for one of the `facilities`: then nothing is created)")
 def create_request():
-    """Create a draft (JSON), or in one shot with its documents (multipart, `?submit=true` to submit)."""
+    """Create a draft (JSON), a group of drafts for several `facilities`, or in one shot with its documents
+    (multipart, `?submit=true` to submit)."""
     query_flag("submit")  # `true` or `false` (only the one-shot form acts on it)
     if request.mimetype == "multipart/form-data":
         return one_shot.create_one_shot(load_create_body, _created)
@@ -113,9 +130,24 @@ def _created(request_id: str):
 
 
 def _create_from_json():
-    request_id = service.create_request(adapters().db, principal=current_principal(), body=json_body(),
-                                        audit_ctx=audit_context())
+    data = raw_json()
+    if isinstance(data, dict) and "facilities" in data:  # several facilities: a group (API.md v1.1)
+        group_id, request_ids = groups.create_group(adapters().db, principal=current_principal(),
+                                                    body=service.load_group_body(data), audit_ctx=audit_context())
+        return _group_created(group_id, request_ids)
+    request_id = service.create_request(adapters().db, principal=current_principal(),
+                                        body=load_create_body(data), audit_ctx=audit_context())
     return _created(request_id)
+
+
+def _group_created(group_id: str, request_ids: list[str]):
+    session, principal = db_session(), current_principal()
+    found = {req.id: req for req in groups.group_requests(session, principal, group_id)}
+    body = {"group_id": group_id, "requests": [present(found[request_id]) for request_id in request_ids]}
+    response = jsonify(RequestGroupCreatedSchema().dump(body))
+    response.status_code = 201
+    response.headers["Location"] = url_for("request_groups.get_group", group_id=group_id)
+    return response
 
 
 @blp.route("", methods=["GET"])

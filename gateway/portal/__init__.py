@@ -22,6 +22,7 @@ def install(app: Flask) -> None:
         billing,
         dashboard,
         disclosures,
+        groups,
         messages,
         preferences,
         requests,

@@ -88,6 +88,9 @@ API_RIGHTS = {
     ("POST", "/v1/requests/<request_id>/messages"): row(*READERS),
     ("GET", "/v1/requests/<request_id>/messages"): row(*READERS),
     ("POST", "/v1/requests/<request_id>/due-date/extend"): row("facility_staff"),
+    # Several facilities in one request (issue 16): a group is its requester organization's alone.
+    ("GET", "/v1/request-groups/<group_id>"): row(*REQUESTERS),
+    ("POST", "/v1/request-groups/<group_id>/documents"): row(*REQUESTERS),
     # Every person's own e-mail preference (an API key has none).
     ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
                              operator=200, auditor=200),
@@ -106,6 +109,7 @@ PORTAL_REFUSED = {
     "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
     "portal.post_message",
     "portal.assign_request", "portal.queue_search", "portal.queue_action", "portal.dashboard",
+    "portal.request_group",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -165,7 +169,8 @@ def world(app, db, settings):
     headers = {role: sign_in(client, email) for role, email in emails.items()}
     headers["api_key"] = bearer(firm.api_key)
     real = {"org_id": firm.org_id, "key_id": firm.api_key_id, "webhook_id": webhook.get_json()["id"],
-            "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim"}
+            "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim",
+            "group_id": str(uuid.uuid4())}
     return {"firm": firm, "headers": headers, "emails": emails, "real": real}
 
 
@@ -219,7 +224,7 @@ def test_operators_and_auditors_get_exactly_the_table(client, db, world, role):
 def test_other_roles_pass_or_meet_the_role_check_as_the_table_says(client, world, role):
     """Missing ids (except the caller's own organization and facility), so nothing is changed."""
     headers = world["headers"][role]
-    ids = {name: str(uuid.uuid4()) for name in ("key_id", "webhook_id", "request_id", "document_id")}
+    ids = {name: str(uuid.uuid4()) for name in ("key_id", "webhook_id", "request_id", "document_id", "group_id")}
     ids |= {"org_id": world["real"]["org_id"], "code": "tufts-mc"}
     for (method, rule), line in sorted(API_RIGHTS.items()):
         response = client.open(path_for(rule, ids), method=method, headers=headers, json={})

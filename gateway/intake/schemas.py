@@ -345,13 +345,53 @@ class RequestPageSchema(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
-class RequestListArgsSchema(Schema):
-    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
-    cursor = cursor_field()
+LIST_SORTS = ("-created_at", "due_on", "-updated_at")
+_SORT_DESCRIPTION = ("`-created_at`: newest first (default); `due_on`: oldest due date first (requests without "
+                     "one last); `-updated_at`: last updated first")
+
+
+class RequestFilterFields(Schema):
+    """The request list's filters, as query parameters (GET) or in a search body (POST)."""
+
     status = fields.String(validate=validate.OneOf(STATUSES))
     facility = PlainText(64)
-    reference = PlainText(100)
-    created_after = fields.AwareDateTime(default_timezone=None)
+    reference = PlainText(100, metadata={"description": "Exactly this reference"})
+    created_after = fields.AwareDateTime(default_timezone=None, metadata={
+        "description": "Created strictly after this timestamp (with its zone)"})
+    updated_after = fields.AwareDateTime(default_timezone=None, metadata={
+        "description": "Changed strictly after this timestamp (with its zone): what changed since the last sync"})
+    overdue = fields.Boolean(load_default=False, metadata={
+        "description": "`true`: only requests the records team still owes (submitted, routed, in_progress, "
+                       "on_hold) past their due date, judged in the facilities' calendar; `false`: no filter"})
+
+
+class RequestListArgsSchema(RequestFilterFields):
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+    cursor = cursor_field()
+    sort = fields.String(load_default="-created_at", validate=validate.OneOf(LIST_SORTS),
+                         metadata={"description": _SORT_DESCRIPTION})
+
+
+class RequestFiltersSchema(RequestFilterFields):
+    class Meta:
+        unknown = RAISE
+
+
+class RequestSearchSchema(Schema):
+    """The body of `POST /v1/requests/search`: the terms never travel in a URL."""
+
+    class Meta:
+        unknown = RAISE
+
+    text = Text(100, required=True, validate_also=validate.Length(min=2), metadata={
+        "description": "Part of the request's reference, or words starting the patient's name or a former name "
+                       "(case and accents ignored, any order)"})
+    filters = fields.Nested(RequestFiltersSchema, load_default=dict)
+    sort = fields.String(load_default="-created_at", validate=validate.OneOf(LIST_SORTS),
+                         metadata={"description": _SORT_DESCRIPTION})
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
+                           metadata={"description": "`next_cursor` of the previous page of the same search"})
 
 
 class EventSchema(Schema):

@@ -10,7 +10,7 @@ without the other.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from gateway.db import Database
 from gateway.errors import BadRequest, Conflict, Forbidden, Unprocessable, flatten_messages
 from gateway.intake import (
     access,  # noqa: F401  (registers the tenant rules)
+    caseload,
     lifecycle,
 )
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest, RequestEvent
@@ -135,19 +136,16 @@ def audit_read(db: Database, principal: Principal, action: str, object_type: str
 
 def list_requests(session: Session, principal: Principal, *, status: str | None = None,
                   facility: str | None = None, reference: str | None = None,
-                  created_after: datetime | None = None, limit: int = 25, cursor: str | None = None):
-    """The principal's visible requests, newest first, filtered; returns (items, next_cursor)."""
-    query = visible_select(principal, RecordsRequest)
-    if status:
-        query = query.where(RecordsRequest.status == status)
-    if facility:
-        query = query.where(RecordsRequest.facility == facility)
-    if reference:
-        query = query.where(RecordsRequest.reference == reference)
-    if created_after:
-        query = query.where(RecordsRequest.created_at > created_after)
-    return keyset_page(session, query, columns=[RecordsRequest.created_at, RecordsRequest.id],
-                       limit=limit, cursor=cursor)
+                  created_after: datetime | None = None, updated_after: datetime | None = None,
+                  overdue: bool = False, today: date | None = None, sort: str = caseload.DEFAULT_SORT,
+                  limit: int = 25, cursor: str | None = None):
+    """The principal's visible requests, filtered, newest first unless `sort` says otherwise (`today`, the
+    facilities' calendar, judges `overdue`); returns (items, next_cursor)."""
+    if overdue and today is None:
+        raise ValueError("overdue needs today")
+    query = caseload.filtered(principal, today=today, status=status, facility=facility, reference=reference,
+                              created_after=created_after, updated_after=updated_after, overdue=overdue)
+    return caseload.page(session, query, sort=sort, limit=limit, cursor=cursor)
 
 
 def list_events(session: Session, principal: Principal, req: RecordsRequest, *, limit: int, cursor: str | None):

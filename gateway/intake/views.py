@@ -14,7 +14,7 @@ from marshmallow import Schema
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.errors import BadRequest
-from gateway.intake import assessment, groups, lifecycle, one_shot, service, submission
+from gateway.intake import assessment, caseload, groups, lifecycle, one_shot, service, submission
 from gateway.intake.documents import REQUESTER_KINDS
 from gateway.intake.rules import CATALOGUE
 from gateway.intake.schemas import (
@@ -25,6 +25,7 @@ from gateway.intake.schemas import (
     RequestListArgsSchema,
     RequestPageSchema,
     RequestSchema,
+    RequestSearchSchema,
     Text,
     ValidationSchema,
 )
@@ -150,15 +151,70 @@ def _group_created(group_id: str, request_ids: list[str]):
     return response
 
 
+CSV_LIST = {"200": {"description": "A page of requests (JSON); with `Accept: text/csv`, every request the "
+                                   "filters select (`limit` and `cursor` ignored), in the `sort` order, streamed as "
+                                   "CSV: no date of birth, no MRN; cells a spreadsheet would run as formulas are "
+                                   "prefixed with `'`.",
+                    "content": {"application/json": {"schema": RequestPageSchema},
+                                "text/csv": {"schema": {"type": "string"}}}}}
+
+
+def wants_csv() -> bool:
+    """Whether the client prefers CSV to JSON (`Accept: text/csv`)."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")
+    return best == "text/csv" and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
+
+
 @blp.route("", methods=["GET"])
 @requires(*READERS, scope="requests:read")
 @blp.arguments(RequestListArgsSchema, location="query")
+@blp.doc(responses=CSV_LIST)
 @blp.response(200, RequestPageSchema)
 def list_requests(args):
-    """The requests you may see, newest first, filtered by status, facility, reference and creation time."""
+    """The requests you may see, newest first (or by due date, or last updated first), filtered by status,
+    facility, reference, creation or change time and lateness; `Accept: text/csv` exports them all."""
     principal = current_principal()
-    items, next_cursor = service.list_requests(db_session(), principal, **args)
+    today = clock().today()
+    if wants_csv():
+        return export(caseload.filtered(principal, today=today, **_filters(args)), sort=args["sort"], today=today)
+    items, next_cursor = service.list_requests(db_session(), principal, today=today, **args)
     service.audit_read(adapters().db, principal, "request.list", "request", None, audit_context())
+    return {"items": [present(req) for req in items], "next_cursor": next_cursor}
+
+
+def _filters(args: dict) -> dict:
+    return {name: args.get(name) for name in ("status", "facility", "reference", "created_after", "updated_after")} \
+        | {"overdue": bool(args.get("overdue"))}
+
+
+def export(query, *, sort: str, today):
+    """The streamed CSV export of `query` (audited before the first byte leaves)."""
+    from flask import Response, stream_with_context
+
+    service.audit_read(adapters().db, current_principal(), "request.export", "request", None, audit_context())
+    response = Response(stream_with_context(caseload.export_csv(adapters().db, query, sort=sort, today=today)),
+                        mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="requests.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.route("/search", methods=["POST"])
+@requires(*READERS, scope="requests:read")
+@blp.arguments(RequestSearchSchema)
+@blp.response(200, RequestPageSchema)
+def search_requests(body):
+    """The request list searched by reference or patient name (terms in the body, never a URL), filtered and
+    sorted as `GET /v1/requests`.
+
+    A call reads at most 5,000 requests: a page may hold fewer than `limit` items and still have a
+    `next_cursor`, which continues the search where it stopped."""
+    principal = current_principal()
+    today = clock().today()
+    query = caseload.filtered(principal, today=today, **_filters(body["filters"]))
+    items, next_cursor = caseload.search(db_session(), query, text=body["text"], sort=body["sort"],
+                                         limit=body["limit"], cursor=body["cursor"])
+    service.audit_read(adapters().db, principal, "request.search", "request", None, audit_context())
     return {"items": [present(req) for req in items], "next_cursor": next_cursor}
 
 

@@ -20,6 +20,7 @@ def install(app: Flask) -> None:
         account,
         admin,
         billing,
+        caseload,
         dashboard,
         disclosures,
         groups,

@@ -91,6 +91,7 @@ API_RIGHTS = {
     # Several facilities in one request (issue 16): a group is its requester organization's alone.
     ("GET", "/v1/request-groups/<group_id>"): row(*REQUESTERS),
     ("POST", "/v1/request-groups/<group_id>/documents"): row(*REQUESTERS),
+    ("POST", "/v1/requests/search"): row(*READERS),
     # Every person's own e-mail preference (an API key has none).
     ("PATCH", "/v1/me"): row("requester", "requester_admin", "facility_staff", "auditor", "gateway_admin",
                              operator=200, auditor=200),
@@ -109,7 +110,7 @@ PORTAL_REFUSED = {
     "portal.issue_invoice", "portal.record_payment", "portal.dispute_invoice", "portal.invoice_pdf",
     "portal.post_message",
     "portal.assign_request", "portal.queue_search", "portal.queue_action", "portal.dashboard",
-    "portal.request_group",
+    "portal.request_group", "portal.request_search", "portal.request_export",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -192,6 +193,7 @@ BODIES = {
     ("POST", "/v1/requests/<request_id>/invoice/dispute"): {"note": "Too many pages"},
     ("POST", "/v1/requests/<request_id>/payments"): {"method": "check", "reference": "CHK-1", "amount": "28.69"},
     ("POST", "/v1/facilities/<code>/queue/search"): {"text": "Silva"},
+    ("POST", "/v1/requests/search"): {"text": "Silva"},
     ("POST", "/v1/disclosures/search"): {"patient": {"first_name": "Ana", "last_name": "Silva",
                                                      "date_of_birth": "1980-02-29"}},
 }

@@ -88,7 +88,8 @@ ONE_SHOT_FORM = {
                  **{kind: {"contentType": "application/pdf, image/tiff, image/png, image/jpeg"}
                     for kind in REQUESTER_KINDS}},
 }
-NOT_AN_ID = "METHOD_NOT_ALLOWED: `validate` is not a request id (POST /v1/requests/validate is its own operation)."
+NOT_AN_ID = ("METHOD_NOT_ALLOWED: `validate` and `search` are not request ids (POST /v1/requests/validate and "
+             "POST /v1/requests/search are operations of their own).")
 # A JSON merge patch of the create body (gateway.openapi makes `RequestCreatePatch` from `RequestCreate`).
 MERGE_PATCH = {"schema": {"$ref": "#/components/schemas/RequestCreatePatch"}}
 

@@ -170,3 +170,9 @@ def test_the_export_reads_a_batch_at_a_time(db, tenant, caseload_rows, clock):
                                              ("\tx", "'\tx"), ("Silva", "Silva"), (None, ""), ("a=b", "a=b")])
 def test_cells_are_formula_safe(value, safe):
     assert caseload.safe_cell(value) == safe
+
+
+def test_search_is_not_a_request_id(client, tenant):
+    response = client.get("/v1/requests/search", headers=bearer(tenant.api_key))
+    assert response.status_code == 405 and response.get_json()["code"] == "METHOD_NOT_ALLOWED"
+    assert set(client.options("/v1/requests/search").headers["Allow"].split(", ")) == {"POST", "OPTIONS"}

@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
 from gateway.intake.rules.clocks import BASES as DUE_BASES
 from gateway.pagination import cursor_field
-from gateway.schemas import Flag, PlainText, Timestamp
+from gateway.schemas import Flag, PlainText, QueryFlag, Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
 PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
@@ -350,6 +350,10 @@ _SORT_DESCRIPTION = ("`-created_at`: newest first (default); `due_on`: oldest du
                      "one last); `-updated_at`: last updated first")
 
 
+_OVERDUE_DESCRIPTION = ("`true`: only requests the records team still owes (submitted, routed, in_progress, "
+                        "on_hold) past their due date, judged in the facilities' calendar; `false`: no filter")
+
+
 class RequestFilterFields(Schema):
     """The request list's filters, as query parameters (GET) or in a search body (POST)."""
 
@@ -360,12 +364,11 @@ class RequestFilterFields(Schema):
         "description": "Created strictly after this timestamp (with its zone)"})
     updated_after = fields.AwareDateTime(default_timezone=None, metadata={
         "description": "Changed strictly after this timestamp (with its zone): what changed since the last sync"})
-    overdue = fields.Boolean(load_default=False, metadata={
-        "description": "`true`: only requests the records team still owes (submitted, routed, in_progress, "
-                       "on_hold) past their due date, judged in the facilities' calendar; `false`: no filter"})
+    overdue = Flag(load_default=False, metadata={"description": _OVERDUE_DESCRIPTION})
 
 
 class RequestListArgsSchema(RequestFilterFields):
+    overdue = QueryFlag(load_default=False, metadata={"description": _OVERDUE_DESCRIPTION})
     limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
     cursor = cursor_field()
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(LIST_SORTS),

@@ -85,7 +85,8 @@ def test_overdue_is_owed_work_past_its_due_date_in_the_facility_calendar(client,
     assert set(everything) == set(caseload_rows)
 
 
-@pytest.mark.parametrize("query", [{"sort": "created_at"}, {"overdue": "perhaps"}, {"updated_after": "yesterday"}])
+@pytest.mark.parametrize("query", [{"sort": "created_at"}, {"overdue": "perhaps"}, {"overdue": "1"},
+                                   {"updated_after": "yesterday"}])
 def test_bad_list_parameters_are_422(client, tenant, query):
     response = client.get("/v1/requests", headers=bearer(tenant.api_key), query_string=query)
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == next(iter(query))
@@ -125,6 +126,7 @@ def test_search_by_patient_name_and_reference_in_the_body_audited_without_the_te
 
 @pytest.mark.parametrize(("body", "field"), [({"text": "q"}, "text"), ({}, "text"),
                                              ({"text": "silva", "filters": {"mrn": "1"}}, "filters.mrn"),
+                                             ({"text": "silva", "filters": {"overdue": 0}}, "filters.overdue"),
                                              ({"text": "silva", "sort": "name"}, "sort")])
 def test_bad_searches_are_field_errors(client, tenant, body, field):
     response = search(client, tenant, **body)

@@ -30,7 +30,8 @@ MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
 # Endpoints whose body may be larger: a batch of 1,000 create bodies, the portal's CSV import form.
 LARGE_BODY_ENDPOINTS = {"batches.create_batch": jsonbody.MAX_BATCH_BODY,
                         "portal.import_csv": jsonbody.MAX_CSV_FORM_BODY}
-STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document"})
+STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document",
+                                 "request_groups.upload_group_document"})
 # A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -91,7 +92,7 @@ def register_blueprints(app: Flask) -> None:
     from gateway.auth.web import PUBLIC_RULES
     from gateway.batches import views as batches
     from gateway.facilities import views as facilities
-    from gateway.intake import disclosure_views, document_views, invoice_views, revocation_views
+    from gateway.intake import disclosure_views, document_views, group_views, invoice_views, revocation_views
     from gateway.intake import views as intake
     from gateway.messages import views as messages
     from gateway.openapi import ExactResponses
@@ -104,7 +105,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_converter(RequestIdConverter, RequestIdConverter.openapi_schema)
     for blueprint in (health.blp, facilities.blp, auth.blp, audit.blp, intake.blp, document_views.blp,
                       revocation_views.blp, routing.blp, webhooks.blp, invoice_views.blp, disclosure_views.blp,
-                      messages.blp, account_views.blp, session_views.blp, mfa_views.blp, batches.blp):
+                      messages.blp, account_views.blp, session_views.blp, mfa_views.blp, batches.blp,
+                      group_views.blp):
         api.register_blueprint(blueprint)
     app.extensions["gateway.api"] = api
     # /docs: Swagger UI from the installed package, never a CDN (gateway.apidocs); not part of the document.

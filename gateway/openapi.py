@@ -68,6 +68,9 @@ HEADERS = {
                  "schema": {"type": "string", "format": "uri-reference"}},
     "ETag": {"description": "The request's version, quoted; send it back in If-Match.", "required": True,
              "schema": {"type": "string", "pattern": ETAG_PATTERN}},
+    "OptionalETag": {"description": "The request's version, quoted, when one request was created (not for a "
+                                    "group); send it back in If-Match.", "required": False,
+                     "schema": {"type": "string", "pattern": ETAG_PATTERN}},
     "Idempotent-Replayed": {"description": "`true` when this is the stored first answer to the same "
                                            "Idempotency-Key.", "required": False,
                             "schema": {"type": "string", "enum": ["true"]}},
@@ -137,7 +140,10 @@ LINKS = {
         "UploadDocument": ("upload_document", _REQUEST_ID), "SubmitRequest": ("submit_request", _REQUEST_ID),
         "CancelRequest": ("cancel_request", _REQUEST_ID), "ListEvents": ("list_events", _REQUEST_ID),
         "ClaimRequest": ("claim_request", _REQUEST_ID), "AssignRequest": ("assign_request", _REQUEST_ID),
-        "TransitionRequest": ("transition_request", _REQUEST_ID)}},
+        "TransitionRequest": ("transition_request", _REQUEST_ID),
+        # With `facilities` the answer is a group instead (only the links its body resolves apply).
+        "GetGroup": ("get_group", {"group_id": "$response.body#/group_id"}),
+        "UploadGroupDocument": ("upload_group_document", {"group_id": "$response.body#/group_id"})}},
     "upload_document": {"201": {
         "GetDocument": ("get_document", {"request_id": "$request.path.request_id",
                                          "document_id": "$response.body#/id"}),

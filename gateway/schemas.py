@@ -28,6 +28,15 @@ class Flag(fields.Boolean):
         return value
 
 
+class QueryFlag(fields.Boolean):
+    """A boolean query parameter as OpenAPI writes one: `true` or `false`, not 1, "yes" or "on"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
+
+
 class PlainText(fields.String):
     """An id, name or filter: `min_length`..`max_length` characters, no control characters (else 422)."""
 

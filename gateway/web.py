@@ -64,15 +64,17 @@ class PathSegmentConverter(UnicodeConverter):
 
 
 class RequestIdConverter(BaseConverter):
-    """`<request_id:...>`: a request id in a path, any segment but `validate` (POST /v1/requests/validate), so
-    that GET /v1/requests/validate is a 405 naming POST, not a lookup of a request called "validate"."""
+    """`<request_id:...>`: a request id in a path, any segment but `validate` and `search` (POST
+    /v1/requests/validate and /search), so that GET /v1/requests/validate is a 405 naming POST, not a lookup
+    of a request called "validate"."""
 
-    regex = r"(?!validate$)[^/\x00]+"
+    NOT_IDS = ("validate", "search")
+    regex = r"(?!(?:validate|search)$)[^/\x00]+"
 
     @staticmethod
     def openapi_schema(_converter=None) -> dict:
         """The OpenAPI schema of such a path parameter."""
-        return {"type": "string", "minLength": 1, "not": {"const": "validate"}}
+        return {"type": "string", "minLength": 1, "not": {"enum": list(RequestIdConverter.NOT_IDS)}}
 
 
 def query_flag(name: str) -> bool:

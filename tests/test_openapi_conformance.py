@@ -53,7 +53,8 @@ FACILITY = "tufts-mc"
 
 REQUESTER_OPERATIONS = ["create_request", "list_requests", "get_request", "update_request", "cancel_request",
                         "list_events", "validate_request", "submit_request", "upload_document", "get_document",
-                        "download_document", "me", "create_batch", "get_batch"]
+                        "download_document", "me", "create_batch", "get_batch", "get_group",
+                        "upload_group_document", "search_requests"]
 STAFF_OPERATIONS = ["facility_queue", "claim_request", "assign_request", "transition_request", "withdraw_document",
                     "create_revocation"]
 ORG_OPERATIONS = ["create_api_key", "list_api_keys", "get_api_key", "revoke_api_key", "create_org_user",

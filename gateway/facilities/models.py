@@ -23,3 +23,7 @@ class Facility(Base):
     max_authorization_age_days: Mapped[int] = mapped_column(Integer, default=180)
     # Other names an authorization may use for this discloser ("Tufts MC", ...).
     aliases: Mapped[list] = mapped_column(JSON, default=list)
+    # The health system that runs the facility ("Tufts Medicine") and its other legal names: an authorization
+    # naming the system, or "<any of its facilities> and its affiliates", names every facility of the system.
+    health_system: Mapped[str | None] = mapped_column(String(200))
+    health_system_aliases: Mapped[list] = mapped_column(JSON, default=list)

@@ -18,7 +18,7 @@ from sqlalchemy import false, or_, select
 
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import tenant_rule, visibility
-from gateway.intake.models import Document, RecordsRequest, RequestEvent
+from gateway.intake.models import Document, RecordsRequest, RequestEvent, RequestGroup
 
 RELEASE = "release"
 RELEASED = "fulfilled"
@@ -62,3 +62,11 @@ def document_visible_to(principal: Principal, req: RecordsRequest, document: Doc
     if principal.is_requester:
         return document.kind != RELEASE or req.status == RELEASED
     return True
+
+
+@tenant_rule(RequestGroup)
+def _groups(principal: Principal):
+    # A group spans facilities; records staff see its requests one by one, never the group.
+    if principal.is_requester and principal.org_id:
+        return RequestGroup.org_id == principal.org_id
+    return false()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.auth.models import Organization
 from gateway.auth.principal import Principal
-from gateway.facilities.service import get_facility
+from gateway.facilities.service import facilities_of_system, get_facility
 from gateway.intake import rules
 from gateway.intake.access import document_visible_to
 from gateway.intake.models import RecordsRequest, Revocation
@@ -57,11 +57,19 @@ def facility_policy(session: Session, code: str | None) -> rules.FacilityPolicy 
     facility = get_facility(session, code) if code else None
     if facility is None:
         return None
+    system_names: tuple[str, ...] = ()
+    affiliate_names: list[str] = []
+    if facility.health_system:
+        system_names = (facility.health_system, *(facility.health_system_aliases or ()))
+        for sibling in facilities_of_system(session, facility.health_system):
+            if sibling.code != facility.code:
+                affiliate_names += [sibling.name, *(sibling.aliases or ())]
     return rules.FacilityPolicy(
         code=facility.code, name=facility.name, aliases=tuple(facility.aliases or ()),
         turnaround_days=facility.turnaround_days, turnaround_business_days=facility.turnaround_business_days,
         requires_practice=facility.requires_practice,
-        max_authorization_age_days=facility.max_authorization_age_days)
+        max_authorization_age_days=facility.max_authorization_age_days,
+        system_names=system_names, affiliate_names=tuple(affiliate_names))
 
 
 def revocations_for(session: Session, body: dict) -> tuple[rules.Revocation, ...]:

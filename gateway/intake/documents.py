@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.audit.service import record
@@ -260,6 +261,9 @@ def withdraw_release(db: Database, *, store, principal: Principal, request_id: s
             raise AlreadyReleased("These records were released when the request was fulfilled; they cannot be "
                                   "withdrawn.")
         key = document.storage_key
+        # One stored object may back several rows (a group's document): the bytes go with the last of them.
+        shared = session.scalars(select(Document.id).where(Document.storage_key == key,
+                                                           Document.id != document.id).limit(1)).first()
         session.delete(document)
         lifecycle.touch(req)
         lifecycle.add_event(session, req, "document_withdrawn", principal.audit_actor, staff_only=True,
@@ -268,6 +272,8 @@ def withdraw_release(db: Database, *, store, principal: Principal, request_id: s
                object_type="document", object_id=document_id, **audit_ctx)
     # After the commit, so a failure never leaves a row without its bytes; an object left behind is logged
     # (its key is random, never PHI) for the operator to remove.
+    if shared is not None:
+        return
     try:
         store.delete(key)
     except StorageUnavailable:

@@ -11,11 +11,25 @@ from gateway.db import Base, UTCDateTime, new_id, utcnow
 
 STATUSES = ("draft", "submitted", "routed", "in_progress", "on_hold", "awaiting_payment", "fulfilled", "returned",
             "denied", "cancelled")
-# A reference is unique per organization only among requests still open.
+# A reference is unique per organization and facility only among requests still open (the requests of one
+# group share their reference: API.md "Conventions added").
 CLOSED_STATUSES = ("fulfilled", "denied", "cancelled")
 _OPEN = text("status NOT IN ('fulfilled', 'denied', 'cancelled')")
 DOCUMENT_KINDS = ("authorization", "representative_authority", "letters_of_authority", "subpoena", "court_order",
                   "satisfactory_assurances", "death_certificate", "supporting", "release")
+
+
+class RequestGroup(Base):
+    """One patient's request to several facilities: a request per facility, created together (API.md v1.1)."""
+
+    __tablename__ = "request_groups"
+    __table_args__ = (Index("ix_request_groups_org_created", "org_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    reference: Mapped[str] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RecordsRequest(Base):
@@ -23,7 +37,7 @@ class RecordsRequest(Base):
 
     __tablename__ = "requests"
     __table_args__ = (
-        Index("uq_requests_open_reference", "org_id", "reference", unique=True,
+        Index("uq_requests_open_reference", "org_id", "facility", "reference", unique=True,
               postgresql_where=_OPEN, sqlite_where=_OPEN),
         Index("ix_requests_org_created", "org_id", "created_at", "id"),
         Index("ix_requests_facility_status", "facility", "status"),
@@ -35,6 +49,8 @@ class RecordsRequest(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
     created_by: Mapped[str] = mapped_column(String(80))
     reference: Mapped[str] = mapped_column(String(100))
+    # The group it was created in with the same patient's requests to other facilities (None: on its own).
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("request_groups.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     # +1 on every change (status, body, documents, assignment): the resource's ETag, checked by If-Match.
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -104,8 +120,9 @@ class Document(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     pages: Mapped[int | None] = mapped_column(Integer)
-    # documents/<uuid>: random, never derived from anything the requester sent.
-    storage_key: Mapped[str] = mapped_column(String(120), unique=True)
+    # documents/<uuid>: random, never derived from anything the requester sent.  Not unique: a document
+    # uploaded once to a request group is one stored object with a row in each of the group's requests.
+    storage_key: Mapped[str] = mapped_column(String(120), index=True)
     scan_status: Mapped[str] = mapped_column(String(20))
     scan_engine: Mapped[str] = mapped_column(String(100))
     scan_signature_version: Mapped[str | None] = mapped_column(String(100))

@@ -17,7 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from gateway.intake.models import DOCUMENT_KINDS, STATUSES
 from gateway.intake.rules.clocks import BASES as DUE_BASES
 from gateway.pagination import cursor_field
-from gateway.schemas import Flag, PlainText, Timestamp
+from gateway.schemas import Flag, PlainText, QueryFlag, Timestamp
 
 PATHWAYS = ("authorization", "subpoena", "court_order")
 PURPOSES = ("litigation", "insurance_claim", "underwriting", "continuity_of_care", "disability_determination",
@@ -191,6 +191,25 @@ class RequestCreateSchema(Strict):
 
 
 SECTIONS = ("practice", "patient", "records", "delivery", "authorization", "legal_process")
+MAX_GROUP_FACILITIES = 10
+
+
+def _distinct(values: list) -> None:
+    if len(set(values)) != len(values):
+        raise ValidationError("Name each facility once.")
+
+
+class RequestGroupCreateSchema(RequestCreateSchema):
+    """`POST /v1/requests` for several facilities: the create body with `facilities` instead of `facility`."""
+
+    class Meta(Strict.Meta):
+        exclude = ("facility",)
+
+    facilities = fields.List(
+        Text(64, required=True, validate_also=validate.Length(min=1)), required=True,
+        validate=[validate.Length(min=1, max=MAX_GROUP_FACILITIES), _distinct],
+        metadata={"description": "Facility codes from GET /v1/facilities, each once: one request per facility, "
+                                 "all sharing this body and reference.", "uniqueItems": True})
 
 
 class ScanSchema(Schema):
@@ -286,18 +305,96 @@ class RequestSchema(RequestCreateSchema):
     submitted_at = Timestamp(allow_none=True)
 
 
+class RequestGroupCreatedSchema(Schema):
+    """The answer of `POST /v1/requests` with `facilities`: the group and its new drafts, one per facility."""
+
+    class Meta:
+        ordered = True
+
+    group_id = fields.String()
+    requests = fields.List(fields.Nested(RequestSchema))
+
+
+class RequestGroupSchema(Schema):
+    """A request group: the requests created together for one patient at several facilities."""
+
+    class Meta:
+        ordered = True
+
+    id = fields.String()
+    reference = fields.String()
+    created_at = Timestamp()
+    requests = fields.List(fields.Nested(RequestSchema), metadata={"description": "In facility order."})
+
+
+class GroupDocumentSchema(Schema):
+    """One request's copy of a document uploaded to its group (the same stored file for every request)."""
+
+    request_id = fields.String()
+    document = fields.Nested(DocumentSchema)
+
+
+class GroupDocumentsSchema(Schema):
+    """The answer of `POST /v1/request-groups/{group_id}/documents`."""
+
+    items = fields.List(fields.Nested(GroupDocumentSchema))
+
+
 class RequestPageSchema(Schema):
     items = fields.List(fields.Nested(RequestSchema))
     next_cursor = fields.String(allow_none=True)
 
 
-class RequestListArgsSchema(Schema):
-    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
-    cursor = cursor_field()
+LIST_SORTS = ("-created_at", "due_on", "-updated_at")
+_SORT_DESCRIPTION = ("`-created_at`: newest first (default); `due_on`: oldest due date first (requests without "
+                     "one last); `-updated_at`: last updated first")
+
+
+_OVERDUE_DESCRIPTION = ("`true`: only requests the records team still owes (submitted, routed, in_progress, "
+                        "on_hold) past their due date, judged in the facilities' calendar; `false`: no filter")
+
+
+class RequestFilterFields(Schema):
+    """The request list's filters, as query parameters (GET) or in a search body (POST)."""
+
     status = fields.String(validate=validate.OneOf(STATUSES))
     facility = PlainText(64)
-    reference = PlainText(100)
-    created_after = fields.AwareDateTime(default_timezone=None)
+    reference = PlainText(100, metadata={"description": "Exactly this reference"})
+    created_after = fields.AwareDateTime(default_timezone=None, metadata={
+        "description": "Created strictly after this timestamp (with its zone)"})
+    updated_after = fields.AwareDateTime(default_timezone=None, metadata={
+        "description": "Changed strictly after this timestamp (with its zone): what changed since the last sync"})
+    overdue = Flag(load_default=False, metadata={"description": _OVERDUE_DESCRIPTION})
+
+
+class RequestListArgsSchema(RequestFilterFields):
+    overdue = QueryFlag(load_default=False, metadata={"description": _OVERDUE_DESCRIPTION})
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+    cursor = cursor_field()
+    sort = fields.String(load_default="-created_at", validate=validate.OneOf(LIST_SORTS),
+                         metadata={"description": _SORT_DESCRIPTION})
+
+
+class RequestFiltersSchema(RequestFilterFields):
+    class Meta:
+        unknown = RAISE
+
+
+class RequestSearchSchema(Schema):
+    """The body of `POST /v1/requests/search`: the terms never travel in a URL."""
+
+    class Meta:
+        unknown = RAISE
+
+    text = Text(100, required=True, validate_also=validate.Length(min=2), metadata={
+        "description": "Part of the request's reference, or words starting the patient's name or a former name "
+                       "(case and accents ignored, any order)"})
+    filters = fields.Nested(RequestFiltersSchema, load_default=dict)
+    sort = fields.String(load_default="-created_at", validate=validate.OneOf(LIST_SORTS),
+                         metadata={"description": _SORT_DESCRIPTION})
+    limit = fields.Integer(load_default=25, validate=validate.Range(1, 100))
+    cursor = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
+                           metadata={"description": "`next_cursor` of the previous page of the same search"})
 
 
 class EventSchema(Schema):

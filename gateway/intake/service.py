@@ -10,7 +10,7 @@ without the other.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -24,10 +24,11 @@ from gateway.db import Database, new_id
 from gateway.errors import BadRequest, Conflict, Forbidden, Unprocessable, flatten_messages
 from gateway.intake import (
     access,  # noqa: F401  (registers the tenant rules)
+    caseload,
     lifecycle,
 )
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest, RequestEvent
-from gateway.intake.schemas import SECTIONS, RequestCreateSchema
+from gateway.intake.schemas import SECTIONS, RequestCreateSchema, RequestGroupCreateSchema
 from gateway.pagination import keyset_page
 
 CANCELLABLE = ("draft", "submitted", "routed", "returned")
@@ -35,6 +36,7 @@ EDITABLE = ("draft", "returned")  # requesters change a request only while it is
 # Fixed once a request has been submitted: a different facility or legal basis is a new request.
 LOCKED_AFTER_SUBMIT = ("facility", "pathway")
 _BODY = RequestCreateSchema()
+_GROUP_BODY = RequestGroupCreateSchema()
 
 
 def duplicate_reference() -> Conflict:
@@ -42,41 +44,53 @@ def duplicate_reference() -> Conflict:
     return Conflict("You already have an open request with this reference.", code="DUPLICATE_REFERENCE")
 
 
-def load_create_body(data) -> dict:
+def load_create_body(data, *, schema=_BODY) -> dict:
     """Validate a create body (JSON already decoded); 422 with one error per field."""
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", code="BODY_NOT_JSON")
     try:
-        return _BODY.load(data)
+        return schema.load(data)
     except ValidationError as error:
         raise Unprocessable("The request body has invalid fields; see errors.",
                             errors=flatten_messages(error.messages)) from None
 
 
+def load_group_body(data) -> dict:
+    """Validate a create body naming several `facilities` instead of one `facility`; 422 per field."""
+    return load_create_body(data, schema=_GROUP_BODY)
+
+
 def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict) -> str:
     """Store a new draft from a validated create body; returns its id."""
-    _ensure_requester(principal)
+    require_requester(principal)
     with db.transaction() as session:
-        return _add_request(session, principal, body, audit_ctx)
+        return add_request(session, principal=principal, body=body, audit_ctx=audit_ctx).id
+
+
+def require_requester(principal: Principal) -> None:
+    """403 unless the principal acts for a requester organization (only they create requests)."""
+    if not principal.is_requester or not principal.org_id:
+        raise Forbidden("Only requester organizations create requests.")
 
 
 def create_requests(session: Session, *, principal: Principal, bodies: list[dict], audit_ctx: dict) -> list[str | None]:
     """Add many validated create bodies as drafts inside the caller's transaction, each exactly as
     `create_request` adds one (the same row, timeline event and audit entry), in a few statements for all.
 
-    Returns each body's new id, or None where its reference is already taken by an open request or by an
-    earlier body of the list (DUPLICATE_REFERENCE).  Should a concurrent create take one of the references
-    meanwhile, the bodies are added one at a time instead, each under its own savepoint.
+    Returns each body's new id, or None where its reference is already taken at its facility by an open
+    request or by an earlier body of the list (DUPLICATE_REFERENCE).  Should a concurrent create take one of
+    the references meanwhile, the bodies are added one at a time instead, each under its own savepoint.
     """
-    _ensure_requester(principal)
+    require_requester(principal)
     wanted = {body["reference"] for body in bodies}
-    taken = set(session.scalars(select(RecordsRequest.reference).where(
+    taken = set(session.execute(select(RecordsRequest.reference, RecordsRequest.facility).where(
         RecordsRequest.org_id == principal.org_id, RecordsRequest.reference.in_(wanted),
-        RecordsRequest.status.not_in(CLOSED_STATUSES)))) if wanted else set()
+        RecordsRequest.status.not_in(CLOSED_STATUSES))).tuples()) if wanted else set()
     made: list[RecordsRequest | None] = []
     for body in bodies:
-        fresh = body["reference"] not in taken
-        taken.add(body["reference"])
+        key = (body["reference"], body["facility"])
+        fresh = key not in taken
+        taken.add(key)
         made.append(_new_request(principal, body) if fresh else None)
     added = [req for req in made if req is not None]
     try:
@@ -93,48 +107,46 @@ def create_requests(session: Session, *, principal: Principal, bodies: list[dict
     return [req.id if req is not None else None for req in made]
 
 
-def _ensure_requester(principal: Principal) -> None:
-    if not principal.is_requester or not principal.org_id:
-        raise Forbidden("Only requester organizations create requests.")
-
-
 def _add_or_none(session: Session, principal: Principal, body: dict, audit_ctx: dict) -> str | None:
     try:
-        return _add_request(session, principal, body, audit_ctx)
+        return add_request(session, principal=principal, body=body, audit_ctx=audit_ctx).id
     except Conflict:
         return None
 
 
-def _new_request(principal: Principal, body: dict) -> RecordsRequest:
+def _new_request(principal: Principal, body: dict, group_id: str | None = None) -> RecordsRequest:
     """The draft row of a validated create body (not yet added to a session)."""
     stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
     return RecordsRequest(
         id=new_id(), org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
-        facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
+        group_id=group_id, facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
         public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
         instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
 
 
-def _add_request(session: Session, principal: Principal, body: dict, audit_ctx: dict) -> str:
-    """Add one draft, its timeline event and its audit entry to `session` (see create_request)."""
-    if _open_reference_exists(session, principal.org_id, body["reference"]):
+def add_request(session: Session, *, principal: Principal, body: dict, audit_ctx: dict,
+                group_id: str | None = None) -> RecordsRequest:
+    """Add a new draft inside the caller's transaction (409 DUPLICATE_REFERENCE for an open reference)."""
+    if _open_reference_exists(session, principal.org_id, body["reference"], facility=body["facility"]):
         raise duplicate_reference()
-    req = _new_request(principal, body)
+    req = _new_request(principal, body, group_id)
     try:
         with session.begin_nested():
             session.add(req)
             session.flush()
     except IntegrityError:  # a concurrent create won the race for this reference
         raise duplicate_reference() from None
-    lifecycle.add_event(session, req, "created", principal.audit_actor)
+    lifecycle.add_event(session, req, "created", principal.audit_actor, **({"group_id": group_id} if group_id else {}))
     record(session, actor=principal.audit_actor, org_id=principal.org_id, action="request.create",
            object_type="request", object_id=req.id, **audit_ctx)
-    return req.id
+    return req
 
 
-def _open_reference_exists(session: Session, org_id: str, reference: str, *, other_than: str | None = None) -> bool:
+def _open_reference_exists(session: Session, org_id: str, reference: str, *, facility: str,
+                           other_than: str | None = None) -> bool:
+    # Per organization and facility: the requests of one group share their reference (API.md).
     query = select(RecordsRequest.id).where(
-        RecordsRequest.org_id == org_id, RecordsRequest.reference == reference,
+        RecordsRequest.org_id == org_id, RecordsRequest.reference == reference, RecordsRequest.facility == facility,
         RecordsRequest.status.not_in(CLOSED_STATUSES))
     if other_than:
         query = query.where(RecordsRequest.id != other_than)
@@ -170,19 +182,16 @@ def audit_read(db: Database, principal: Principal, action: str, object_type: str
 
 def list_requests(session: Session, principal: Principal, *, status: str | None = None,
                   facility: str | None = None, reference: str | None = None,
-                  created_after: datetime | None = None, limit: int = 25, cursor: str | None = None):
-    """The principal's visible requests, newest first, filtered; returns (items, next_cursor)."""
-    query = visible_select(principal, RecordsRequest)
-    if status:
-        query = query.where(RecordsRequest.status == status)
-    if facility:
-        query = query.where(RecordsRequest.facility == facility)
-    if reference:
-        query = query.where(RecordsRequest.reference == reference)
-    if created_after:
-        query = query.where(RecordsRequest.created_at > created_after)
-    return keyset_page(session, query, columns=[RecordsRequest.created_at, RecordsRequest.id],
-                       limit=limit, cursor=cursor)
+                  created_after: datetime | None = None, updated_after: datetime | None = None,
+                  overdue: bool = False, today: date | None = None, sort: str = caseload.DEFAULT_SORT,
+                  limit: int = 25, cursor: str | None = None):
+    """The principal's visible requests, filtered, newest first unless `sort` says otherwise (`today`, the
+    facilities' calendar, judges `overdue`); returns (items, next_cursor)."""
+    if overdue and today is None:
+        raise ValueError("overdue needs today")
+    query = caseload.filtered(principal, today=today, status=status, facility=facility, reference=reference,
+                              created_after=created_after, updated_after=updated_after, overdue=overdue)
+    return caseload.page(session, query, sort=sort, limit=limit, cursor=cursor)
 
 
 def list_events(session: Session, principal: Principal, req: RecordsRequest, *, limit: int, cursor: str | None):
@@ -231,8 +240,8 @@ def update_request(db: Database, *, principal: Principal, request_id: str, audit
                 raise Conflict("The facility and the legal basis of a submitted request cannot change; create a "
                                "new request instead.", code="FIELD_LOCKED",
                                errors=[FieldError("FIELD_LOCKED", name, "fixed once submitted") for name in locked])
-        if body["reference"] != req.reference and _open_reference_exists(session, req.org_id, body["reference"],
-                                                                         other_than=req.id):
+        if (body["reference"], body["facility"]) != (req.reference, req.facility) and _open_reference_exists(
+                session, req.org_id, body["reference"], facility=body["facility"], other_than=req.id):
             raise duplicate_reference()
         old, new = stored_body(req), _BODY.dump(body)
         changed = sorted(k for k in new if new[k] != old.get(k))

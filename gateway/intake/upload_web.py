@@ -59,13 +59,24 @@ def _fingerprint(form: _Form, sha256: str) -> str:
     return idempotency.fingerprint(request.method, request.path, form.kind or "", form.filename or "", sha256)
 
 
-def receive_upload(request_id: str):
-    """Read one multipart upload for the caller; returns (document, body) or, for a replay, the first response."""
+def _present_document(request_id: str, document) -> tuple[dict, str]:
+    from flask import url_for
+
+    return DocumentSchema().dump(document), url_for("documents.get_document", request_id=request_id,
+                                                    document_id=document.id)
+
+
+def receive_upload(request_id: str, *, upload_class: type[DocumentUpload] = DocumentUpload,
+                   present=_present_document):
+    """Read one multipart upload for the caller; returns (document, body) or, for a replay, the first response.
+
+    `upload_class` and `present` (what was accepted → (body, Location)) let a request group reuse the flow.
+    """
     principal, a, s = current_principal(), adapters(), settings()
     reader = MultipartReader(request.stream, boundary_of(request.content_type))
     key = request.headers.get("Idempotency-Key")
     prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)
-    upload = DocumentUpload(db=a.db, store=a.store, scanner=a.scanner, principal=principal, request_id=request_id,
+    upload = upload_class(db=a.db, store=a.store, scanner=a.scanner, principal=principal, request_id=request_id,
                             max_bytes=s.max_upload_bytes, audit_ctx=audit_context())
     # Before a byte of the body is read: a foreign request is a 404, a closed one a 409 (the kind itself is
     # checked as soon as the form gives it).
@@ -91,11 +102,8 @@ def receive_upload(request_id: str):
         if key is not None and prior is None:
             idempotency.release(a.db, principal=principal.audit_actor, key=key)
         raise
-    body = DocumentSchema().dump(document)
+    body, location = present(request_id, document)
     if key is not None:
-        from flask import url_for
-
-        location = url_for("documents.get_document", request_id=request_id, document_id=document.id)
         idempotency.complete(a.db, principal=principal.audit_actor, key=key, print_=_fingerprint(form, sha256),
                              response=idempotency.StoredResponse(201, body, location))
     return document, body

@@ -14,15 +14,18 @@ from marshmallow import Schema
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.errors import BadRequest
-from gateway.intake import assessment, lifecycle, one_shot, service, submission
+from gateway.intake import assessment, caseload, groups, lifecycle, one_shot, service, submission
 from gateway.intake.documents import REQUESTER_KINDS
 from gateway.intake.rules import CATALOGUE
 from gateway.intake.schemas import (
     EventPageSchema,
     RequestCreateSchema,
+    RequestGroupCreatedSchema,
+    RequestGroupCreateSchema,
     RequestListArgsSchema,
     RequestPageSchema,
     RequestSchema,
+    RequestSearchSchema,
     Text,
     ValidationSchema,
 )
@@ -46,11 +49,16 @@ READERS = (*REQUESTERS, "facility_staff")
 load_create_body = service.load_create_body
 
 
-def json_body() -> dict:
-    """The request's JSON body: 400 BODY_NOT_JSON without a JSON body, MALFORMED_JSON when it does not parse."""
+def raw_json():
+    """The request's decoded JSON: 400 BODY_NOT_JSON without a JSON body, MALFORMED_JSON when it does not parse."""
     if not request.is_json or not has_body():
         raise BadRequest("Send a JSON body with Content-Type: application/json.", code="BODY_NOT_JSON")
-    return load_create_body(request.get_json())
+    return request.get_json()
+
+
+def json_body() -> dict:
+    """The request's JSON body as a validated create body."""
+    return load_create_body(raw_json())
 
 
 def present(req) -> dict:
@@ -80,7 +88,8 @@ ONE_SHOT_FORM = {
                  **{kind: {"contentType": "application/pdf, image/tiff, image/png, image/jpeg"}
                     for kind in REQUESTER_KINDS}},
 }
-NOT_AN_ID = "METHOD_NOT_ALLOWED: `validate` is not a request id (POST /v1/requests/validate is its own operation)."
+NOT_AN_ID = ("METHOD_NOT_ALLOWED: `validate` and `search` are not request ids (POST /v1/requests/validate and "
+             "POST /v1/requests/search are operations of their own).")
 # A JSON merge patch of the create body (gateway.openapi makes `RequestCreatePatch` from `RequestCreate`).
 MERGE_PATCH = {"schema": {"$ref": "#/components/schemas/RequestCreatePatch"}}
 
@@ -89,14 +98,24 @@ MERGE_PATCH = {"schema": {"$ref": "#/components/schemas/RequestCreatePatch"}}
 @requires(*REQUESTERS, scope="requests:write")
 @blp.doc(parameters=[IDEMPOTENCY_HEADER, {"in": "query", "name": "submit", "schema": {"type": "boolean"},
                                           "description": "One-shot form only: submit once the documents are in."}],
-         requestBody={"required": True, "content": {"application/json": {"schema": RequestCreateSchema},
-                                                    "multipart/form-data": ONE_SHOT_FORM},
-                      "description": "The create body as JSON; or the one-shot form: the `request` part first, "
-                                     "then one file part per document, named by its kind."})
+         requestBody={"required": True, "content": {
+             "application/json": {"schema": {"oneOf": [RequestCreateSchema, RequestGroupCreateSchema]}},
+             "multipart/form-data": ONE_SHOT_FORM},
+             "description": "The create body as JSON, naming one `facility` or several `facilities` (a group: one "
+                            "request per facility); or the one-shot form (one facility): the `request` part "
+                            "first, then one file part per document, named by its kind."},
+         responses={"201": {"description": "The new draft; with `facilities`, the group and its drafts, one per "
+                                           "facility in the order given (`Location` is then the group).",
+                            "content": {"application/json": {"schema": {
+                                "oneOf": [RequestSchema, RequestGroupCreatedSchema]}}},
+                            "headers": {"Location": {"$ref": "#/components/headers/Location"},
+                                        "ETag": {"$ref": "#/components/headers/OptionalETag"}}}})
 @blp.response(201, RequestSchema, headers={"Location": {"$ref": "#/components/headers/Location"}})
-@blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference")
+@blp.alt_response(409, description="DUPLICATE_REFERENCE: an open request already has this reference (for this "
+                                   "facility, or for one of the `facilities`: then nothing is created)")
 def create_request():
-    """Create a draft (JSON), or in one shot with its documents (multipart, `?submit=true` to submit)."""
+    """Create a draft (JSON), a group of drafts for several `facilities`, or in one shot with its documents
+    (multipart, `?submit=true` to submit)."""
     query_flag("submit")  # `true` or `false` (only the one-shot form acts on it)
     if request.mimetype == "multipart/form-data":
         return one_shot.create_one_shot(load_create_body, _created)
@@ -113,20 +132,90 @@ def _created(request_id: str):
 
 
 def _create_from_json():
-    request_id = service.create_request(adapters().db, principal=current_principal(), body=json_body(),
-                                        audit_ctx=audit_context())
+    data = raw_json()
+    if isinstance(data, dict) and "facilities" in data:  # several facilities: a group (API.md v1.1)
+        group_id, request_ids = groups.create_group(adapters().db, principal=current_principal(),
+                                                    body=service.load_group_body(data), audit_ctx=audit_context())
+        return _group_created(group_id, request_ids)
+    request_id = service.create_request(adapters().db, principal=current_principal(),
+                                        body=load_create_body(data), audit_ctx=audit_context())
     return _created(request_id)
+
+
+def _group_created(group_id: str, request_ids: list[str]):
+    session, principal = db_session(), current_principal()
+    found = {req.id: req for req in groups.group_requests(session, principal, group_id)}
+    body = {"group_id": group_id, "requests": [present(found[request_id]) for request_id in request_ids]}
+    response = jsonify(RequestGroupCreatedSchema().dump(body))
+    response.status_code = 201
+    response.headers["Location"] = url_for("request_groups.get_group", group_id=group_id)
+    return response
+
+
+CSV_LIST = {"200": {"description": "A page of requests (JSON); with `Accept: text/csv`, every request the "
+                                   "filters select (`limit` and `cursor` ignored), in the `sort` order, streamed as "
+                                   "CSV: no date of birth, no MRN; cells a spreadsheet would run as formulas are "
+                                   "prefixed with `'`.",
+                    "content": {"application/json": {"schema": RequestPageSchema},
+                                "text/csv": {"schema": {"type": "string"}}}}}
+
+
+def wants_csv() -> bool:
+    """Whether the client prefers CSV to JSON (`Accept: text/csv`)."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")
+    return best == "text/csv" and request.accept_mimetypes["text/csv"] > request.accept_mimetypes["application/json"]
 
 
 @blp.route("", methods=["GET"])
 @requires(*READERS, scope="requests:read")
 @blp.arguments(RequestListArgsSchema, location="query")
+@blp.doc(responses=CSV_LIST)
 @blp.response(200, RequestPageSchema)
 def list_requests(args):
-    """The requests you may see, newest first, filtered by status, facility, reference and creation time."""
+    """The requests you may see, newest first (or by due date, or last updated first), filtered by status,
+    facility, reference, creation or change time and lateness; `Accept: text/csv` exports them all."""
     principal = current_principal()
-    items, next_cursor = service.list_requests(db_session(), principal, **args)
+    today = clock().today()
+    if wants_csv():
+        return export(caseload.filtered(principal, today=today, **_filters(args)), sort=args["sort"], today=today)
+    items, next_cursor = service.list_requests(db_session(), principal, today=today, **args)
     service.audit_read(adapters().db, principal, "request.list", "request", None, audit_context())
+    return {"items": [present(req) for req in items], "next_cursor": next_cursor}
+
+
+def _filters(args: dict) -> dict:
+    return {name: args.get(name) for name in ("status", "facility", "reference", "created_after", "updated_after")} \
+        | {"overdue": bool(args.get("overdue"))}
+
+
+def export(query, *, sort: str, today):
+    """The streamed CSV export of `query` (audited before the first byte leaves)."""
+    from flask import Response, stream_with_context
+
+    service.audit_read(adapters().db, current_principal(), "request.export", "request", None, audit_context())
+    response = Response(stream_with_context(caseload.export_csv(adapters().db, query, sort=sort, today=today)),
+                        mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="requests.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.route("/search", methods=["POST"])
+@requires(*READERS, scope="requests:read")
+@blp.arguments(RequestSearchSchema)
+@blp.response(200, RequestPageSchema)
+def search_requests(body):
+    """The request list searched by reference or patient name (terms in the body, never a URL), filtered and
+    sorted as `GET /v1/requests`.
+
+    A call reads at most 5,000 requests: a page may hold fewer than `limit` items and still have a
+    `next_cursor`, which continues the search where it stopped."""
+    principal = current_principal()
+    today = clock().today()
+    query = caseload.filtered(principal, today=today, **_filters(body["filters"]))
+    items, next_cursor = caseload.search(db_session(), query, text=body["text"], sort=body["sort"],
+                                         limit=body["limit"], cursor=body["cursor"])
+    service.audit_read(adapters().db, principal, "request.search", "request", None, audit_context())
     return {"items": [present(req) for req in items], "next_cursor": next_cursor}
 
 

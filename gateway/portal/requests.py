@@ -10,11 +10,10 @@ from flask import g, jsonify, redirect, request, url_for
 
 from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, requires
-from gateway.errors import Conflict, FieldError, Unprocessable
+from gateway.errors import Conflict, FieldError
 from gateway.facilities.service import get_facility, list_facilities
 from gateway.intake import assessment, documents, service, submission
 from gateway.intake.document_views import visible_document
-from gateway.intake.models import STATUSES
 from gateway.intake.upload_web import receive_upload
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
@@ -38,23 +37,6 @@ def _facility_names() -> dict[str, str]:
 
 def _today():
     return clock().today()
-
-
-@bp.route("/requests")
-@requires(*REQUESTERS)
-def request_list():
-    """The organization's requests, newest first, filterable by status and facility."""
-    status = request.args.get("status") or None
-    facility = request.args.get("facility") or None
-    names = _facility_names()
-    if status not in (None, *STATUSES) or (facility is not None and facility not in names):
-        raise Unprocessable("Unknown filter value.", code="VALIDATION_FAILED")
-    cursor = (request.args.get("cursor") or "")[:200] or None
-    items, next_cursor = service.list_requests(db_session(), g.principal, status=status, facility=facility,
-                                               limit=25, cursor=cursor)
-    service.audit_read(adapters().db, g.principal, "request.list", "request", None, audit_context())
-    return _page("portal/request_list.html", items=items, next_cursor=next_cursor, status=status,
-                 facility=facility, facility_names=names, statuses=STATUSES, today=_today())
 
 
 def _form_context(*, values, errors=(), deficiencies=(), req=None):

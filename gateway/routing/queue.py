@@ -3,14 +3,14 @@
 Filters and sort are SQL: open statuses (or one of them), a queue, the caller's own or unclaimed work, due
 today or overdue (judged against the facilities' calendar), oldest due date first or last updated first.
 
-Search is different.  The patient is a JSON column, and names must match as a clerk reads them — "silva"
-finds "Sílva", "ana s" finds "Ana Silva", a former name counts — on SQLite and PostgreSQL alike.  Rather
-than a normalized copy of every name kept up to date on every write (a schema change, and a second truth
-to keep in step), the search reads the filtered queue in its own order, a batch at a time, and judges each
-row in Python with the rules' own name normalization (`rules.names.name_words`).  The candidates are one
-facility's *open* work only — at a hospital's volume a few thousand rows — and each call reads at most
-`SEARCH_SCAN_LIMIT` of them (id, reference, patient and the sort keys, not whole requests); past that bound
-the page is returned with what it found and a cursor that resumes where the reading stopped
+Search is different. The patient is a JSON column, and names must match as a clerk reads them — "silva" finds
+"Sílva", "ana s" finds "Ana Silva", a former name counts — on SQLite and PostgreSQL alike. Rather than a
+normalized copy of every name kept up to date on every write (a schema change, and a second truth to keep in
+step), the search reads the filtered queue in its own order, a batch at a time, and judges each row in Python
+with the rules' own name normalization (`intake.search.matcher`, which the requester's caseload shares). The
+candidates are one facility's *open* work only — at a hospital's volume a few thousand rows — and each call
+reads at most `SEARCH_SCAN_LIMIT` of them (id, reference, patient and the sort keys, not whole requests); past
+that bound the page is returned with what it found and a cursor that resumes where the reading stopped
 (`pagination.keyset_filtered_page`), so the cost of a call is bounded at any volume and nothing is skipped.
 
 Search terms are arguments, never stored: they travel in a POST body (never a URL), and neither the audit
@@ -19,7 +19,6 @@ entry (`queue.search`, naming the facility) nor any log carries them.
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import date
 
 from sqlalchemy import select
@@ -30,7 +29,13 @@ from gateway.auth.tenancy import visible_select
 from gateway.intake import invoices
 from gateway.intake.models import RecordsRequest
 from gateway.intake.routing_policy import REVIEW_QUEUES, facility_queue
-from gateway.intake.rules.names import name_words
+from gateway.intake.search import (  # noqa: F401  (the limits are the queue's API too)
+    SEARCH_BATCH,
+    SEARCH_MAX_LENGTH,
+    SEARCH_MIN_LENGTH,
+    SEARCH_SCAN_LIMIT,
+    matcher,
+)
 from gateway.pagination import keyset_filtered_page, keyset_page
 from gateway.routing.staff import require_staff_of
 
@@ -41,9 +46,6 @@ DUE = ("today", "overdue")
 # Oldest due date first (requests without one last), or the most recently changed first.
 SORTS = {"due_on": ((RecordsRequest.due_on, RecordsRequest.id), False),
          "-updated_at": ((RecordsRequest.updated_at, RecordsRequest.id), True)}
-SEARCH_SCAN_LIMIT = 5000
-SEARCH_BATCH = 1000
-SEARCH_MIN_LENGTH, SEARCH_MAX_LENGTH = 2, 100
 
 
 def queue_page(session: Session, principal: Principal, facility: str, *, status: str | None = None,
@@ -90,40 +92,3 @@ def queue_item(req: RecordsRequest, today: date, *, invoice: tuple[str, bool] | 
             "version": req.version, "hold_reason": req.hold_reason,
             "overdue": bool(req.due_on and req.due_on < today), "due_today": req.due_on == today,
             "invoice_status": invoice[0] if invoice else None, "disputed": bool(invoice and invoice[1])}
-
-
-def _folded(value: object) -> str:
-    """A reference as it is compared: letters and digits only, without case or accents ("CLAIM-7731" is
-    "claim7731", so "claim 7731" and "Claim7731" find it)."""
-    if not isinstance(value, str):
-        return ""
-    return "".join(ch for ch in unicodedata.normalize("NFKD", value).casefold()
-                   if ch.isalnum() and not unicodedata.combining(ch))
-
-
-def _covers(name: str, wanted: list[str]) -> bool:
-    """Every searched word starts a word of the name (in any order: "silva ana" finds "Ana Silva")."""
-    words = set(name_words(name)) | set(name_words(name, join_initials=True))
-    return all(any(word.startswith(part) for word in words) for part in wanted)
-
-
-def matcher(text: str):
-    """The test a queue row passes for the search `text`: in its reference, or the patient's name or a former one."""
-    needle = _folded(text)
-    wanted = name_words(text)
-
-    def keep(row) -> bool:
-        if needle and needle in _folded(row.reference):
-            return True
-        if not wanted:
-            return False
-        patient = row.patient if isinstance(row.patient, dict) else {}
-        names = [f"{patient.get('first_name') or ''} {patient.get('last_name') or ''}",
-                 *(other for other in patient.get("other_names") or () if isinstance(other, str))]
-        # Every word of a match is part of all the names' words run together: most rows fail this at once.
-        run_together = "".join(name_words(" ".join(names)))
-        if not all(part in run_together for part in wanted):
-            return False
-        return any(_covers(name, wanted) for name in names)
-
-    return keep

@@ -93,6 +93,10 @@ API_RIGHTS = {
     ("POST", "/v1/me/mfa/totp"): row(*PEOPLE, operator=200, auditor=200),
     ("POST", "/v1/me/mfa/totp/confirm"): row(*PEOPLE, operator=422, auditor=422),
     ("DELETE", "/v1/me/mfa/totp"): row(*PEOPLE, operator=422, auditor=422),
+    # Several facilities in one request (issue 16): a group is its requester organization's alone.
+    ("GET", "/v1/request-groups/<group_id>"): row(*REQUESTERS),
+    ("POST", "/v1/request-groups/<group_id>/documents"): row(*REQUESTERS),
+    ("POST", "/v1/requests/search"): row(*READERS),
     # Every person's own e-mail preference (an API key has none).
     # Bulk submission (issue 16).
     ("POST", "/v1/batches"): row(*REQUESTERS),
@@ -132,6 +136,7 @@ PORTAL_REFUSED = {
     "portal.users", "portal.create_user", "portal.deactivate_user", "portal.reactivate_user",
     "portal.change_user_role",
     "portal.imports", "portal.import_template", "portal.import_csv", "portal.import_detail", "portal.import_submit",
+    "portal.request_group", "portal.request_search", "portal.request_export",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -192,7 +197,8 @@ def world(app, db, settings):
     headers["api_key"] = bearer(firm.api_key)
     real = {"org_id": firm.org_id, "key_id": firm.api_key_id, "webhook_id": webhook.get_json()["id"],
             "request_id": request_id, "document_id": document_id, "code": "tufts-mc", "action": "claim",
-            "user_id": firm.requester_id, "session_id": str(uuid.uuid4()), "batch_id": str(uuid.uuid4())}
+            "user_id": firm.requester_id, "session_id": str(uuid.uuid4()), "batch_id": str(uuid.uuid4()),
+            "group_id": str(uuid.uuid4())}
     return {"firm": firm, "headers": headers, "emails": emails, "real": real}
 
 
@@ -214,6 +220,7 @@ BODIES = {
     ("POST", "/v1/requests/<request_id>/invoice/dispute"): {"note": "Too many pages"},
     ("POST", "/v1/requests/<request_id>/payments"): {"method": "check", "reference": "CHK-1", "amount": "28.69"},
     ("POST", "/v1/facilities/<code>/queue/search"): {"text": "Silva"},
+    ("POST", "/v1/requests/search"): {"text": "Silva"},
     ("POST", "/v1/disclosures/search"): {"patient": {"first_name": "Ana", "last_name": "Silva",
                                                      "date_of_birth": "1980-02-29"}},
 }
@@ -247,7 +254,7 @@ def test_other_roles_pass_or_meet_the_role_check_as_the_table_says(client, world
     """Missing ids (except the caller's own organization and facility), so nothing is changed."""
     headers = world["headers"][role]
     ids = {name: str(uuid.uuid4()) for name in ("key_id", "webhook_id", "request_id", "document_id", "user_id",
-                                                "session_id", "batch_id")}
+                                                "session_id", "batch_id", "group_id")}
     ids |= {"org_id": world["real"]["org_id"], "code": "tufts-mc"}
     for (method, rule), line in sorted(API_RIGHTS.items()):
         response = client.open(path_for(rule, ids), method=method, headers=headers, json={})

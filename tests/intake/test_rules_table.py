@@ -30,12 +30,23 @@ pytestmark = pytest.mark.date_sensitive
 TODAY = date(2026, 11, 23)
 DELETE = object()
 
+# The health system's names, as facilities are configured (migration 0015): they name each of its facilities.
+SYSTEM = ("Tufts Medicine", "Tufts Medicine Health System", "Wellforce")
 TUFTS = FacilityPolicy(code="tufts-mc", name="Tufts Medical Center", aliases=("Tufts MC", "Tufts Medical Center Inc."),
                        turnaround_days=10, turnaround_business_days=False, requires_practice=False,
-                       max_authorization_age_days=180)
-COMMUNITY = FacilityPolicy(code="community-practices", name="Community Practices", aliases=(),
+                       max_authorization_age_days=180, system_names=SYSTEM,
+                       affiliate_names=("Lowell General Hospital", "LGH", "MelroseWakefield Hospital",
+                                        "Community Practices", "Tufts Medicine community practices"))
+COMMUNITY = FacilityPolicy(code="community-practices", name="Community Practices",
+                           aliases=("Tufts Medicine community practices", "Tufts Medicine Community Care"),
                            turnaround_days=5, turnaround_business_days=True, requires_practice=True,
-                           max_authorization_age_days=180)
+                           max_authorization_age_days=180, system_names=SYSTEM,
+                           affiliate_names=("Tufts Medical Center", "Tufts MC", "Lowell General Hospital"))
+# A facility of another health system: Tufts Medicine's names never name it.
+WINCHESTER = FacilityPolicy(code="winchester", name="Winchester Hospital", aliases=(),
+                            turnaround_days=10, turnaround_business_days=False, requires_practice=False,
+                            max_authorization_age_days=180, system_names=("Beth Israel Lahey Health",),
+                            affiliate_names=("Beth Israel Deaconess Medical Center", "Lahey Hospital"))
 
 BASE_BODY = {
     "reference": "CLAIM-2026-0042",
@@ -143,6 +154,25 @@ SCENARIOS: list[Scenario] = [
          {"authorization.recipient": "Acme Copy Service", "delivery.recipient.name": "Acme Copy Service, Inc."}),
     case("insurer on the authorization pathway", {}, requester_org_kind="insurer",
          requester_org_name="Harbor Mutual Insurance"),
+    case("discloser names the health system", {"authorization.discloser": "Tufts Medicine"}),
+    case("discloser names the health system's legal form", {"authorization.discloser": "Tufts Medicine, Inc."}),
+    case("discloser names the health system's former name", {"authorization.discloser": "Wellforce Inc."}),
+    case("discloser is the facility and its affiliates",
+         {"authorization.discloser": "Tufts Medical Center and its affiliates"}),
+    case("discloser is an alias & affiliates", {"authorization.discloser": "Tufts MC & Affiliates"}),
+    case("discloser is the system and all of its affiliated hospitals",
+         {"authorization.discloser": "Tufts Medicine, Inc. and all of its affiliated hospitals"}),
+    case("discloser is a sister hospital and its affiliates",
+         {"authorization.discloser": "Lowell General Hospital, including its subsidiaries and affiliates"}),
+    case("community practice under the health system's name",
+         {"facility": "community-practices", "practice": {"name": "Main Street Family Medicine", "address": "x"},
+          "authorization.discloser": "Tufts Medicine"}, facility=COMMUNITY),
+    case("community practice under the community-practices network",
+         {"facility": "community-practices", "practice": {"name": "Main Street Family Medicine", "address": "x"},
+          "authorization.discloser": "Tufts Medicine Community Practices"}, facility=COMMUNITY),
+    case("community practice and its affiliates",
+         {"facility": "community-practices", "practice": {"name": "Main Street Family Medicine", "address": "x"},
+          "authorization.discloser": "Main Street Family Medicine and its affiliates"}, facility=COMMUNITY),
     case("community practice named and used as discloser",
          {"facility": "community-practices", "practice": {"name": "Main Street Family Medicine", "address": "x"},
           "authorization.discloser": "Main Street Family Medicine, P.C."}, facility=COMMUNITY),
@@ -253,6 +283,28 @@ SCENARIOS: list[Scenario] = [
          revocations=(replace(REVOCATION, patient_last_name="Souza"),)),
     case("discloser is another hospital", {"authorization.discloser": "Lowell General Hospital"},
          "AUTH_DISCLOSER_MISMATCH"),
+    case("discloser is another health system", {"authorization.discloser": "Mass General Brigham"},
+         "AUTH_DISCLOSER_MISMATCH"),
+    case("discloser is another system's hospital and its affiliates",
+         {"authorization.discloser": "Beth Israel Deaconess Medical Center and its affiliates"},
+         "AUTH_DISCLOSER_MISMATCH"),
+    case("discloser adds a word of substance to the system's name",
+         {"authorization.discloser": "Tufts Medicine Foundation"}, "AUTH_DISCLOSER_MISMATCH"),
+    case("a sister hospital without the affiliates form is another facility", {"authorization.discloser": "LGH"},
+         "AUTH_DISCLOSER_MISMATCH"),
+    case("affiliates alone name nobody", {"authorization.discloser": "its affiliates"}, "AUTH_DISCLOSER_MISMATCH"),
+    case("Tufts Medicine does not name another system's facility",
+         {"facility": "winchester", "authorization.discloser": "Tufts Medicine"}, "AUTH_DISCLOSER_MISMATCH",
+         facility=WINCHESTER),
+    case("Tufts Medical Center and its affiliates does not name another system's facility",
+         {"facility": "winchester", "authorization.discloser": "Tufts Medical Center and its affiliates"},
+         "AUTH_DISCLOSER_MISMATCH", facility=WINCHESTER),
+    case("another system's facility under its own system's name",
+         {"facility": "winchester", "authorization.discloser": "Beth Israel Lahey Health"}, facility=WINCHESTER),
+    case("community practice discloser is another practice and its affiliates",
+         {"facility": "community-practices", "practice": {"name": "Main Street Family Medicine", "address": "x"},
+          "authorization.discloser": "Elm Street Pediatrics and affiliates"}, "AUTH_DISCLOSER_MISMATCH",
+         facility=COMMUNITY),
     case("community practice discloser names another practice",
          {"facility": "community-practices", "practice": {"name": "Main Street Family Medicine", "address": "x"},
           "authorization.discloser": "Elm Street Pediatrics"}, "AUTH_DISCLOSER_MISMATCH", facility=COMMUNITY),

@@ -43,6 +43,11 @@ class FacilityPolicy:
     turnaround_business_days: bool
     requires_practice: bool
     max_authorization_age_days: int
+    # The health system's name and legal variants ("Tufts Medicine", "Wellforce"): they name every facility of it.
+    system_names: tuple[str, ...] = ()
+    # The names and aliases of the system's other facilities: they name this one only in an "… and its
+    # affiliates" form ("Lowell General Hospital and its affiliates" covers Tufts Medical Center).
+    affiliate_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ only removes what is cosmetic: case, accents, punctuation, "&"/"and", a leading
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
@@ -73,6 +74,19 @@ def names_match(a: object, b: object, aliases: Iterable[str] = ()) -> bool:
     if isinstance(aliases, str):
         aliases = (aliases,)
     return any(left == normalize_name(candidate) for candidate in (b, *aliases))
+
+
+# "X and its affiliates", "X & affiliates", "X and all of its affiliated hospitals", "X, including its
+# subsidiaries and affiliates": matched on the normalized form, where "and" and punctuation are already gone.
+_AFFILIATES = re.compile(
+    r"^(?P<base>.+?) (?:including |together with )?(?:all (?:of )?)?(?:its |their )?(?:subsidiaries )?"
+    r"(?:affiliates|affiliated (?:entities|facilities|hospitals|organizations|providers|practices|companies))$")
+
+
+def affiliates_of(value: object) -> str | None:
+    """The X of an "X and its affiliates" form (normalized), or None when `value` is not such a form."""
+    match = _AFFILIATES.match(normalize_name(value))
+    return normalize_name(match["base"]) or None if match else None
 
 
 def name_words(value: object, *, join_initials: bool = False) -> list[str]:

@@ -12,28 +12,40 @@ from collections.abc import Iterator, Mapping
 
 from gateway.errors import FieldError
 from gateway.intake.rules.authorization import on_authorization
-from gateway.intake.rules.context import Revocation, RuleContext
+from gateway.intake.rules.context import FacilityPolicy, Revocation, RuleContext
 from gateway.intake.rules.facts import day, text, words
-from gateway.intake.rules.names import names_match
+from gateway.intake.rules.names import affiliates_of, names_match
 from gateway.intake.rules.registry import finding, rule
 
 
 @rule("AUTH_DISCLOSER_MISMATCH")
 def discloser_is_facility(body: Mapping, ctx: RuleContext) -> Iterator[FieldError]:
-    """The discloser must be the facility (its name or an alias).
-
-    For a facility that requires a practice (community-practices), naming the
-    practice itself is the usual way to fill in the form, so it also matches.
-    """
+    """The discloser must name the facility: see `discloser_names`."""
     discloser = text(body, "authorization.discloser")
     facility = ctx.facility
     if not on_authorization(body) or not discloser or facility is None:
         return
-    if names_match(discloser, facility.name, facility.aliases):
-        return
-    if facility.requires_practice and names_match(discloser, text(body, "practice.name")):
+    practice = text(body, "practice.name") if facility.requires_practice else None
+    if discloser_names(discloser, facility, practice=practice):
         return
     yield finding("AUTH_DISCLOSER_MISMATCH", "authorization.discloser")
+
+
+def discloser_names(discloser: str, facility: FacilityPolicy, *, practice: str | None = None) -> bool:
+    """Whether an authorization's discloser names `facility` (RULES.md §3, AUTH_DISCLOSER_MISMATCH).
+
+    It does when it is the facility's name or an alias, or the name of the health system that runs it
+    (configuration: the facility's `health_system` and its legal variants), or an "… and its affiliates"
+    form of any of those or of another facility of the same system — affiliates are the entities under the
+    system's common control.  For a doctor's office (a facility that requires a practice) naming the
+    practice is the usual way to fill in the form, so it matches too; the community-practices network's
+    names are that facility's aliases.  Another system's facility never matches.
+    """
+    own = (facility.name, *facility.aliases, *facility.system_names, *([practice] if practice else ()))
+    if names_match(discloser, own[0], own[1:]):
+        return True
+    base = affiliates_of(discloser)
+    return base is not None and names_match(base, own[0], (*own[1:], *facility.affiliate_names))
 
 
 @rule("AUTH_RECIPIENT_MISMATCH")

@@ -83,9 +83,9 @@ def create_requests(session: Session, *, principal: Principal, bodies: list[dict
     """
     require_requester(principal)
     wanted = {body["reference"] for body in bodies}
-    taken = set(session.execute(select(RecordsRequest.reference, RecordsRequest.facility).where(
+    taken = {tuple(row) for row in session.execute(select(RecordsRequest.reference, RecordsRequest.facility).where(
         RecordsRequest.org_id == principal.org_id, RecordsRequest.reference.in_(wanted),
-        RecordsRequest.status.not_in(CLOSED_STATUSES))).tuples()) if wanted else set()
+        RecordsRequest.status.not_in(CLOSED_STATUSES)))} if wanted else set()
     made: list[RecordsRequest | None] = []
     for body in bodies:
         key = (body["reference"], body["facility"])

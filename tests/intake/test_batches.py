@@ -94,6 +94,22 @@ def test_the_same_items_again_create_nothing_twice(client, db, settings, firm):
     assert all(requests_with(db, firm.org_id, item["reference"]) == 1 for item in items)
 
 
+def test_one_reference_at_two_facilities_is_two_drafts_but_twice_at_one_is_a_duplicate(client, db, settings, firm):
+    """References are unique per organization and facility (a group's requests share theirs), in batches too."""
+    reference = unique("REF")
+    items = [request_body(reference=reference, facility="tufts-mc"),
+             request_body(reference=reference, facility="lowell-general"),
+             request_body(reference=reference, facility="tufts-mc")]
+    accepted = send(client, firm, items).get_json()
+    run_job(settings, db, accepted["id"])
+    batch = fetch(client, firm, accepted["id"])
+    assert batch["counts"] == {"created": 2, "rejected": 1}
+    by_index = {item["index"]: item for item in batch["items"]}
+    assert by_index[0]["request_id"] and by_index[1]["request_id"]
+    assert [e["code"] for e in by_index[2]["errors"]] == ["DUPLICATE_REFERENCE"]
+    assert requests_with(db, firm.org_id, reference) == 2
+
+
 def test_a_job_retried_after_a_crash_resumes_and_creates_each_item_once(client, db, settings, firm, monkeypatch):
     items = [request_body() for _ in range(5)]
     batch_id = send(client, firm, items).get_json()["id"]

@@ -96,6 +96,8 @@ def task_to_body(task: dict, *, org_name: str) -> tuple[dict, str | None, list[t
     """The create body a Task asks for, its identifier system, and its authorization attachments
     as (element path, base64 data).  Structural problems are 422s naming the element."""
     errors: list[FieldError] = []
+    if task.get("status") != "requested":
+        errors.append(FieldError("INVALID_FIELD", "Task.status", "a new Task is `requested`"))
     if task.get("intent") != "order":
         errors.append(FieldError("INVALID_FIELD", "Task.intent", "must be `order`"))
     identifiers = [i for i in task.get("identifier", []) if i.get("value")]

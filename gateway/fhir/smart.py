@@ -21,7 +21,6 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 
 import jwt
 from redis.exceptions import RedisError

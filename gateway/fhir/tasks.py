@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, false, or_
 
 from gateway.audit.service import record, record_now
 from gateway.auth.models import Organization
@@ -185,10 +185,10 @@ def render(store, principal: Principal, req: RecordsRequest, fhir_task: FhirTask
         outputs.append({"type": {"coding": [{"system": CODE_SYSTEM, "code": "operation-outcome"}]},
                         "valueReference": {"reference": "#outcome"}})
     if req.status == access.RELEASED:
-        released = [d for d in req.documents if d.kind == access.RELEASE and access.document_visible_to(principal, req, d)]
+        released = [d for d in req.documents
+                    if d.kind == access.RELEASE and access.document_visible_to(principal, req, d)]
         for number, document in enumerate(released, start=1):
-            record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="document.download",
-                       object_type="document", object_id=document.id, **audit_ctx)
+            downloads.append(document.id)
             contained.append({
                 "resourceType": "DocumentReference", "id": f"doc{number}", "status": "current",
                 "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{document.id}"}],

@@ -173,9 +173,9 @@ def _authorization(task: dict, consent: dict, patient: dict) -> dict:
         elif who is not None and who.get("resourceType") == "RelatedPerson":
             signed_by, signer = "representative", " ".join(filter(None, _name(who))) or None
             relationship = (who.get("relationship") or [{}])[0]
-            authority = next((AUTHORITY_OF.get(code) or (code if code in AUTHORITIES else None)
-                              for _system, code in _codes(relationship) if AUTHORITY_OF.get(code) or code in AUTHORITIES),
-                             None)
+            authorities = [AUTHORITY_OF.get(code) or (code if code in AUTHORITIES else None)
+                           for _system, code in _codes(relationship)]
+            authority = next((a for a in authorities if a), None)
             representative = {"authority": authority, "description": _first_text(relationship)}
     recipient = next((actor.get("reference", {}).get("display") for actor in provision.get("actor", [])
                       if _has_code(actor.get("role"), "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",

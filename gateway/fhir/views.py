@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway.audit.service import AuditUnavailable, record_now
-from gateway.auth.web import audit_context, client_ip, current_principal
+from gateway.auth.web import audit_context, current_principal
 from gateway.errors import BadRequest, FieldError, Forbidden, Unauthenticated, Unprocessable
 from gateway.fhir import smart, tasks
 from gateway.fhir.outcome import FHIR_JSON, PREFIX, convert_problems, fhir_response
@@ -228,4 +228,4 @@ def _instant(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-__all__ = ["blp", "install", "client_ip"]
+

@@ -68,7 +68,8 @@ def test_the_published_example_is_rejected_for_want_of_an_authorization_then_acc
 
 
 def test_a_deficient_authorization_is_rejected_with_the_rules_codes(client, payer):
-    task = with_authorization(published_example(), payer["org_name"], policy=[{"uri": STATEMENT_POLICY + "right_to_revoke"}],
+    task = with_authorization(published_example(), payer["org_name"],
+                              policy=[{"uri": STATEMENT_POLICY + "right_to_revoke"}],
                               organization=[{"display": "Some Other Hospital"}])
     response = _post(client, payer, task)
     assert response.status_code == 201

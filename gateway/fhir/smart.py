@@ -71,7 +71,10 @@ def public_jwks(jwks) -> dict:
             raise ValueError("the JWKS holds a private key; register the public keys only")
         if key["kty"] == "EC" and key.get("crv") != "P-384":
             raise ValueError("EC keys must be on P-384 (ES384)")
-        jwt.PyJWK(key, algorithm="RS384" if key["kty"] == "RSA" else "ES384")  # parses, or raises
+        try:
+            jwt.PyJWK(key, algorithm="RS384" if key["kty"] == "RSA" else "ES384")
+        except jwt.PyJWTError as error:
+            raise ValueError(f"a key cannot be read: {error}") from None
     return {"keys": jwks["keys"]}
 
 

@@ -103,6 +103,23 @@ def read_task(db: Database, *, store, principal: Principal, task_id: str, audit_
     return task
 
 
+def read_consent(db: Database, *, principal: Principal, consent_id: str, audit_ctx: dict) -> dict:
+    """The authorization of one of the caller's Tasks as a Consent (404 otherwise, or when it has none)."""
+    from gateway.fhir.consent import render_consent
+
+    with db.transaction() as session:
+        req = get_visible(session, principal, RecordsRequest, consent_id, db=db, audit_context=audit_ctx)
+        if session.scalars(visible_select(principal, FhirTask).where(FhirTask.request_id == req.id)
+                           ).one_or_none() is None:
+            raise NotFound()
+        consent = render_consent(req)
+    if consent is None:
+        raise NotFound()
+    record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="fhir.consent.read",
+               object_type="request", object_id=consent["id"], **audit_ctx)
+    return consent
+
+
 def _audit_downloads(db: Database, principal: Principal, document_ids: list[str], audit_ctx: dict) -> None:
     for document_id in document_ids:  # each download URL handed out is a download
         record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="document.download",
@@ -173,6 +190,9 @@ def render(store, principal: Principal, req: RecordsRequest, fhir_task: FhirTask
                                                             "code": translate.LOINC_OF.get(kind, "60591-5")}],
                                                 "text": kind}}
                       for kind in (req.records or {}).get("types", [])]}
+    if req.authorization:  # the authorization as its own Consent resource (GET /fhir/r4/Consent/{id})
+        task["input"].append({"type": {"coding": [{"system": translate.LOINC, "code": translate.RELEASE_CONSENT}]},
+                              "valueReference": {"reference": f"Consent/{req.id}"}})
     if not task["input"]:
         del task["input"]
     outputs, downloads = [], []

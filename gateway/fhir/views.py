@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway.audit.service import AuditUnavailable, record_now
-from gateway.auth.web import audit_context, current_principal
+from gateway.auth.web import audit_context, audit_denied, current_principal
 from gateway.errors import BadRequest, FieldError, Forbidden, Unauthenticated, Unprocessable
 from gateway.fhir import smart, tasks
 from gateway.fhir.outcome import FHIR_JSON, PREFIX, convert_problems, fhir_response
@@ -70,6 +70,7 @@ def _authenticate():
 
 def _needs(resource: str, action: str) -> None:
     if not smart.allows(current_principal().scopes, resource, action):
+        audit_denied(current_principal())
         raise Forbidden(f"The access token's scopes do not allow this on {resource}.")
 
 
@@ -97,7 +98,8 @@ def capability_statement():
                                 "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],
                                 "searchParam": [{"name": "_lastUpdated", "type": "date"},
                                                 {"name": "identifier", "type": "token"},
-                                                {"name": "status", "type": "token"}]}]}],
+                                                {"name": "status", "type": "token"}]},
+                               {"type": "Consent", "interaction": [{"code": "read"}]}]}],
     })
 
 
@@ -183,6 +185,14 @@ def read_task(task_id):
     a = adapters()
     return fhir_response(tasks.read_task(a.db, store=a.store, principal=current_principal(), task_id=task_id,
                                          audit_ctx=audit_context()))
+
+
+@blp.route(f"{PREFIX}/Consent/<consent_id>", methods=["GET"])
+def read_consent(consent_id):
+    """The authorization of one of the caller's Tasks (the Consent's id is the Task's)."""
+    _needs("Consent", "r")
+    return fhir_response(tasks.read_consent(adapters().db, principal=current_principal(), consent_id=consent_id,
+                                            audit_ctx=audit_context()))
 
 
 @blp.route(f"{PREFIX}/Task", methods=["GET"])

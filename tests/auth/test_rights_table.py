@@ -177,6 +177,7 @@ FHIR_RIGHTS = {
     ("POST", "/fhir/r4/Task"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Task"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Task/<task_id>"): FHIR_TOKEN,
+    ("GET", "/fhir/r4/Consent/<consent_id>"): FHIR_TOKEN,
 }
 
 
@@ -193,7 +194,8 @@ def test_no_credential_of_the_api_opens_fhir(client, world):
     """An API key or a person's token is no SMART access token: 401 (an OperationOutcome) for every role."""
     for role, headers in world["headers"].items():
         for (method, rule), kind in sorted(FHIR_RIGHTS.items()):
-            response = client.open(path_for(rule, {"task_id": world["real"]["request_id"]}), method=method,
+            ids = {"task_id": world["real"]["request_id"], "consent_id": world["real"]["request_id"]}
+            response = client.open(path_for(rule, ids), method=method,
                                    headers=headers, json={})
             expected = 200 if kind == FHIR_PUBLIC else 401
             assert response.status_code == expected, f"{role} {method} {rule}: {response.status_code}"

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.task import Task
 from sqlalchemy import select
@@ -25,7 +26,8 @@ FHIR = "application/fhir+json"
 def payer(client, settings, db, tmp_path):
     tenant = make_tenant(db, "insurer")
     registered = register(settings, tmp_path, tenant.org_id)
-    token = client.post("/oauth/token", data=registered.form(TOKEN_URL)).get_json()["access_token"]
+    form = registered.form(TOKEN_URL, scope="system/Task.crs system/Consent.rs")
+    token = client.post("/oauth/token", data=form).get_json()["access_token"]
     with db.transaction() as session:
         name = session.get(Organization, tenant.org_id).name
     return {"tenant": tenant, "headers": bearer(token), "org_name": name, "client_id": registered.client_id}
@@ -148,3 +150,31 @@ def test_search_by_identifier_status_and_last_updated(client, payer):
     assert search("_lastUpdated=lt2000-01-01T00:00:00Z") == []
     bad = client.get("/fhir/r4/Task?_lastUpdated=yesterday&name=Shaw", headers=payer["headers"])
     assert bad.status_code == 400 and len(OperationOutcome.model_validate(bad.get_json()).issue) == 3
+
+
+def test_the_authorization_reads_back_as_a_consent(client, db, settings, tmp_path, payer):
+    sent = with_authorization(published_example(), payer["org_name"])
+    task = Task.model_validate(_post(client, payer, sent).get_json())
+    (reference,) = [i.valueReference.reference for i in task.input if i.valueReference]
+    assert reference == f"Consent/{task.id}"
+    response = client.get(f"/fhir/r4/{reference}", headers=payer["headers"])
+    assert response.status_code == 200 and response.mimetype == FHIR
+    consent = Consent.model_validate(response.get_json())
+    (original,) = [r for r in sent["contained"] if r["resourceType"] == "Consent"]
+    assert str(consent.dateTime) == original["dateTime"]
+    assert str(consent.provision.period.end) == original["provision"]["period"]["end"]
+    assert consent.provision.actor[0].reference.display == payer["org_name"]
+    assert consent.organization[0].display == original["organization"][0]["display"]
+    assert sorted(p.uri for p in consent.policy) == sorted(p["uri"] for p in original["policy"])
+    rejected = Task.model_validate(_post(client, payer, {**published_example(),
+                                                         "identifier": [{"value": "no-auth"}]}).get_json())
+    assert client.get(f"/fhir/r4/Consent/{rejected.id}", headers=payer["headers"]).status_code == 404
+    other = make_tenant(db, "insurer")
+    intruder = register(settings, tmp_path, other.org_id)
+    scoped = intruder.form(TOKEN_URL, scope="system/Task.crs")
+    token = client.post("/oauth/token", data=scoped).get_json()["access_token"]
+    refused = client.get(f"/fhir/r4/{reference}", headers=bearer(token))  # the scope does not cover Consent
+    assert refused.status_code == 403 and OperationOutcome.model_validate(refused.get_json()).issue[0].code == \
+        "forbidden"
+    token = client.post("/oauth/token", data=intruder.form(TOKEN_URL, scope="system/Consent.rs")).get_json()
+    assert client.get(f"/fhir/r4/{reference}", headers=bearer(token["access_token"])).status_code == 404

@@ -43,7 +43,7 @@ CLOCK_SKEW_SECONDS = 30
 TOKEN_SECONDS = 300
 TOKEN_PREFIX = "fhirat_"
 # SMART v2 scopes this server grants: Tasks created, read and searched; the documents and consents they carry.
-SCOPES = ("system/Task.crs", "system/DocumentReference.rs", "system/Consent.rs")
+SCOPES = ("system/Task.crs", "system/DocumentReference.rs", "system/Consent.rs", "system/AuditEvent.rs")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 MAX_ASSERTION_CHARS = 8192
 

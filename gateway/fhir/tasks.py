@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_
+from sqlalchemy import and_, false, or_, select
+from sqlalchemy.orm import object_session
 
 from gateway.audit.service import record, record_now
 from gateway.auth.models import Organization
@@ -120,6 +121,23 @@ def read_consent(db: Database, *, principal: Principal, consent_id: str, audit_c
     return consent
 
 
+def read_disclosure(db: Database, *, principal: Principal, event_id: str, audit_ctx: dict) -> dict:
+    """The release of one of the caller's Tasks' records as an AuditEvent (404 for anything else)."""
+    from gateway.fhir.disclosure import render_audit_event
+    from gateway.intake.release_models import Disclosure
+
+    with db.transaction() as session:
+        disclosure = session.get(Disclosure, event_id)
+        visible = disclosure is not None and session.scalars(
+            visible_select(principal, FhirTask).where(FhirTask.request_id == disclosure.request_id)).one_or_none()
+        if not visible:
+            raise NotFound()
+        event = render_audit_event(disclosure)
+    record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="fhir.disclosure.read",
+               object_type="disclosure", object_id=event["id"], **audit_ctx)
+    return event
+
+
 def _audit_downloads(db: Database, principal: Principal, document_ids: list[str], audit_ctx: dict) -> None:
     for document_id in document_ids:  # each download URL handed out is a download
         record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="document.download",
@@ -205,6 +223,13 @@ def render(store, principal: Principal, req: RecordsRequest, fhir_task: FhirTask
         outputs.append({"type": {"coding": [{"system": CODE_SYSTEM, "code": "operation-outcome"}]},
                         "valueReference": {"reference": "#outcome"}})
     if req.status == access.RELEASED:
+        from gateway.intake.release_models import Disclosure
+
+        disclosure = object_session(req).scalars(select(Disclosure.id).where(Disclosure.request_id == req.id)
+                                                 ).first()
+        if disclosure:  # the release itself, as an AuditEvent (IHE BALP PrivacyDisclosure)
+            outputs.append({"type": {"coding": [{"system": CODE_SYSTEM, "code": "disclosure"}]},
+                            "valueReference": {"reference": f"AuditEvent/{disclosure}"}})
         released = [d for d in req.documents
                     if d.kind == access.RELEASE and access.document_visible_to(principal, req, d)]
         for number, document in enumerate(released, start=1):

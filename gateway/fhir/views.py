@@ -99,7 +99,8 @@ def capability_statement():
                                 "searchParam": [{"name": "_lastUpdated", "type": "date"},
                                                 {"name": "identifier", "type": "token"},
                                                 {"name": "status", "type": "token"}]},
-                               {"type": "Consent", "interaction": [{"code": "read"}]}]}],
+                               {"type": "Consent", "interaction": [{"code": "read"}]},
+                               {"type": "AuditEvent", "interaction": [{"code": "read"}]}]}],
     })
 
 
@@ -193,6 +194,14 @@ def read_consent(consent_id):
     _needs("Consent", "r")
     return fhir_response(tasks.read_consent(adapters().db, principal=current_principal(), consent_id=consent_id,
                                             audit_ctx=audit_context()))
+
+
+@blp.route(f"{PREFIX}/AuditEvent/<event_id>", methods=["GET"])
+def read_disclosure(event_id):
+    """The release of one of the caller's Tasks' records (IHE BALP PrivacyDisclosure), linked from the Task."""
+    _needs("AuditEvent", "r")
+    return fhir_response(tasks.read_disclosure(adapters().db, principal=current_principal(), event_id=event_id,
+                                               audit_ctx=audit_context()))
 
 
 @blp.route(f"{PREFIX}/Task", methods=["GET"])

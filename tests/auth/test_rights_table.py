@@ -178,6 +178,7 @@ FHIR_RIGHTS = {
     ("GET", "/fhir/r4/Task"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Task/<task_id>"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Consent/<consent_id>"): FHIR_TOKEN,
+    ("GET", "/fhir/r4/AuditEvent/<event_id>"): FHIR_TOKEN,
 }
 
 
@@ -194,7 +195,8 @@ def test_no_credential_of_the_api_opens_fhir(client, world):
     """An API key or a person's token is no SMART access token: 401 (an OperationOutcome) for every role."""
     for role, headers in world["headers"].items():
         for (method, rule), kind in sorted(FHIR_RIGHTS.items()):
-            ids = {"task_id": world["real"]["request_id"], "consent_id": world["real"]["request_id"]}
+            ids = {"task_id": world["real"]["request_id"], "consent_id": world["real"]["request_id"],
+                   "event_id": world["real"]["request_id"]}
             response = client.open(path_for(rule, ids), method=method,
                                    headers=headers, json={})
             expected = 200 if kind == FHIR_PUBLIC else 401

@@ -13,6 +13,7 @@ import hashlib
 import io
 
 import requests as http
+from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.task import Task
 from fhirpy import SyncFHIRClient
@@ -36,7 +37,8 @@ def test_a_payer_requests_polls_and_downloads_released_records(client, db, setti
     token_url = f"{live_gateway.url}/oauth/token"
     config = http.get(f"{live_gateway.url}/fhir/r4/.well-known/smart-configuration", timeout=10).json()
     assert config["token_endpoint"] == token_url
-    granted = http.post(token_url, data=payer.form(token_url), timeout=10)
+    granted = http.post(token_url, data=payer.form(token_url, scope="system/Task.crs system/AuditEvent.rs"),
+                        timeout=10)
     assert granted.status_code == 200, granted.text
     fhir = SyncFHIRClient(f"{live_gateway.url}/fhir/r4", authorization=f"Bearer {granted.json()['access_token']}")
 
@@ -74,9 +76,22 @@ def test_a_payer_requests_polls_and_downloads_released_records(client, db, setti
     (entry,) = bundle.entry
     completed = entry.resource
     assert completed.id == created.id and completed.status == "completed"
-    (output,) = completed.output
+    (output,) = [o for o in completed.output if o.valueReference.reference.startswith("#")]
+    (disclosed,) = [o for o in completed.output if o.valueReference.reference.startswith("AuditEvent/")]
     reference = output.valueReference.reference.lstrip("#")
     (document,) = [r for r in completed.contained if r.id == reference]
     assert document.get_resource_type() == "DocumentReference"
     content = http.get(document.content[0].attachment.url, timeout=10).content
     assert hashlib.sha256(content).hexdigest() == hashlib.sha256(released).hexdigest()
+    # The release itself, as an IHE BALP PrivacyDisclosure AuditEvent naming the document by its SHA-256.
+    event = AuditEvent.model_validate(fhir.reference(*disclosed.valueReference.reference.split("/"))
+                                      .to_resource().serialize())
+    assert event.entity[0].what.reference == f"Task/{created.id}"
+    assert event.entity[1].detail[0].valueString == hashlib.sha256(released).hexdigest()
+    # Another organization's system sees neither the Task nor its disclosure.
+    other = register(settings, tmp_path, make_tenant(db, "insurer").org_id)
+    other_url = "http://localhost/oauth/token"
+    token = client.post("/oauth/token", data=other.form(other_url, scope="system/Task.crs system/AuditEvent.rs"))
+    headers = {"Authorization": f"Bearer {token.get_json()['access_token']}"}
+    assert client.get(f"/fhir/r4/Task/{created.id}", headers=headers).status_code == 404
+    assert client.get(f"/fhir/r4/{disclosed.valueReference.reference}", headers=headers).status_code == 404

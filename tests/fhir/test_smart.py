@@ -25,7 +25,7 @@ def test_capability_statement_and_smart_configuration_need_no_token(client):
     assert metadata.status_code == 200 and metadata.mimetype == "application/fhir+json"
     statement = CapabilityStatement.model_validate(metadata.get_json())
     assert statement.fhirVersion == "4.0.1"
-    assert [r.type for r in statement.rest[0].resource] == ["Task", "Consent"]
+    assert [r.type for r in statement.rest[0].resource] == ["Task", "Consent", "AuditEvent"]
     for path in ("/fhir/r4/.well-known/smart-configuration", "/.well-known/smart-configuration"):
         config = client.get(path).get_json()
         assert config["token_endpoint"] == TOKEN_URL

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway.audit.service import AuditUnavailable, record_now
+from gateway.auth.web import _CREDENTIAL_PARAMS as CREDENTIAL_PARAMS
 from gateway.auth.web import audit_context, audit_denied, current_principal
 from gateway.errors import BadRequest, FieldError, Forbidden, Unauthenticated, Unprocessable
 from gateway.fhir import smart, tasks
@@ -56,7 +57,9 @@ def _authenticate():
     if request.url_rule is None or request.url_rule.rule in PUBLIC_RULES:
         return None
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    principal = _smart().principal(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    in_url = CREDENTIAL_PARAMS & {name.lower() for name in request.args}  # a token in a URL is refused, as elsewhere
+    principal = (_smart().principal(token.strip()) if scheme.lower() == "bearer" and token.strip() and not in_url
+                 else None)
     if principal is None:
         try:
             record_now(adapters().db, actor="anonymous", action="auth.credential", result="denied",

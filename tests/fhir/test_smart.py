@@ -44,6 +44,8 @@ def test_a_signed_assertion_gets_a_short_lived_token_that_opens_fhir(client, set
     assert body["token_type"] == "bearer" and 0 < body["expires_in"] <= 300 and body["scope"] == "system/Task.crs"
     search = client.get("/fhir/r4/Task", headers=bearer(body["access_token"]))
     assert search.status_code == 200 and search.get_json()["type"] == "searchset"
+    in_url = client.get(f"/fhir/r4/Task?access_token={body['access_token']}", headers=bearer(body["access_token"]))
+    assert in_url.status_code == 401
     with db.transaction() as session:
         actions = session.scalars(select(AuditEvent.action).where(AuditEvent.actor == f"fhir_client:{payer.client_id}"))
         assert {"fhir.token", "fhir.task.search"} <= set(actions)

@@ -28,7 +28,7 @@ from gateway.web import (
 # Every non-streaming body (JSON, the portal's forms) is capped here; gateway.jsonbody says why 1 MiB.
 MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
 # Endpoints whose body may be larger: a batch of 1,000 create bodies, the portal's CSV import form.
-LARGE_BODY_ENDPOINTS = {"batches.create_batch": jsonbody.MAX_BATCH_BODY,
+LARGE_BODY_ENDPOINTS = {"batches.create_batch": jsonbody.MAX_BATCH_BODY, "fhir.create_task": 32 * 1024 * 1024,
                         "portal.import_csv": jsonbody.MAX_CSV_FORM_BODY}
 STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document",
                                  "request_groups.upload_group_document"})
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
     register_request_hooks(app)
     register_blueprints(app)
     register_portal(app)
+    register_fhir(app)
     register_security(app, settings)
     register_body_checks(app)
     errors.register_error_handlers(app)
@@ -120,6 +121,13 @@ def register_portal(app: Flask) -> None:
     from gateway import portal
 
     portal.install(app)
+
+
+def register_fhir(app: Flask) -> None:
+    """The FHIR R4 interface under /fhir/r4 and its SMART token endpoint (not in the OpenAPI document)."""
+    from gateway.fhir import views as fhir
+
+    fhir.install(app)
 
 
 def register_security(app: Flask, settings: Settings) -> None:

@@ -9,6 +9,7 @@ from gateway.auth import sso_accounts as _sso  # noqa: F401
 from gateway.batches import models as _batches  # noqa: F401
 from gateway.db import Base
 from gateway.facilities import models as _facilities  # noqa: F401
+from gateway.fhir import models as _fhir  # noqa: F401
 from gateway.intake import models as _intake  # noqa: F401
 from gateway.intake import release_models as _release  # noqa: F401
 from gateway.mail import models as _mail  # noqa: F401

@@ -50,10 +50,12 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         strategy="moving-window", key_prefix="gateway-rl",
     )
     # Every sign-in shares one per-address limit: both password sign-ins (the API's token and the portal's
-    # session) and hospital sign-on's two steps (each start keeps a flow in Redis for 10 minutes).
+    # session), hospital sign-on's two steps (each start keeps a flow in Redis for 10 minutes) and the FHIR
+    # token endpoint (each assertion costs a signature check and a replay-cache entry).
     shared = limiter.shared_limit(settings.sign_in_rate_limit, scope="sign-in",
                                   key_func=lambda: f"ip:{request.remote_addr}")
-    for endpoint in ("auth.issue_token", "portal.sign_in_submit", "portal.sso_start", "portal.sso_callback"):
+    for endpoint in ("auth.issue_token", "portal.sign_in_submit", "portal.sso_start", "portal.sso_callback",
+                     "fhir.issue_token"):
         sign_in = app.view_functions.get(endpoint)
         if sign_in is not None:
             app.view_functions[endpoint] = shared(sign_in)

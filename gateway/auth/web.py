@@ -34,10 +34,14 @@ PUBLIC_RULES = frozenset({
     "/docs/assets/<name>",
     "/v1/facilities", "/v1/auth/token", "/.well-known/jwks.json",
     "/v1/auth/password-reset", "/v1/auth/password-reset/confirm",
+    "/oauth/token", "/.well-known/smart-configuration",
 })
 # The portal's pages authenticate with its session cookie (gateway.portal.web), never a bearer
 # credential; its own guard closes every portal route but sign-in, and a test walks them too.
 SESSION_AUTHENTICATED_PREFIX = "/portal"
+# /fhir/r4 has its own guard too (gateway.fhir.views): only SMART access tokens open it, and its errors
+# are OperationOutcomes.  Its token endpoint and SMART configuration are public.
+FHIR_PREFIX = "/fhir/r4"
 # Query parameters that look like someone put a credential in a URL (where logs and proxies keep it).
 _CREDENTIAL_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "key", "jwt", "auth",
                                 "authorization", "bearer"})
@@ -163,7 +167,8 @@ def authenticate_request():
 
 
 def _session_authenticated(rule: str) -> bool:
-    return rule == SESSION_AUTHENTICATED_PREFIX or rule.startswith(SESSION_AUTHENTICATED_PREFIX + "/")
+    return any(rule == prefix or rule.startswith(prefix + "/") for prefix in (SESSION_AUTHENTICATED_PREFIX,
+                                                                              FHIR_PREFIX))
 
 
 def principal_for_user_id(user_id: str, epoch: int | None = None) -> Principal | None:

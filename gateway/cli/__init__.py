@@ -58,6 +58,7 @@ def run():
     from gateway.cli import (  # noqa: F401  (they register their commands on `main`)
         audit,
         disclosures,
+        fhir,
         identity,
         maintenance,
         routing,

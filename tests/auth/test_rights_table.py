@@ -151,6 +151,8 @@ def api_routes(app) -> set[tuple[str, str]]:
             continue
         if rule.rule.startswith(auth_web.SESSION_AUTHENTICATED_PREFIX + "/"):
             continue
+        if rule.rule.startswith(auth_web.FHIR_PREFIX + "/"):  # its own guard: FHIR_RIGHTS below
+            continue
         # A converter (`<request_id:request_id>`) says how the id is parsed, not who may call the route.
         plain = re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"<\1>", rule.rule)
         routes |= {(method, plain) for method in rule.methods - {"HEAD", "OPTIONS"}}
@@ -170,6 +172,41 @@ def portal_routes(app) -> dict[tuple[str, str], str]:
 def test_every_api_route_is_in_the_rights_table(app):
     """A route added later without deciding who may call it fails here."""
     assert api_routes(app) == set(API_RIGHTS)
+
+
+# /fhir/r4 (issue 17) has its own guard: its public documents, and routes only a SMART access token opens.
+FHIR_PUBLIC, FHIR_TOKEN = "public", "smart-token"
+FHIR_RIGHTS = {
+    ("GET", "/fhir/r4/metadata"): FHIR_PUBLIC,
+    ("GET", "/fhir/r4/.well-known/smart-configuration"): FHIR_PUBLIC,
+    ("POST", "/fhir/r4/Task"): FHIR_TOKEN,
+    ("GET", "/fhir/r4/Task"): FHIR_TOKEN,
+    ("GET", "/fhir/r4/Task/<task_id>"): FHIR_TOKEN,
+    ("GET", "/fhir/r4/Consent/<consent_id>"): FHIR_TOKEN,
+    ("GET", "/fhir/r4/AuditEvent/<event_id>"): FHIR_TOKEN,
+}
+
+
+def fhir_routes(app) -> set[tuple[str, str]]:
+    return {(method, rule.rule) for rule in app.url_map.iter_rules()
+            if rule.rule.startswith(auth_web.FHIR_PREFIX + "/") for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def test_every_fhir_route_is_classified(app):
+    assert fhir_routes(app) == set(FHIR_RIGHTS)
+
+
+def test_no_credential_of_the_api_opens_fhir(client, world):
+    """An API key or a person's token is no SMART access token: 401 (an OperationOutcome) for every role."""
+    for role, headers in world["headers"].items():
+        for (method, rule), kind in sorted(FHIR_RIGHTS.items()):
+            ids = {"task_id": world["real"]["request_id"], "consent_id": world["real"]["request_id"],
+                   "event_id": world["real"]["request_id"]}
+            response = client.open(path_for(rule, ids), method=method,
+                                   headers=headers, json={})
+            expected = 200 if kind == FHIR_PUBLIC else 401
+            assert response.status_code == expected, f"{role} {method} {rule}: {response.status_code}"
+            assert response.mimetype in ("application/fhir+json", "application/json")
 
 
 def test_every_portal_page_is_classified(app):

@@ -31,8 +31,29 @@ SERVICE_FIXTURES = frozenset({"database_url", "empty_database", "empty_database_
 LAST_MODULE = "test_zz_logs_hold_no_phi.py"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--browsers-on-both-databases", action="store_true",
+                     help="run the Chromium tests on PostgreSQL too (by default on SQLite only)")
+
+
+def _browser_on_postgresql(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return ("chromium" in getattr(item, "fixturenames", ()) and callspec is not None
+            and callspec.params.get("database_url") == "postgresql")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test `unit` or `integration` by the services its fixtures reach; the logs' check goes last."""
+    """Mark every test `unit` or `integration` by the services its fixtures reach; the logs' check goes last.
+
+    The Chromium tests run on SQLite only unless asked: a page's data path is the service functions the
+    test-client page tests and the API tests already run on both databases, and a second browser pass costs
+    minutes of the suite's 30 for what the browser adds (layout, script, focus, axe), which no database changes.
+    """
+    if not config.getoption("--browsers-on-both-databases"):
+        dropped = [item for item in items if _browser_on_postgresql(item)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not _browser_on_postgresql(item)]
     items.sort(key=lambda item: item.path.name == LAST_MODULE)  # stable: the order is otherwise kept
     for item in items:
         if item.get_closest_marker("integration"):

@@ -64,7 +64,9 @@ def patient_values() -> set[str]:
 def patterns() -> dict[str, re.Pattern]:
     """What must never be in a log: the patients' names and MRNs, and SECRETS."""
     names = sorted({v.lower(): v for v in sorted(patient_values())}.values(), key=len, reverse=True)  # once each
-    found = {f"patient name or MRN {name!r}": re.compile(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", re.I)
+    # Bounded by anything that cannot be part of a random token (ids, key ids, nonces are [A-Za-z0-9_-]):
+    # "Ana" inside a signing key's id `x9Ana-…` is chance, not a patient; `"Ana Silva"` or `name=Ana,` is not.
+    found = {f"patient name or MRN {name!r}": re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])", re.I)
              for name in names}
     return {**found, **SECRETS}
 
@@ -142,6 +144,7 @@ def test_the_scanner_finds_what_is_planted(tmp_path):
     assert {"Ana", "Silva", "Souza", "A7781234"} <= patient_values()
     planted = {
         "patient name or MRN 'Silva'": '{"message": "created", "patient": "ana SILVA"}',
+        "patient name or MRN 'Ana'": "refused name=Ana, reason=mismatch",
         "date of birth": '{"message": "dob 1980-02-29"}',
         "access token": "Authorization: Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJl",
         "API key": "key=rgw_k3y1d_s3cr3tS3cr3tS3cr3t",
@@ -155,5 +158,6 @@ def test_the_scanner_finds_what_is_planted(tmp_path):
         assert all(finding.startswith(f"{log.name}:2:") for finding in findings)
     clean = tmp_path / "clean.log"
     clean.write_text('{"at": "2026-11-30T06:00:00.123+00:00", "logger": "gateway.access", "route": '
-                     '"/v1/requests/<request_id>", "status": 200, "principal": "api_key:6f0c"}\n')
+                     '"/v1/requests/<request_id>", "status": 200, "principal": "api_key:6f0c"}\n'
+                     '{"message": "signing key created", "kid": "Ana-x9sILVa_7q2S"}\n')  # a random id, by chance
     assert scan([clean], checks) == []

@@ -32,28 +32,45 @@ LAST_MODULE = "test_zz_logs_hold_no_phi.py"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--browsers-on-both-databases", action="store_true",
-                     help="run the Chromium tests on PostgreSQL too (by default on SQLite only)")
+    parser.addoption("--all-databases", action="store_true",
+                     help="run every database-parametrized test on both databases (by default the Chromium "
+                          "tests run on SQLite only and tests marked one_database on PostgreSQL only)")
 
 
-def _browser_on_postgresql(item) -> bool:
+def _home_database(item) -> str | None:
+    """The one database a test runs on by default, or None when it runs on both.
+
+    Chromium tests: SQLite (`make run`'s database; a page's data path is the service functions the API
+    and test-client page tests already run on both).  `one_database` tests: PostgreSQL, production's, or
+    the database the marker names.  Both are behaviour no database changes: translation, rendering,
+    signing, protocol checks.  Queries, locks, migrations, dates and concurrency stay on both.
+    """
+    if "chromium" in getattr(item, "fixturenames", ()):
+        return "sqlite"
+    marker = item.get_closest_marker("one_database")
+    if marker:
+        return marker.args[0] if marker.args else "postgresql"
+    return None
+
+
+def _off_home(item) -> bool:
     callspec = getattr(item, "callspec", None)
-    return ("chromium" in getattr(item, "fixturenames", ()) and callspec is not None
-            and callspec.params.get("database_url") == "postgresql")
+    home = _home_database(item)
+    return (home is not None and callspec is not None and "database_url" in callspec.params
+            and callspec.params["database_url"] != home)
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test `unit` or `integration` by the services its fixtures reach; the logs' check goes last.
 
-    The Chromium tests run on SQLite only unless asked: a page's data path is the service functions the
-    test-client page tests and the API tests already run on both databases, and a second browser pass costs
-    minutes of the suite's 30 for what the browser adds (layout, script, focus, axe), which no database changes.
+    Unless `--all-databases`, a test with a home database (`_home_database`) skips the other one: the
+    suite's 30 minutes go to what differs between the databases.
     """
-    if not config.getoption("--browsers-on-both-databases"):
-        dropped = [item for item in items if _browser_on_postgresql(item)]
+    if not config.getoption("--all-databases"):
+        dropped = [item for item in items if _off_home(item)]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-            items[:] = [item for item in items if not _browser_on_postgresql(item)]
+            items[:] = [item for item in items if not _off_home(item)]
     items.sort(key=lambda item: item.path.name == LAST_MODULE)  # stable: the order is otherwise kept
     for item in items:
         if item.get_closest_marker("integration"):

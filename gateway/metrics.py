@@ -1,23 +1,153 @@
-"""Prometheus metrics for one app.  Under gunicorn, PROMETHEUS_MULTIPROC_DIR aggregates workers."""
+"""Prometheus metrics: HTTP traffic, the work behind it, and backlogs read at scrape time.
+
+Three kinds:
+- per application (`Metrics`): HTTP requests and their latency, in the app's own registry
+  (so tests building several apps don't collide);
+- domain histograms (module level, below): hand-over latency, upload and scan durations,
+  observed by the code doing the work in whichever process it runs (gunicorn worker, RQ worker);
+- backlogs (`BacklogCollector`): RQ queue depth and oldest job age, the outbox's unrelayed rows,
+  read from Redis and the database when /metrics is scraped, so they are exact and cost nothing
+  between scrapes.
+
+Under gunicorn every worker process keeps its own counters; with PROMETHEUS_MULTIPROC_DIR set
+(infra/gunicorn.conf.py sets it, and `gateway worker --metrics-port` for RQ workers) each process
+writes its values to files in that folder and a scrape sums them (prometheus_client's multiprocess
+mode).  The variable must be in the environment before prometheus_client is imported.
+
+Labels carry route templates, queue names (facility codes) and outcomes only: never a path, a
+reference, a file name or anything a requester typed.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+log = logging.getLogger("gateway.metrics")
+
+# Seconds from submission to the hand-over (a facility sink or a review queue): the relay and a
+# worker add up to well under a second when healthy; the top buckets show a backlog building.
+HANDOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+# Uploads run from a few KiB (seconds at most) to 500 MiB (a minute or more on a slow link).
+UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+SCAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Oldest-job age looks at this many jobs from the head of a queue: jobs pushed to the front
+# (urgent ones) are newer than the ones behind them, so the head alone would understate it.
+OLDEST_JOB_WINDOW = 20
+
+DOMAIN = CollectorRegistry(auto_describe=True)
+HANDOVER_SECONDS = Histogram(
+    "gateway_handover_seconds", "Time from a request's submission to its hand-over, by queue handed over on",
+    ["queue"], buckets=HANDOVER_BUCKETS, registry=DOMAIN)
+UPLOAD_SECONDS = Histogram(
+    "gateway_upload_seconds", "Time to receive, scan, hash and stage one uploaded file",
+    buckets=UPLOAD_BUCKETS, registry=DOMAIN)
+UPLOAD_BYTES = Counter("gateway_upload_bytes", "Bytes of uploaded files received", registry=DOMAIN)
+SCAN_SECONDS = Histogram(
+    "gateway_scan_seconds", "Time from opening a clamd stream to its verdict, by verdict",
+    ["outcome"], buckets=SCAN_BUCKETS, registry=DOMAIN)
+
+
+def multiprocess_dir() -> str | None:
+    """The folder processes share their values through, when multiprocess mode is on."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def observe_handover(queue: str, submitted_at: datetime | None, now: datetime) -> None:
+    """One request handed over on `queue` (a queue name: ids and codes only)."""
+    if submitted_at is not None:
+        HANDOVER_SECONDS.labels(queue).observe(max(0.0, (now - submitted_at).total_seconds()))
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    return max(0.0, (now - then).total_seconds()) if then is not None else 0.0
+
+
+class BacklogCollector:
+    """Gauges computed when scraped: RQ queues (Redis) and the outbox (database).
+
+    A source that does not answer is reported as `gateway_metrics_source_up{source} 0` and its
+    gauges are left out: /metrics itself never fails because Redis or the database is down
+    (/readyz is the place that says so).
+    """
+
+    def __init__(self, *, redis, db, clock):
+        self.redis, self.db, self.clock = redis, db, clock
+
+    def describe(self):
+        return []  # computed at scrape time; nothing to check at registration
+
+    def collect(self):
+        now = self.clock.now().astimezone(UTC)
+        up = GaugeMetricFamily("gateway_metrics_source_up", "Whether a backlog source answered this scrape",
+                               labels=["source"])
+        for source, read in (("redis", self._queues), ("database", self._outbox)):
+            try:
+                families = read(now)
+            except Exception as error:  # any failure: this source's gauges are absent, the scrape goes on
+                log.warning("metrics source unavailable", extra={"source": source, "error": type(error).__name__})
+                up.add_metric([source], 0)
+                continue
+            up.add_metric([source], 1)
+            yield from families
+        yield up
+
+    def _queues(self, now: datetime) -> list:
+        from rq import Queue
+        from rq.utils import utcparse
+
+        depth = GaugeMetricFamily("gateway_queue_depth", "Jobs waiting on an RQ queue", labels=["queue"])
+        oldest = GaugeMetricFamily("gateway_queue_oldest_job_age_seconds",
+                                   "Age of the oldest waiting job on an RQ queue (0 when empty)", labels=["queue"])
+        for queue in sorted(Queue.all(connection=self.redis), key=lambda q: q.name):
+            ids = self.redis.lrange(queue.key, 0, OLDEST_JOB_WINDOW - 1)
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(Queue.job_class.key_for(job_id.decode()), "enqueued_at")
+            stamps = [utcparse(s.decode()).replace(tzinfo=UTC) for s in pipe.execute() if s]
+            depth.add_metric([queue.name], queue.count)
+            oldest.add_metric([queue.name], _age(now, min(stamps)) if stamps else 0.0)
+        return [depth, oldest]
+
+    def _outbox(self, now: datetime) -> list:
+        from sqlalchemy import func, select
+
+        from gateway.outbox import OutboxMessage
+
+        backlog = GaugeMetricFamily("gateway_outbox_backlog", "Outbox rows not yet relayed, by kind",
+                                    labels=["kind"])
+        oldest = GaugeMetricFamily("gateway_outbox_oldest_age_seconds",
+                                   "Age of the oldest outbox row not yet relayed, by kind (0 when none)",
+                                   labels=["kind"])
+        with self.db.sessions() as session:
+            rows = session.execute(
+                select(OutboxMessage.kind, func.count(), func.min(OutboxMessage.created_at))
+                .where(OutboxMessage.state != "sent").group_by(OutboxMessage.kind)).all()
+        found = {kind: (count, first) for kind, count, first in rows}
+        for kind in sorted({"route", "notify", *found}):
+            count, first = found.get(kind, (0, None))
+            if first is not None and first.tzinfo is None:
+                first = first.replace(tzinfo=UTC)
+            backlog.add_metric([kind], count)
+            oldest.add_metric([kind], _age(now, first))
+        return [backlog, oldest]
 
 
 class Metrics:
-    """The HTTP metrics of one application instance (its own registry, so tests don't collide)."""
+    """The HTTP metrics of one application instance, and what its /metrics shows."""
 
-    def __init__(self):
+    def __init__(self, backlog: BacklogCollector | None = None):
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gateway_http_requests_total", "HTTP requests answered",
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("gateway_http_request_seconds", "Time to answer HTTP requests",
                                  ["route"], registry=self.registry)
+        self.backlog = backlog
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request; `route` is the URL rule, never the raw path."""
@@ -25,9 +155,20 @@ class Metrics:
         self.latency.labels(route).observe(seconds)
 
     def render(self) -> bytes:
-        """The exposition text, summed over gunicorn workers when multiprocess mode is on."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+        """The exposition text: summed over processes in multiprocess mode, plus the backlogs."""
+        scraped = CollectorRegistry()
+        if self.backlog is not None:
+            scraped.register(self.backlog)
+        if multiprocess_dir():
+            multiprocess.MultiProcessCollector(scraped)
+            return generate_latest(scraped)
+        return generate_latest(self.registry) + generate_latest(DOMAIN) + generate_latest(scraped)
+
+
+def exporter_registry() -> CollectorRegistry:
+    """What an RQ worker's own exporter serves (`gateway worker --metrics-port`)."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return DOMAIN

@@ -39,6 +39,13 @@ SCAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 # Oldest-job age looks at this many jobs from the head of a queue: jobs pushed to the front
 # (urgent ones) are newer than the ones behind them, so the head alone would understate it.
 OLDEST_JOB_WINDOW = 20
+# The gauges BacklogCollector computes at scrape time (names fixed here for dashboards and their test).
+QUEUE_DEPTH = "gateway_queue_depth"
+QUEUE_OLDEST_AGE = "gateway_queue_oldest_job_age_seconds"
+OUTBOX_BACKLOG = "gateway_outbox_backlog"
+OUTBOX_OLDEST_AGE = "gateway_outbox_oldest_age_seconds"
+SOURCE_UP = "gateway_metrics_source_up"
+SCRAPED_GAUGES = (QUEUE_DEPTH, QUEUE_OLDEST_AGE, OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, SOURCE_UP)
 
 DOMAIN = CollectorRegistry(auto_describe=True)
 HANDOVER_SECONDS = Histogram(
@@ -84,7 +91,7 @@ class BacklogCollector:
 
     def collect(self):
         now = self.clock.now().astimezone(UTC)
-        up = GaugeMetricFamily("gateway_metrics_source_up", "Whether a backlog source answered this scrape",
+        up = GaugeMetricFamily(SOURCE_UP, "Whether a backlog source answered this scrape",
                                labels=["source"])
         for source, read in (("redis", self._queues), ("database", self._outbox)):
             try:
@@ -101,8 +108,8 @@ class BacklogCollector:
         from rq import Queue
         from rq.utils import utcparse
 
-        depth = GaugeMetricFamily("gateway_queue_depth", "Jobs waiting on an RQ queue", labels=["queue"])
-        oldest = GaugeMetricFamily("gateway_queue_oldest_job_age_seconds",
+        depth = GaugeMetricFamily(QUEUE_DEPTH, "Jobs waiting on an RQ queue", labels=["queue"])
+        oldest = GaugeMetricFamily(QUEUE_OLDEST_AGE,
                                    "Age of the oldest waiting job on an RQ queue (0 when empty)", labels=["queue"])
         for queue in sorted(Queue.all(connection=self.redis), key=lambda q: q.name):
             ids = self.redis.lrange(queue.key, 0, OLDEST_JOB_WINDOW - 1)
@@ -119,9 +126,9 @@ class BacklogCollector:
 
         from gateway.outbox import OutboxMessage
 
-        backlog = GaugeMetricFamily("gateway_outbox_backlog", "Outbox rows not yet relayed, by kind",
+        backlog = GaugeMetricFamily(OUTBOX_BACKLOG, "Outbox rows not yet relayed, by kind",
                                     labels=["kind"])
-        oldest = GaugeMetricFamily("gateway_outbox_oldest_age_seconds",
+        oldest = GaugeMetricFamily(OUTBOX_OLDEST_AGE,
                                    "Age of the oldest outbox row not yet relayed, by kind (0 when none)",
                                    labels=["kind"])
         with self.db.sessions() as session:
@@ -172,3 +179,18 @@ def exporter_registry() -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry)
         return registry
     return DOMAIN
+
+
+def exported_sample_names() -> set[str]:
+    """Every sample name /metrics can show (histograms' _bucket/_count/_sum, counters' _total...)."""
+    names = set(SCRAPED_GAUGES)
+    for registry in (Metrics().registry, DOMAIN):
+        for family in registry.collect():
+            names.update(sample.name for sample in family.samples)
+            if family.type == "gauge":
+                names.add(family.name)
+            elif family.type == "histogram":
+                names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_count", "_sum"))
+            elif family.type == "counter":
+                names.update(f"{family.name}{suffix}" for suffix in ("_total", "_created"))
+    return names

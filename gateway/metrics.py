@@ -134,7 +134,8 @@ class BacklogCollector:
         with self.db.sessions() as session:
             rows = session.execute(
                 select(OutboxMessage.kind, func.count(), func.min(OutboxMessage.created_at))
-                .where(OutboxMessage.state != "sent").group_by(OutboxMessage.kind)).all()
+                .where(OutboxMessage.state.in_(("pending", "claimed")))  # ix_outbox_due; `sent` rows pile up
+                .group_by(OutboxMessage.kind)).all()
         found = {kind: (count, first) for kind, count, first in rows}
         for kind in sorted({"route", "notify", *found}):
             count, first = found.get(kind, (0, None))

@@ -160,8 +160,10 @@ def kubernetes_policies(folder: Path = K8S) -> list[str]:
             for variable in container.get("env", []):
                 if "value" in variable and _literal_secret(variable["name"], str(variable["value"])):
                     problems.append(f"{where}: {variable['name']} has a literal value (use a secretKeyRef)")
-            if not any(m["mountPath"] == "/tmp" for m in container.get("volumeMounts", [])):  # noqa: S108
-                problems.append(f"{where}: /tmp must be a volume (the root file system is read-only)")
+            mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            # /tmp for spools; /run/metrics is the image's PROMETHEUS_MULTIPROC_DIR (prometheus_client writes there).
+            for path in sorted({"/tmp", "/run/metrics"} - mounted):  # noqa: S108
+                problems.append(f"{where}: {path} must be a volume (the root file system is read-only)")
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 path = container.get(probe, {}).get("httpGet", {}).get("path")
                 if path is not None and path not in PUBLIC_RULES:
@@ -280,6 +282,9 @@ def compose_policies(compose: Path = COMPOSE) -> list[str]:
     for name, service in gateway_services.items():
         if service.get("read_only") is not True or service.get("user") != f"{IMAGE_USER}:{IMAGE_USER}":
             problems.append(f"{name}: must run read-only as {IMAGE_USER}:{IMAGE_USER}")
+        mounted = {entry.split(":")[0] for entry in service.get("tmpfs", [])}
+        problems += [f"{name}: {path} must be a tmpfs (the root file system is read-only)"
+                     for path in sorted({"/tmp", "/run/metrics"} - mounted)]  # noqa: S108
         command = service.get("command", [])
         if name != "migrate":
             condition = service.get("depends_on", {}).get("migrate", {}).get("condition")

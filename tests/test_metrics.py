@@ -30,11 +30,13 @@ QUEUE = f"facility.{FACILITY}"
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
-    """Every sample of an exposition text, by (name, sorted labels)."""
+    """Every sample of an exposition text, by (name, sorted labels); a series shown twice is a failure."""
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in found, f"{key} exported twice"
+            found[key] = sample.value
     return found
 
 
@@ -114,8 +116,18 @@ def test_a_worker_exports_hand_over_latency(client, db, settings, clean_queues, 
     assert value(drained, "gateway_queue_oldest_job_age_seconds", queue=QUEUE) == 0
 
 
-def test_gunicorn_processes_are_summed(start_gateway):
-    gateway = start_gateway(workers=2)  # infra/gunicorn.conf.py puts it in multiprocess mode
+def test_gunicorn_processes_are_summed(start_gateway, monkeypatch, tmp_path):
+    """Multiprocess mode under gunicorn: /metrics sums every process's file in PROMETHEUS_MULTIPROC_DIR, including
+    one left by a process that is gone (seeded here), and counts requests whichever worker served them."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    seeded = MmapedDict(str(tmp_path / "counter_999999.db"))  # a recycled worker's counters stay summed
+    seeded.write_value(mmap_key("gateway_http_requests", "gateway_http_requests_total",  # family, then sample
+                                ["method", "route", "status"], ["GET", "/healthz", "200"], "HTTP requests answered"),
+                       1000.0, 0.0)
+    seeded.close()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    gateway = start_gateway(workers=2)
 
     def healthz_count() -> float:
         with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10) as response:
@@ -124,7 +136,9 @@ def test_gunicorn_processes_are_summed(start_gateway):
                          method="GET", route="/healthz", status="200")
 
     before = healthz_count()
+    assert before >= 1000  # the seeded file is read: multiprocess mode is on
     for _ in range(20):  # new connections: gunicorn's processes share them out
         with urllib.request.urlopen(f"{gateway.url}/healthz", timeout=10) as response:
             response.read()
     assert healthz_count() == before + 20
+    assert {f"counter_{pid}.db" for pid in gateway.worker_pids()} <= {p.name for p in tmp_path.iterdir()}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -146,6 +147,64 @@ class BacklogCollector:
         return [backlog, oldest]
 
 
+def _process_gone(path: Path) -> bool:
+    pid = path.stem.rpartition("_")[2]
+    if not pid.isdigit():
+        return False  # an archive
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def compact_dead_processes(folder: str) -> int:
+    """Fold the counters and histograms of processes that are gone into one archive file per type.
+
+    Multiprocess mode writes one file per process id, and an RQ worker forks a work horse per job: without
+    this, every hand-over would leave a file behind and each scrape would read them all.  Sums are kept
+    exactly (an archive is just one more file the collector adds up).  Gauges are not ours to fold
+    (`mark_process_dead` handles live ones).  Runs under a file lock: several processes may scrape at once.
+    """
+    import fcntl
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    root = Path(folder)
+    folded = 0
+    with (root / ".compact.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for kind in ("counter", "histogram"):
+            gone = [p for p in sorted(root.glob(f"{kind}_*.db")) if _process_gone(p)]
+            if not gone:
+                continue
+            archive = MmapedDict(str(root / f"{kind}_archive.db"))
+            try:
+                for path in gone:
+                    for key, value, timestamp, _position in MmapedDict.read_all_values_from_file(str(path)):
+                        current, stamp = archive.read_value(key)
+                        archive.write_value(key, current + value, max(stamp, timestamp))
+                    path.unlink()  # after its values are in the archive (a crash between would count it twice)
+                    folded += 1
+            finally:
+                archive.close()
+    return folded
+
+
+class _CompactingCollector:
+    """prometheus_client's MultiProcessCollector over a folder compacted first."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.inner = multiprocess.MultiProcessCollector(None, path=folder)
+
+    def collect(self):
+        compact_dead_processes(self.folder)
+        return self.inner.collect()
+
+
 class Metrics:
     """The HTTP metrics of one application instance, and what its /metrics shows."""
 
@@ -168,7 +227,7 @@ class Metrics:
         if self.backlog is not None:
             scraped.register(self.backlog)
         if multiprocess_dir():
-            multiprocess.MultiProcessCollector(scraped)
+            scraped.register(_CompactingCollector(multiprocess_dir()))
             return generate_latest(scraped)
         return generate_latest(self.registry) + generate_latest(DOMAIN) + generate_latest(scraped)
 
@@ -177,7 +236,7 @@ def exporter_registry() -> CollectorRegistry:
     """What an RQ worker's own exporter serves (`gateway worker --metrics-port`)."""
     if multiprocess_dir():
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_CompactingCollector(multiprocess_dir()))
         return registry
     return DOMAIN
 

@@ -142,3 +142,38 @@ def test_gunicorn_processes_are_summed(start_gateway, monkeypatch, tmp_path):
             response.read()
     assert healthz_count() == before + 20
     assert {f"counter_{pid}.db" for pid in gateway.worker_pids()} <= {p.name for p in tmp_path.iterdir()}
+
+
+def _exposition(folder) -> dict:
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(folder))
+    return samples(generate_latest(registry).decode())
+
+
+def test_files_of_finished_processes_are_folded_without_changing_any_sum(tmp_path):
+    """An RQ work horse per job would leave one file per job: scraping folds the finished ones into an archive."""
+    from gateway.metrics import compact_dead_processes
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for seconds in (0.3, 4.0):  # two finished "work horses", one hand-over each
+        subprocess.run([sys.executable, "-c", "from gateway import metrics; "
+                        f"metrics.HANDOVER_SECONDS.labels('{QUEUE}').observe({seconds}); "
+                        "metrics.UPLOAD_BYTES.inc(100)"], env=env, check=True, timeout=60)
+    before = _exposition(tmp_path)
+    assert value(before, "gateway_handover_seconds_count", queue=QUEUE) == 2
+    assert len(list(tmp_path.glob("histogram_*.db"))) == 2
+
+    assert compact_dead_processes(str(tmp_path)) == 4  # two histogram files, two counter files
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["counter_archive.db", "histogram_archive.db"]
+    assert _exposition(tmp_path) == before
+    assert value(before, "gateway_upload_bytes_total") == 200
+
+    subprocess.run([sys.executable, "-c", f"from gateway import metrics; "
+                    f"metrics.HANDOVER_SECONDS.labels('{QUEUE}').observe(0.1)"], env=env, check=True, timeout=60)
+    assert compact_dead_processes(str(tmp_path)) == 2
+    after = _exposition(tmp_path)
+    assert value(after, "gateway_handover_seconds_count", queue=QUEUE) == 3
+    assert value(after, "gateway_handover_seconds_sum", queue=QUEUE) == pytest.approx(4.4)
+    assert compact_dead_processes(str(tmp_path)) == 0  # the archives themselves are never folded

@@ -28,11 +28,11 @@ import tempfile
 from pathlib import Path
 
 
-def available_cores() -> int:
+def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """Cores this process may use: its CPU affinity, capped by a cgroup v2 quota (a container's CPU limit)."""
     cores = len(os.sched_getaffinity(0))
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        quota, period = cpu_max.read_text().split()
         if quota != "max":
             cores = min(cores, max(1, -(-int(quota) // int(period))))  # a 1.5-CPU limit is 2 processes
     except (OSError, ValueError):

@@ -16,7 +16,7 @@ OIDC_PROVIDER := .cache/oidc-provider/node_modules/oidc-provider/package.json
 FAR_ZONES := Pacific/Kiritimati Pacific/Pago_Pago
 PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test test-fast test-dates bench screenshots lint lock audit debian-packages clean
+.PHONY: run test test-fast test-dates bench screenshots lint lock audit debian-packages validate-deploy clean
 
 $(STAMP): setup.cfg pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ screenshots: debian-packages $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests infra bench
+
+# The Dockerfile, docker-compose.yml, infra/k8s and infra/grafana checked as far as this machine allows
+# (no container engine): hadolint, the compose-spec schema and `docker-compose config`, Kubernetes' schemas,
+# and the project's own checks (infra/validate_deploy.py says which).
+validate-deploy: debian-packages $(STAMP)
+	$(PY) -m infra.validate_deploy
 
 # Re-resolve requirements/*.lock from setup.cfg (the development lock is held to the runtime one).
 lock: $(STAMP)

@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway import errors, jsonbody
 from gateway.adapters import build_adapters
 from gateway.logs import configure_logging
-from gateway.metrics import Metrics
+from gateway.metrics import BacklogCollector, Metrics
 from gateway.schemas import ProblemSchema
 from gateway.settings import Settings
 from gateway.web import (
@@ -67,7 +67,9 @@ def create_app(settings: Settings | None = None, **adapter_overrides) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["gateway"] = build_adapters(settings, **adapter_overrides)
-    app.extensions["gateway.metrics"] = Metrics()
+    adapters = app.extensions["gateway"]
+    app.extensions["gateway.metrics"] = Metrics(BacklogCollector(redis=adapters.redis, db=adapters.db,
+                                                                 clock=adapters.clock))
 
     if settings.trusted_proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count,

@@ -23,12 +23,30 @@ A buffering proxy in front is still welcome in production; nothing here needs on
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 quota (a container's CPU limit)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))  # a 1.5-CPU limit is 2 processes
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
 
 # The worker class above; its timeouts (head 10 s, one socket operation 30 s, bodies at least
 # 4 KiB/s after 20 s) are constants in gateway/serving.py, next to the code that applies them.
 worker_class = "gateway.serving.GatewayThreadWorker"
-# Processes: one per core is enough with threads; WEB_CONCURRENCY (gunicorn's own variable) overrides.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Processes: one per core (threads do the waiting; a process per core keeps the GIL from capping the
+# CPU work), at least two so one worker restarting (max_requests) never leaves the port unserved.
+# WEB_CONCURRENCY (gunicorn's own variable) or --workers overrides.
+workers = int(os.environ.get("WEB_CONCURRENCY", "0")) or max(2, available_cores())
 # Requests in progress per process.  Below the database pool (5 + 10 overflow per process, see
 # gateway/db.py) so a thread never waits for a connection; slow clients do not occupy threads.
 threads = 8
@@ -39,9 +57,50 @@ keepalive = 5
 # With gthread this is the main loop's heartbeat, not a request deadline: a long upload in a
 # thread does not trip it, a wedged process does.
 timeout = 30
-graceful_timeout = 20
+# SIGTERM is a warm shutdown, as for the RQ workers (`gateway worker`: the job in hand finishes, no new
+# one starts): the listener closes and requests in progress get this long to finish; SIGINT/SIGQUIT
+# (and a second SIGTERM from an orchestrator's kill) stop at once, like RQ's cold shutdown.  Deployments
+# give the container more than this before SIGKILL (terminationGracePeriodSeconds 45, stop_grace_period).
+graceful_timeout = 30
+# Recycle a process after this many requests, each at its own point (jitter), so a slow leak in a
+# library never grows without bound and the processes never restart together.
+max_requests = 5000
+max_requests_jitter = 500
+# The heartbeat files live in memory, not on the (read-only in containers) root file system.
+_SHM = "/dev/shm"  # noqa: S108  (gunicorn's own advice for the heartbeat files; not a shared temp name)
+worker_tmp_dir = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
 # gunicorn's defaults, stated: a request line of 4 KiB, 100 header fields of 8 KiB each (the
 # worker refuses any head over 64 KiB before these apply).
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+# Logs go to stdout/stderr (the container runtime collects them); the app's own access log is JSON.
+accesslog = None
+errorlog = "-"
+
+# Prometheus multiprocess mode (gateway/metrics.py): every worker writes its values into one folder and
+# /metrics sums them.  The variable must be set before any worker imports prometheus_client, so here, in
+# the arbiter; without one in the environment a private folder is made for this arbiter and removed at exit.
+_PRIVATE_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _PRIVATE_METRICS_DIR = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _PRIVATE_METRICS_DIR
+
+
+def on_starting(server):
+    """The folder must exist; files already in it (a restarted container, `make run`'s shared folder with
+    its RQ worker and relay) are kept: they hold counters, which stay correct when summed."""
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker):
+    """A worker is gone (recycled, killed): its live gauges stop counting; its counters stay summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the private metrics folder (a folder named by the environment is its owner's)."""
+    if _PRIVATE_METRICS_DIR:
+        shutil.rmtree(_PRIVATE_METRICS_DIR, ignore_errors=True)

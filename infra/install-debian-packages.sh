@@ -17,6 +17,8 @@ done
 # and its screenshots need a font.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+# `make validate-deploy`: Compose v1's `docker-compose config` renders docker-compose.yml without an engine.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # npm fetches axe-core for the portal's accessibility audit.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

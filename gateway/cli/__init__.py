@@ -141,11 +141,22 @@ def show_config(ctx: Context, as_json: bool):
 @click.option("--facility", "facilities", multiple=True, help="Facility code (repeatable); default all queues.")
 @click.option("--maintenance", is_flag=True,
               help="Also (or, without --facility, only) the gateway's own queue: webhooks, e-mail, sweeps, batches.")
+@click.option("--all-facilities", is_flag=True, help="Every facility's queue (the facility worker class).")
+@click.option("--review", is_flag=True, help="The legal and sensitive review queues (the review worker class).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve this worker's Prometheus metrics (hand-over latency) on this port.")
 @pass_context
-def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: bool):
-    """Run an RQ worker on the given facilities' queues (SIGTERM finishes the job in hand)."""
+def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, all_facilities: bool, review: bool,
+           burst: bool, metrics_port: int | None):
+    """Run an RQ worker on the given queues, by default all of them (SIGTERM finishes the job in hand).
+
+    Deployments run one worker class per kind of queue (review, facilities, maintenance) and scale each
+    on its own queue length (infra/k8s/, docker-compose.yml)."""
+    if metrics_port is not None:
+        serve_worker_metrics(metrics_port)
     from gateway.facilities.service import list_facilities
+    from gateway.intake.routing_policy import REVIEW_QUEUES
     from gateway.routing import queues
     from gateway.routing.workers import run_worker
 
@@ -154,5 +165,28 @@ def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: 
     unknown = sorted(set(facilities) - set(known))
     if unknown:
         fail(f"unknown facility: {', '.join(unknown)}", False, "FACILITY_UNKNOWN", 2)
-    names = [queues.facility_queue(code) for code in facilities] + ([queues.MAINTENANCE] if maintenance else [])
+    # Facilities added later are listened to after a restart (a rollout), as with --facility.
+    chosen = known if all_facilities else list(facilities)
+    names = ([*REVIEW_QUEUES] if review else []) + [queues.facility_queue(code) for code in chosen] \
+        + ([queues.MAINTENANCE] if maintenance else [])
     run_worker(ctx.settings, names or queues.all_queues(known), burst=burst)
+
+
+def serve_worker_metrics(port: int) -> None:
+    """Export what jobs observe, from this worker's own port (its jobs may run in forked work horses).
+
+    A work horse's values die with it unless they are written to files: multiprocess mode needs
+    PROMETHEUS_MULTIPROC_DIR before prometheus_client is first imported, so a private folder is made
+    here when the environment names none (the container images set one on a writable volume).
+    """
+    import os
+    import tempfile
+
+    if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        fail("prometheus_client was imported before the metrics folder was set", False, "METRICS_SETUP", 2)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gateway-worker-metrics-"))
+    from prometheus_client import start_http_server
+
+    from gateway.metrics import exporter_registry
+
+    start_http_server(port, registry=exporter_registry())

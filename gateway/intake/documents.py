@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import metrics
 from gateway.audit.service import record
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import get_visible
@@ -159,8 +160,10 @@ class DocumentUpload:
             raise Unprocessable("Send one file per upload.", code="VALIDATION_FAILED")
         self.filename = filename
         # The name goes with the object (served as Content-Disposition), never into its key or a URL.
-        self.ingested = ingest(chunks, scanner=self.scanner, store=self.store, max_bytes=self.max_bytes,
-                               filename=filename)
+        with metrics.UPLOAD_SECONDS.time():  # a refused or broken upload is timed too: it held a thread as long
+            self.ingested = ingest(chunks, scanner=self.scanner, store=self.store, max_bytes=self.max_bytes,
+                                   filename=filename)
+        metrics.UPLOAD_BYTES.inc(self.ingested.size)
         return self.ingested
 
     def accept(self, kind: str | None) -> Document:

@@ -16,6 +16,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gateway import metrics
 from gateway.clock import Clock, SystemClock
 from gateway.crypto import unseal
 from gateway.db import Database
@@ -103,6 +104,7 @@ def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_
             req = session.get(RecordsRequest, request_id)
             if req is not None and "skipped" not in receipt:
                 add_event(session, req, "handed_over", "worker", queue=queue, **receipt)
+                metrics.observe_handover(queue, req.submitted_at, clock.now())
     except IntegrityError:  # a concurrent delivery of the same step recorded it first
         return {"duplicate": True}
     return receipt

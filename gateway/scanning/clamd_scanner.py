@@ -15,6 +15,7 @@ from typing import Self
 
 import clamd
 
+from gateway import metrics
 from gateway.scanning.scanner import (
     ScannerInfo,
     ScannerUnavailable,
@@ -206,6 +207,7 @@ class ClamdStream:
         self._ended = False
         self._terminated = False
         self.bytes_sent = 0
+        self._opened = time.monotonic()
 
     def write(self, chunk: bytes) -> None:
         """Queue bytes; full chunk_size frames are sent to clamd immediately."""
@@ -270,6 +272,7 @@ class ClamdStream:
             scanned_at=utc_now(),
             detail=detail,
         )
+        metrics.SCAN_SECONDS.labels(status.value).observe(time.monotonic() - self._opened)
         if status is not ScanStatus.CLEAN:
             log.info("clamd %s verdict %s %s", self.address, status.value, signature or detail)
         return self._result

@@ -24,7 +24,7 @@ def page(text: str, number: int = 1, confidence: float | None = None) -> PageTex
 def form_text(**changes) -> str:
     lines = {
         "name": "Patient name: Ana Silva-Pereira", "dob": "Date of birth: 02/29/1980",
-        "discloser": "I authorize: Tufts Medical Center", "recipient": "to release my information to: Smith & Jones LLP",
+        "discloser": "I authorize: Tufts Medical Center", "recipient": "to: Smith & Jones LLP",
         "expires": "This authorization expires on: 11/02/2027", "revoke": corpus.REVOCATION,
         "condition": corpus.CONDITIONING, "redisclose": corpus.REDISCLOSURE, "signed": "Date signed: 11/02/2026",
     }

@@ -251,3 +251,29 @@ def test_a_reading_job_killed_mid_run_is_retried_and_records_once(api, db, worke
     assert wait_read(db, document["id"]) == "done"  # retried by the worker's scheduler
     assert read_events(db, request_id) == [{"document_id": document["id"], "reading": "done", "legible": True,
                                             "codes": []}]
+
+
+@pytest.mark.one_database
+def test_the_portal_shows_findings_beside_the_document_to_the_requester_and_to_staff(api, db, reading_app,
+                                                                                     settings):
+    from gateway.routing import relay
+    from gateway.routing.dispatch import RqDispatcher
+    from tests.factories import make_user
+    from tests.portal.helpers import portal_client, portal_sign_in
+
+    tenant = make_tenant(db)
+    request_id = create(api, tenant)
+    upload(api, tenant, request_id, form("text-other-patient"))
+    requester = portal_client(reading_app)
+    portal_sign_in(requester, tenant.requester_email)
+    page = requester.get(f"/portal/requests/{request_id}").get_data(as_text=True)
+    assert 'data-code="FORM_PATIENT_NAME_NOT_FOUND"' in page and 'data-code="FORM_DOB_NOT_FOUND"' in page
+    assert "2 things to check" in page
+    assert api.post(f"/v1/requests/{request_id}/submit", headers=bearer(tenant.api_key)).status_code == 202
+    while relay.publish_due(db, RqDispatcher(build_redis(settings)), batch=100).done:  # routed: staff see it
+        pass
+    staff = portal_client(reading_app)
+    portal_sign_in(staff, make_user(db, ["facility_staff"], ["tufts-mc"]))
+    page = staff.get(f"/portal/requests/{request_id}").get_data(as_text=True)
+    assert 'id="authorization-reading"' in page and 'data-code="FORM_PATIENT_NAME_NOT_FOUND"' in page
+    assert "Maria" not in page  # what the form says is never shown: only what was not found

@@ -162,11 +162,9 @@ class TesseractReader:
                     if index + 1 in skip:
                         continue
                     image = frame.convert("L")
-                    if image.width * image.height > self.limits.max_pixels:
-                        image.thumbnail((int(image.width * 0.7), int(image.height * 0.7)))
-                        factor = (self.limits.max_pixels / (image.width * image.height)) ** 0.5
-                        if factor < 1:
-                            image = image.resize((int(image.width * factor), int(image.height * factor)))
+                    factor = (self.limits.max_pixels / (image.width * image.height)) ** 0.5
+                    if factor < 1:  # an oversized picture is read smaller, never refused
+                        image = image.resize((int(image.width * factor), int(image.height * factor)))
                     yield index + 1, image
         except (OSError, Image.DecompressionBombError) as error:
             raise ReadingFailed(type(error).__name__) from None

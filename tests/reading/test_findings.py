@@ -128,3 +128,17 @@ def test_tesseract_tsv_gives_lines_confident_words_and_mean_confidence():
 def test_fake_reader_skips_pages_read_from_the_text_layer():
     reader = FakeReader(ocr_pages=[("one two", 90.0), ("three four", 80.0)])
     assert [p.number for p in reader.ocr(b"", "application/pdf", skip=frozenset({1}))] == [2]
+
+
+def test_a_picture_larger_than_the_pixel_limit_is_read_smaller():
+    import io as _io
+
+    from PIL import Image
+
+    from gateway.reading import Limits, TesseractReader
+
+    buffer = _io.BytesIO()
+    Image.new("L", (3000, 2000), 255).save(buffer, format="PNG")
+    reader = TesseractReader(Limits(max_pixels=1_000_000))
+    [(number, image)] = list(reader._picture_frames(buffer.getvalue(), frozenset()))
+    assert number == 1 and image.width * image.height <= 1_000_000

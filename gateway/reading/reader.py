@@ -143,7 +143,7 @@ class TesseractReader:
                 scale = self.limits.dpi / 72
                 pixels = width * scale * height * scale
                 if pixels > self.limits.max_pixels:  # an oversized page is read smaller, never refused
-                    scale *= (self.limits.max_pixels / pixels) ** 0.5
+                    scale *= (self.limits.max_pixels / pixels) ** 0.5 * 0.995  # PDFium rounds sizes up
                 yield index + 1, page.render(scale=scale, grayscale=True).to_pil()
                 page.close()
         finally:
@@ -154,7 +154,8 @@ class TesseractReader:
 
         try:
             with Image.open(io.BytesIO(data)) as picture:
-                if picture.width * picture.height > self.limits.max_pixels * 4:
+                # Decoding is what costs memory: a picture far past the limit is not decoded at all.
+                if picture.width * picture.height > self.limits.max_pixels * 16:
                     raise ReadingFailed("image too large")
                 for index, frame in enumerate(ImageSequence.Iterator(picture)):
                     if index >= self.limits.max_pages:

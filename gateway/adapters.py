@@ -29,6 +29,8 @@ class Adapters:
     scanner: Scanner
     store: DocumentStore
     clock: Clock
+    # Reads signed authorizations (gateway/reading); None when GATEWAY_READING_ENABLED is off.
+    reader: object | None = None
 
 
 def build_redis(settings: Settings) -> redis.Redis:
@@ -72,6 +74,15 @@ def build_mailer(settings: Settings) -> SmtpMailer:
     return SmtpMailer.from_settings(settings)
 
 
+def build_reader(settings: Settings):
+    """The form reader (pypdf and Tesseract), or None when reading is turned off."""
+    if not settings.reading_enabled:
+        return None
+    from gateway.reading import TesseractReader
+
+    return TesseractReader.from_settings(settings)
+
+
 def build_adapters(settings: Settings, **overrides) -> Adapters:
     """Build every adapter from settings; tests may override any of them by name."""
     parts = {
@@ -81,6 +92,7 @@ def build_adapters(settings: Settings, **overrides) -> Adapters:
         or ClamdScanner(list(settings.clamd_addresses), timeout=settings.clamd_timeout),
         "store": overrides.pop("store", None) or build_store(settings),
         "clock": overrides.pop("clock", None) or SystemClock.from_settings(settings),
+        "reader": overrides.pop("reader", None) or build_reader(settings),
     }
     if overrides:
         raise TypeError(f"unknown adapters: {sorted(overrides)}")

@@ -31,6 +31,26 @@ class Runtime:
     db: Database
     clock: Clock
     mailer: Mailer
+    # Built on first use: only the jobs that read stored documents need them.
+    _store: object | None = None
+    _reader: object | None = None
+
+    def store(self):
+        """The document store (S3), built once."""
+        if self._store is None:
+            from gateway.adapters import build_store
+
+            self._store = build_store(self.settings)
+        return self._store
+
+    def reader(self):
+        """The form reader (pypdf and Tesseract), built once, whatever GATEWAY_READING_ENABLED says: a job
+        enqueued before reading was turned off still finishes."""
+        if self._reader is None:
+            from gateway.reading import TesseractReader
+
+            self._reader = TesseractReader.from_settings(self.settings)
+        return self._reader
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> Runtime:

@@ -53,6 +53,15 @@ class Settings:
     aws_secret_access_key: str | None = None
     storage_timeout: float = 10.0
     max_upload_bytes: int = 512 * MIB
+    # Reading signed authorizations (gateway/reading, docs/reading.md): the thresholds come from the corpus there.
+    reading_enabled: bool = True
+    reading_max_pages: int = 3
+    reading_page_timeout: float = 30.0
+    reading_max_pixels: int = 12_000_000
+    reading_dpi: int = 300
+    reading_min_words: int = 40
+    reading_min_confidence: float = 60.0
+    reading_submit_wait: float = 30.0
     # Dates (authorization expiry, due dates) are judged in the facilities' own calendar.
     facility_timezone: str = "America/New_York"
     # Encrypts signing keys at rest (and signs portal sessions). Required in production;

@@ -19,6 +19,9 @@ done
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 # `make validate-deploy`: Compose v1's `docker-compose config` renders docker-compose.yml without an engine.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# The signed-authorization reader OCRs scanned pages with Tesseract (gateway/reading/), English data.
+command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+[ -f /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] || [ -f /usr/share/tesseract-ocr/4.00/tessdata/eng.traineddata ] || missing+=(tesseract-ocr-eng)
 # npm fetches axe-core for the portal's accessibility audit.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

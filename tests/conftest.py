@@ -143,6 +143,9 @@ def settings(database_url, redis_service, clamd_service, moto_service, session_b
         bearer_failure_audit_first=100000,
         bearer_failure_audit_max_entries=1000000,
         log_json=True,
+        # The suite's sample "authorizations" are one-word PDFs, not forms: read, each would be DOC_UNREADABLE
+        # (and wait for an OCR job no worker runs).  tests/reading turns reading on for its own apps.
+        reading_enabled=False,
     )
 
 

@@ -87,7 +87,9 @@ def context(session: Session, body: dict, *, org: Organization, documents, on: d
     """The facts the rules need for `body`, as of the date `on`."""
     return rules.RuleContext(
         today=on, facility=facility_policy(session, body.get("facility")), requester_org_name=org.name,
-        requester_org_kind=org.kind, documents=tuple(rules.DocumentFacts(d.kind, d.scan_status) for d in documents),
+        requester_org_kind=org.kind,
+        documents=tuple(rules.DocumentFacts(d.kind, d.scan_status, getattr(d, "reading_legible", None))
+                        for d in documents),
         revocations=revocations_for(session, body), policy=policy())
 
 

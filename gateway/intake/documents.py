@@ -40,7 +40,7 @@ from gateway.auth.principal import Principal
 from gateway.auth.tenancy import get_visible
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, UnsupportedMediaType
-from gateway.intake import lifecycle
+from gateway.intake import lifecycle, readings
 from gateway.intake.models import DOCUMENT_KINDS, Document, RecordsRequest, RejectedUpload
 from gateway.intake.uploads import FileTooLarge, Ingested, StorageDown, ingest
 from gateway.scanning import PdfProblem, ScanStatus, inspect_pdf
@@ -138,6 +138,9 @@ class DocumentUpload:
     audit_ctx: dict = field(default_factory=dict)
     filename: str | None = None
     ingested: Ingested | None = None
+    # Reads signed authorizations after the clean scan (None: not read, e.g. reading turned off).
+    reading: readings.ReadingService | None = None
+    _first_look: list | None = None
 
     def admit(self) -> None:
         """Before the form names a kind: is the request there for this caller, and open to uploads now?"""
@@ -181,13 +184,24 @@ class DocumentUpload:
                 self.store.promote(self.ingested.storage_key)
             except StorageUnavailable:
                 raise StorageDown("Document storage is unavailable; nothing was stored. Retry shortly.") from None
+            if self._reads(kind):  # the text layer, from the spool, before the row is written (no lock held)
+                self._first_look = readings.first_look(self.reading.reader, self.reading.thresholds,
+                                                       self.ingested.content_type, self.ingested.spool_path)
             document = self._record(kind, pages)
         except BaseException:
             self.discard()
             raise
         self.ingested.discard_spool()
         self.ingested = None  # recorded: nothing to undo any more
+        if isinstance(document, Document) and document.reading_status == readings.PENDING:
+            # After the commit, so the job finds the row; a broker outage leaves the document not read.
+            if not self.reading.start_job(document.id):
+                readings.mark_failed(self.db, document.id)
+                document.reading_status = readings.FAILED
         return document
+
+    def _reads(self, kind: str) -> bool:
+        return self.reading is not None and kind in readings.READ_KINDS
 
     def discard(self) -> None:
         """Remove what was staged (after a refusal, or when the rest of the form is bad)."""
@@ -211,8 +225,15 @@ class DocumentUpload:
                 uploaded_at=utcnow(), uploaded_by=principal.audit_actor)
             session.add(document)
             session.flush()
+            if self._reads(kind):
+                if self._first_look is not None:
+                    readings.apply(session, req, document, self._first_look, self.reading.thresholds)
+                else:
+                    document.reading_status = readings.PENDING
             record(session, actor=principal.audit_actor, org_id=principal.org_id, action="document.upload",
                    object_type="document", object_id=document.id, **self.audit_ctx)
+            if document.reading_status == readings.DONE:
+                readings.record_event(session, req, document)
             # A release stays between staff until the request is fulfilled (then `lifecycle.fulfil` announces it).
             lifecycle.add_event(session, req, "document_added", principal.audit_actor, staff_only=kind == RELEASE,
                                 document_id=document.id, kind=kind)
@@ -238,10 +259,11 @@ class DocumentUpload:
 
 
 def receive_document(*, db: Database, store, scanner, principal: Principal, request_id: str, kind: str,
-                     filename: str | None, chunks: Iterable[bytes], max_bytes: int, audit_ctx: dict) -> Document:
+                     filename: str | None, chunks: Iterable[bytes], max_bytes: int, audit_ctx: dict,
+                     reading: readings.ReadingService | None = None) -> Document:
     """One document whose kind is known before its bytes (one-shot forms, batches, FHIR attachments)."""
     upload = DocumentUpload(db=db, store=store, scanner=scanner, principal=principal, request_id=request_id,
-                            max_bytes=max_bytes, audit_ctx=audit_ctx)
+                            max_bytes=max_bytes, audit_ctx=audit_ctx, reading=reading)
     upload.check(kind)
     try:
         upload.receive(chunks, filename)

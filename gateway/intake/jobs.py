@@ -37,3 +37,16 @@ def close_stale_work() -> dict:
     result = sweep(rt.db, clock=rt.clock, policy=StalePolicy.from_settings(rt.settings))
     log.info("stale work swept", extra={"warned": len(result.warned), "closed": len(result.closed)})
     return {"warned": len(result.warned), "closed": len(result.closed)}
+
+
+def read_document(document_id: str) -> str | None:
+    """RQ entry point: OCR one signed form still pending and record its reading once (gateway.intake.readings)."""
+    from gateway.intake.readings import ReadingService
+    from gateway.intake.readings import read_document as read
+    from gateway.runtime import runtime
+
+    rt = runtime()
+    status = read(rt.db, store=rt.store(), reader=rt.reader(), thresholds=ReadingService.thresholds_of(rt.settings),
+                  document_id=document_id)
+    log.info("document read", extra={"document_id": document_id, "reading": status})
+    return status

@@ -129,8 +129,24 @@ class Document(Base):
     scanned_at: Mapped[datetime] = mapped_column(UTCDateTime)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     uploaded_by: Mapped[str] = mapped_column(String(80))
+    # The reading of a signed authorization or proof of authority (gateway.intake.readings): None for other
+    # kinds; "pending" while a job OCRs it, then "done" or "failed".  Only the findings are kept, never text.
+    reading_status: Mapped[str | None] = mapped_column(String(10))
+    reading_legible: Mapped[bool | None] = mapped_column(Boolean)
+    reading_confidence: Mapped[int | None] = mapped_column(Integer)
+    reading_pages: Mapped[int | None] = mapped_column(Integer)
+    reading_findings: Mapped[list | None] = mapped_column(JSON)
 
     request: Mapped[RecordsRequest] = relationship(back_populates="documents")
+
+    @property
+    def reading(self) -> dict | None:
+        """The document resource's `reading` (API.md "Reading the authorization"), or None when not read."""
+        if self.reading_status is None:
+            return None
+        return {"status": self.reading_status, "legible": self.reading_legible,
+                "confidence": self.reading_confidence, "pages_read": self.reading_pages,
+                "findings": list(self.reading_findings or [])}
 
 
 class RejectedUpload(Base):

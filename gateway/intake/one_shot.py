@@ -21,6 +21,7 @@ from gateway.auth.web import audit_context, current_principal
 from gateway.errors import GatewayError, MalformedJson, PayloadTooLarge, Unprocessable
 from gateway.intake import documents, service, submission
 from gateway.intake.multipart import MAX_REQUEST_PART_BYTES, MultipartReader, boundary_of
+from gateway.intake.upload_web import reading_service
 from gateway.web import adapters, clock, query_flag, replay_response, settings
 
 
@@ -66,11 +67,11 @@ def create_one_shot(load_body, created):
             document = documents.receive_document(
                 db=a.db, store=a.store, scanner=a.scanner, principal=principal, request_id=request_id,
                 kind=part.name, filename=part.filename, chunks=part.chunks(), max_bytes=s.max_upload_bytes,
-                audit_ctx=audit_context())
+                audit_ctx=audit_context(), reading=reading_service())
             files.append((part.name, part.filename or "", document.sha256))
         if submit:
             submission.submit(a.db, principal=principal, request_id=request_id, clock=clock(),
-                              audit_ctx=audit_context())
+                              audit_ctx=audit_context(), reading_wait=s.reading_submit_wait)
     except GatewayError as error:
         if not isinstance(error, PayloadTooLarge):  # past a cap: answer now, never read the rest
             reader.drain(s.max_upload_bytes)

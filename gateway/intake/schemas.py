@@ -219,6 +219,23 @@ class ScanSchema(Schema):
     scanned_at = Timestamp()
 
 
+class ReadingFindingSchema(Schema):
+    code = fields.String(metadata={"description": "An advisory FORM_* code (docs/rules.md §8)"})
+    field = fields.String()
+    message = fields.String()
+    page = fields.Integer(allow_none=True)
+
+
+class ReadingSchema(Schema):
+    """What the signed form said when read (API.md "Reading the authorization"); advisory, never the text."""
+
+    status = fields.String(validate=validate.OneOf(("pending", "done", "failed")))
+    legible = fields.Boolean(allow_none=True)
+    confidence = fields.Integer(allow_none=True, metadata={"description": "0–100; 100 for a text layer"})
+    pages_read = fields.Integer(allow_none=True)
+    findings = fields.List(fields.Nested(ReadingFindingSchema))
+
+
 class DocumentSchema(Schema):
     id = fields.String()
     kind = fields.String(validate=validate.OneOf(DOCUMENT_KINDS))
@@ -229,6 +246,8 @@ class DocumentSchema(Schema):
     pages = fields.Integer(allow_none=True)
     scan = fields.Function(lambda d: ScanSchema().dump(d))
     uploaded_at = Timestamp()
+    reading = fields.Nested(ReadingSchema, allow_none=True,
+                            metadata={"description": "authorization and representative_authority documents only"})
 
 
 class RoutingSchema(Schema):

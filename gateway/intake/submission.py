@@ -22,7 +22,7 @@ from gateway.auth.principal import Principal
 from gateway.clock import Clock
 from gateway.db import Database, utcnow
 from gateway.errors import FieldError, Forbidden, Unprocessable
-from gateway.intake import lifecycle
+from gateway.intake import lifecycle, readings
 from gateway.intake.assessment import assess_request
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
 from gateway.intake.routing_policy import Route, route_for
@@ -36,10 +36,16 @@ class RequestDeficient(Unprocessable):
 
 
 def submit(db: Database, *, principal: Principal, request_id: str, clock: Clock, audit_ctx: dict,
-           if_match: str | None = None) -> Route | None:
-    """Submit a draft (or a returned request, cured); None when it was already submitted (no change)."""
+           if_match: str | None = None, reading_wait: float = 0.0) -> Route | None:
+    """Submit a draft (or a returned request, cured); None when it was already submitted (no change).
+
+    A signed form still being read is waited for, at most `reading_wait` seconds and before the lock is
+    taken (the reading job needs it to record its outcome); then the rules judge what is known.
+    """
     if not principal.is_requester:
         raise Forbidden("Only the requesting organization submits a request.")
+    if reading_wait > 0:
+        readings.wait_for_readings(db, request_id, timeout=reading_wait)
     with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
         if req.status in ALREADY_SUBMITTED:
             return None

@@ -66,6 +66,26 @@ def _present_document(request_id: str, document) -> tuple[dict, str]:
                                                     document_id=document.id)
 
 
+def reading_service():
+    """How this app reads signed authorizations (None when reading is off): its reader, thresholds, job."""
+    from gateway.intake.readings import JOB, ReadingService
+    from gateway.routing.dispatch import DispatchUnavailable, RqDispatcher
+    from gateway.routing.queues import MAINTENANCE
+
+    a = adapters()
+    if a.reader is None:
+        return None
+
+    def start_job(document_id: str) -> bool:
+        try:  # the payload is the document's id: never a name, never text
+            RqDispatcher(a.redis).enqueue(MAINTENANCE, JOB, [document_id], job_id=f"read-{document_id}")
+        except DispatchUnavailable:
+            return False
+        return True
+
+    return ReadingService(reader=a.reader, thresholds=ReadingService.thresholds_of(settings()), start_job=start_job)
+
+
 def receive_upload(request_id: str, *, upload_class: type[DocumentUpload] = DocumentUpload,
                    present=_present_document):
     """Read one multipart upload for the caller; returns (document, body) or, for a replay, the first response.
@@ -77,7 +97,7 @@ def receive_upload(request_id: str, *, upload_class: type[DocumentUpload] = Docu
     key = request.headers.get("Idempotency-Key")
     prior = idempotency.begin_streamed(a.db, principal=principal.audit_actor, key=key)
     upload = upload_class(db=a.db, store=a.store, scanner=a.scanner, principal=principal, request_id=request_id,
-                            max_bytes=s.max_upload_bytes, audit_ctx=audit_context())
+                          max_bytes=s.max_upload_bytes, audit_ctx=audit_context(), reading=reading_service())
     # Before a byte of the body is read: a foreign request is a 404, a closed one a 409 (the kind itself is
     # checked as soon as the form gives it).
     upload.admit()

@@ -40,6 +40,7 @@ from gateway.web import (
     idempotent,
     query_flag,
     run_idempotently,
+    settings,
 )
 
 blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Records requests.")
@@ -345,5 +346,5 @@ def validate_request():
 def submit_request(request_id):
     """Submit for release: all rules are checked on the locked request; a clean one is submitted and routed."""
     submission.submit(adapters().db, principal=current_principal(), request_id=request_id, clock=clock(),
-                      if_match=if_match(), audit_ctx=audit_context())
+                      if_match=if_match(), audit_ctx=audit_context(), reading_wait=settings().reading_submit_wait)
     return render(request_id, 202)

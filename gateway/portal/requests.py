@@ -190,7 +190,7 @@ def submit_request(request_id):
     """Submit: every rule is checked; a deficient request stays as it was and says why."""
     try:
         submission.submit(adapters().db, principal=g.principal, request_id=request_id, clock=clock(),
-                          audit_ctx=audit_context())
+                          audit_ctx=audit_context(), reading_wait=adapters().settings.reading_submit_wait)
     except submission.RequestDeficient as deficient:
         return render_detail(shown_request(request_id), status=422, submit_errors=deficient.errors)
     return redirect(url_for("portal.request_detail", request_id=request_id), code=303)

@@ -27,6 +27,7 @@ from gateway.intake.rules import (
     names_match,
     required_documents,
 )
+from gateway.intake.rules.catalogue import ADVISORY
 from tests.intake.test_rules_table import BASE_CTX, COMMUNITY, SCENARIOS, TUFTS, body, docs
 
 # Judged against the facilities' calendar: .ci/run repeats these with the machine in far time zones.
@@ -264,15 +265,23 @@ def documented_rules() -> dict[str, tuple[str, str, str]]:
 
 
 def test_docs_rules_md_documents_exactly_the_catalogue():
-    """The project's own rules page (docs/rules.md) and the code's catalogue say the same thing."""
+    """The project's own rules page (docs/rules.md) and the code's catalogues (blocking, advisory) agree."""
     documented = documented_rules()
-    assert set(documented) == set(CATALOGUE), "codes differ between docs/rules.md and the catalogue"
-    for code, info in CATALOGUE.items():
+    both = {**CATALOGUE, **ADVISORY}
+    assert set(documented) == set(both), "codes differ between docs/rules.md and the catalogues"
+    for code, info in both.items():
         assert documented[code] == (info.section, info.citation, info.message), code
 
 
 def test_docs_rules_md_lists_codes_in_catalogue_order():
-    assert list(documented_rules()) == list(CATALOGUE)
+    assert list(documented_rules()) == [*CATALOGUE, *ADVISORY]
+
+
+def test_advisory_codes_are_the_readers_codes_and_never_blocking():
+    from gateway.reading import ADVISORY_CODES
+
+    assert tuple(ADVISORY) == ADVISORY_CODES
+    assert not set(ADVISORY) & set(CATALOGUE)
 
 
 def test_catalogue_entries_are_complete():

@@ -116,9 +116,33 @@ _ENTRIES = (
      "Choose at least one type of record."),
     (S7, "DOCUMENT_NOT_CLEAN", "Gateway policy: documents must pass the malware scan",
      "A required document has not passed the virus scan; upload it again or wait for the scan to finish."),
+    (S7, "DOC_UNREADABLE", "Facility policy: requests that cannot be read are sent back",
+     "The signed document could not be read; upload a clear, complete copy (a scan at 200 dpi or more)."),
 )
 
 CATALOGUE: dict[str, RuleInfo] = {
     code: RuleInfo(code=code, section=section, citation=citation, message=message)
     for section, code, citation, message in _ENTRIES
+}
+
+# Advisory codes: what reading the signed form found (gateway.reading).  They never block a submission, so
+# no rule produces them; they ride on the document's `reading.findings`, for the requester and for staff.
+S8 = "8. Reading the signed form (advisory)"
+_ADVISORY = (
+    (S8, "FORM_PATIENT_NAME_NOT_FOUND", "45 CFR 164.508(c)(1); facility intake check",
+     "The patient's name as typed was not found on the signed form."),
+    (S8, "FORM_DOB_NOT_FOUND", "Facility intake check: patient identity",
+     "The date of birth as typed was not found on the signed form."),
+    (S8, "FORM_DISCLOSER_NOT_FOUND", "45 CFR 164.508(c)(1)(ii)",
+     "The facility allowed to release the records was not found on the signed form."),
+    (S8, "FORM_RECIPIENT_NOT_FOUND", "45 CFR 164.508(c)(1)(iii)",
+     "The recipient as typed was not found on the signed form."),
+    (S8, "FORM_STATEMENT_NOT_FOUND", "45 CFR 164.508(c)(2)",
+     "A required statement was not found on the signed form."),
+    (S8, "FORM_DATE_MISMATCH", "45 CFR 164.508(c)(1)(v), (vi)",
+     "A signature or expiration date on the signed form differs from the typed one."),
+)
+ADVISORY: dict[str, RuleInfo] = {
+    code: RuleInfo(code=code, section=section, citation=citation, message=message)
+    for section, code, citation, message in _ADVISORY
 }

@@ -19,6 +19,8 @@ class DocumentFacts:
 
     kind: str
     scan_status: str  # only "clean" counts; pending, infected or failed scans never do
+    # The reading of a signed form: True/False once read, None when not read (other kinds, pending, failed).
+    legible: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -76,11 +76,25 @@ def required_documents(body: Any, ctx: RuleContext) -> list[dict]:
     return [{"kind": kind, "satisfied": _clean(ctx.documents, kind)} for kind in required_kinds(body, ctx)]
 
 
-@rule(*REQUIRED_CODES.values(), "DOCUMENT_NOT_CLEAN")
+# Kinds whose documents are read (gateway.intake.readings): signed forms a records clerk must be able to read.
+READ_KINDS = ("authorization", "representative_authority")
+
+
+def _unreadable(documents: tuple[DocumentFacts, ...], kind: str) -> bool:
+    """Every clean document of the kind was read and found illegible (one legible or unread copy is enough)."""
+    read = [doc.legible for doc in documents if doc.kind == kind and doc.scan_status == CLEAN]
+    return bool(read) and all(legible is False for legible in read)
+
+
+@rule(*REQUIRED_CODES.values(), "DOCUMENT_NOT_CLEAN", "DOC_UNREADABLE")
 def documents_present_and_clean(body: Mapping, ctx: RuleContext) -> Iterator[FieldError]:
     """Each required kind needs a clean document: missing → DOC_*_REQUIRED, unclean → DOCUMENT_NOT_CLEAN."""
     for kind in required_kinds(body, ctx):
         if _clean(ctx.documents, kind):
+            if kind in READ_KINDS and _unreadable(ctx.documents, kind):
+                yield finding("DOC_UNREADABLE", "documents",
+                              f"The uploaded {_LABELS[kind]} could not be read; upload a clear, complete copy "
+                              "(a scan at 200 dpi or more).")
             continue
         if _present(ctx.documents, kind):
             yield finding("DOCUMENT_NOT_CLEAN", "documents",

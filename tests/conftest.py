@@ -143,6 +143,9 @@ def settings(database_url, redis_service, clamd_service, moto_service, session_b
         bearer_failure_audit_first=100000,
         bearer_failure_audit_max_entries=1000000,
         log_json=True,
+        # Real Argon2id at its least cost: the suite makes and signs in thousands of accounts, each a quarter
+        # of a second at production cost.  tests/auth/test_sign_in_timing.py measures the production profile.
+        password_hash_profile="test-minimal",
     )
 
 

@@ -143,7 +143,7 @@ def register_security(app: Flask, settings: Settings) -> None:
     db = app.extensions["gateway"].db
     from gateway.auth.oidc import OidcVerifier
 
-    passwords.prepare()
+    passwords.prepare(settings.password_hash_profile)
     auth_web.install(app, TokenService.from_settings(settings, db), OidcVerifier.from_settings(settings))
     limiter = install_rate_limits(app, settings)
     from gateway.auth.mfa_views import require_enrolment

@@ -104,6 +104,10 @@ class Settings:
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
     api_rate_limit: str = "600 per minute"
+    # Argon2id cost: `rfc9106` (argon2-cffi's RFC 9106 low-memory profile, ~0.25 s a hash on one core) or
+    # `test-minimal` (the smallest parameters, for test suites that make thousands of accounts; refused in
+    # production).  Hashes carry their own parameters, so either verifies the other's.
+    password_hash_profile: str = "rfc9106"
     # Sign-in attempts per client address, on top of the database lockouts.
     sign_in_rate_limit: str = "30 per minute"
     # Password-reset asks and confirmations per client address (each account also gets at most three reset
@@ -237,6 +241,10 @@ class Settings:
                 raise SettingsError(f"GATEWAY_AUDIT_CHECKPOINT_{name.upper()} must be at least 1")
         if not 10 <= self.portal_idle_timeout <= self.portal_session_lifetime:
             raise SettingsError("GATEWAY_PORTAL_IDLE_TIMEOUT must be at least 10 seconds and at most the lifetime")
+        if self.password_hash_profile not in {"rfc9106", "test-minimal"}:
+            raise SettingsError("GATEWAY_PASSWORD_HASH_PROFILE must be rfc9106 or test-minimal")
+        if self.is_production and self.password_hash_profile != "rfc9106":
+            raise SettingsError("GATEWAY_PASSWORD_HASH_PROFILE must be rfc9106 in production")
         if self.is_production and not self.portal_cookie_secure:
             raise SettingsError("GATEWAY_PORTAL_COOKIE_SECURE cannot be false in production")
         if self.payees_file and not Path(self.payees_file).is_file():

@@ -146,6 +146,9 @@ def settings(database_url, redis_service, clamd_service, moto_service, session_b
         # The suite's sample "authorizations" are one-word PDFs, not forms: read, each would be DOC_UNREADABLE
         # (and wait for an OCR job no worker runs).  tests/reading turns reading on for its own apps.
         reading_enabled=False,
+        # Real Argon2id at its least cost: the suite makes and signs in thousands of accounts, each a quarter
+        # of a second at production cost.  tests/auth/test_sign_in_timing.py measures the production profile.
+        password_hash_profile="test-minimal",
     )
 
 

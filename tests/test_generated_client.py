@@ -27,6 +27,9 @@ import pytest
 from tests import samples
 from tests.factories import make_tenant, request_body
 
+# One database (tests/conftest.py): a client generated from the OpenAPI document.
+pytestmark = pytest.mark.one_database
+
 PACKAGE = "rrg_client"
 BIN = Path(sys.executable).parent
 

@@ -45,6 +45,10 @@ import pytest
 
 from tests.factories import PASSWORD, forget_address_lockouts, make_tenant, make_user
 
+# One database (tests/conftest.py): HTTP contract fuzzing; the queries under it run on both
+# databases in their own tests.
+pytestmark = pytest.mark.one_database
+
 SEED = 20261130
 MAX_EXAMPLES = 25
 STATEFUL_SCENARIOS = 60

@@ -15,6 +15,9 @@ import pytest
 from gateway import serving
 from tests.factories import make_tenant
 
+# One database (tests/conftest.py): slow clients against gunicorn; no database changes how a socket is read.
+pytestmark = pytest.mark.one_database
+
 HEAD_TRICKLERS, SMALL_BODY_TRICKLERS, LARGE_BODY_TRICKLERS = 20, 20, 10
 
 

@@ -31,9 +31,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests import samples
 from tests.factories import PASSWORD, make_tenant, request_body
 from tests.fixtures.logs import log_directory
+
+# One database (tests/conftest.py): reads the whole session's logs once.
+pytestmark = pytest.mark.one_database
 
 TESTS = Path(__file__).parent
 _KEY = r"""["']?(?:first_name|last_name|signer_name|mrn)["']?\s*[:=]\s*"""

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.profiles import RFC_9106_LOW_MEMORY
 
 # The password of an account made by hospital sign-on: not an Argon2 hash, so no password verifies against
 # it; the person signs in only through the hospital's provider.
@@ -14,7 +15,13 @@ NO_PASSWORD = "!sso-only"
 MIN_LENGTH = 12
 MAX_LENGTH = 256  # bounds the hashing work one request can ask for
 
-_hasher = PasswordHasher()
+PROFILES = {
+    "rfc9106": lambda: PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY),
+    # Real Argon2id at its smallest cost: a test suite makes and signs in thousands of accounts.
+    "test-minimal": lambda: PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+}
+_profile = "rfc9106"
+_hasher = PROFILES[_profile]()
 
 
 class WeakPassword(ValueError):
@@ -39,8 +46,13 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a real password, used to even out timing")
 
 
-def prepare() -> None:
-    """Make the dummy hash now (at app start), so the first unknown e-mail is not slower than the rest."""
+def prepare(profile: str = "rfc9106") -> None:
+    """Take the settings' hashing profile and make the dummy hash now (at app start), so the first unknown
+    e-mail is not slower than the rest.  One profile per process: the app factory calls this."""
+    global _hasher, _profile
+    if profile != _profile:
+        _hasher, _profile = PROFILES[profile](), profile
+        _dummy_hash.cache_clear()
     _dummy_hash()
 
 

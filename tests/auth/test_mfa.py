@@ -22,6 +22,9 @@ from gateway.settings import Settings
 from tests.factories import PASSWORD, bearer, make_tenant, make_user, sign_in
 from tests.portal.helpers import csrf_of, portal_client
 
+# One database (tests/conftest.py): TOTP enrolment and checks; PostgreSQL is where the one-use row lock means something.
+pytestmark = pytest.mark.one_database
+
 STEP = 30
 
 

@@ -26,6 +26,9 @@ from tests.factories import PASSWORD, bearer, make_tenant, make_user, sign_in, u
 from tests.portal.helpers import portal_client, portal_sign_in
 from tests.routing.helpers import submitted
 
+# One database (tests/conftest.py): which role reaches which route, decided before any query.
+pytestmark = pytest.mark.one_database
+
 ROLES = ("requester", "api_key", "requester_admin", "facility_staff", "auditor", "gateway_admin")
 IN = "in"  # past the role check: whatever the route answers then (200, 404, 422...), never 401 or 403
 DENIED = 403

@@ -7,12 +7,16 @@ import json
 import threading
 import uuid
 
+import pytest
 from click.testing import CliRunner
 
 from gateway.cli import fhir, main  # noqa: F401 (fhir registers the fhir-clients commands)
 from tests.factories import make_tenant
 from tests.fhir.helpers import Payer, new_key, public_jwk
 from tests.fixtures.live import settings_environment
+
+# One database (tests/conftest.py): fetching a client's JWKS.
+pytestmark = pytest.mark.one_database
 
 TOKEN_URL = "http://localhost/oauth/token"
 

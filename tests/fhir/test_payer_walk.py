@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 
+import pytest
 import requests as http
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
@@ -26,6 +27,9 @@ from tests import samples
 from tests.factories import make_tenant, make_user, sign_in
 from tests.fhir.helpers import published_example, register, with_authorization
 from tests.routing.helpers import run_worker
+
+# One database (tests/conftest.py): FHIR translation onto service functions the API tests run on both databases.
+pytestmark = pytest.mark.one_database
 
 
 def test_a_payer_requests_polls_and_downloads_released_records(client, db, settings, live_gateway, tmp_path):

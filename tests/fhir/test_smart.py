@@ -11,6 +11,9 @@ from gateway.audit.models import AuditEvent
 from tests.factories import bearer, make_tenant
 from tests.fhir.helpers import new_key, register
 
+# One database (tests/conftest.py): SMART Backend Services token exchange.
+pytestmark = pytest.mark.one_database
+
 TOKEN_URL = "http://localhost/oauth/token"
 
 

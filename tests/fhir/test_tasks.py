@@ -18,6 +18,9 @@ from tests import samples
 from tests.factories import bearer, make_tenant
 from tests.fhir.helpers import STATEMENT_POLICY, published_example, register, with_authorization
 
+# One database (tests/conftest.py): FHIR translation onto service functions the API tests run on both databases.
+pytestmark = pytest.mark.one_database
+
 TOKEN_URL = "http://localhost/oauth/token"
 FHIR = "application/fhir+json"
 

@@ -17,6 +17,9 @@ from gateway.webhooks.models import Webhook
 from tests.factories import bearer, make_tenant
 from tests.portal.helpers import portal_client, portal_sign_in
 
+# One database (tests/conftest.py): page rendering over service functions the API tests run on both databases.
+pytestmark = pytest.mark.one_database
+
 KEY = re.compile(r"rgw_[a-z0-9]{16}_[A-Za-z0-9]{40}")
 SHOWN_SECRET = re.compile(r'id="new-secret" class="secret" value="([^"]+)"')
 PUBLIC_URL = "https://93.184.216.34/hooks"  # an IP literal: passes the SSRF guard without DNS, never contacted

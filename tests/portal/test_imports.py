@@ -18,6 +18,10 @@ from tests.portal.helpers import csrf_of, portal_client, portal_sign_in
 from tests.portal.test_accessibility import audit, axe_source  # noqa: F401  (the axe fixture)
 from tests.portal.test_browser import sign_in
 
+# One database (tests/conftest.py): the CSV import page over the batch service, which
+# tests/intake/test_batches.py runs on both databases.
+pytestmark = pytest.mark.one_database
+
 COLUMNS = (*TEMPLATE_COLUMNS, "records.format", "patient.other_names")
 
 

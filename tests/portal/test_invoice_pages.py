@@ -19,7 +19,8 @@ from tests.factories import make_tenant, make_user, unique
 from tests.portal.helpers import portal_client, portal_sign_in
 from tests.routing.helpers import submitted
 
-pytestmark = pytest.mark.date_sensitive
+# One database (tests/conftest.py): page rendering over service functions the API tests run on both databases.
+pytestmark = [pytest.mark.date_sensitive, pytest.mark.one_database]
 
 
 @pytest.fixture(scope="module")

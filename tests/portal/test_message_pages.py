@@ -12,6 +12,9 @@ from tests.factories import make_tenant, make_user, request_body
 from tests.portal.helpers import portal_client, portal_sign_in
 from tests.portal.test_staff_pages import routed
 
+# One database (tests/conftest.py): page rendering over service functions the API tests run on both databases.
+pytestmark = pytest.mark.one_database
+
 NOTE = "Chart is on microfilm, ask Dana in archives"
 
 

@@ -18,7 +18,8 @@ from tests.factories import FACILITY_NAMES, facility_today, make_tenant, request
 from tests.portal.helpers import csrf_of, portal_client, portal_sign_in
 
 # Judged against the facilities' calendar: .ci/run repeats these with the machine in far time zones.
-pytestmark = pytest.mark.date_sensitive
+# One database (tests/conftest.py): page rendering over service functions the API tests run on both databases.
+pytestmark = [pytest.mark.date_sensitive, pytest.mark.one_database]
 
 XHR = {"X-Requested-With": "portal"}
 

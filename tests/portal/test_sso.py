@@ -27,6 +27,9 @@ from tests.fixtures.oidc_provider import Account, start_oidc_provider  # noqa: F
 from tests.portal.helpers import portal_client
 from tests.portal.test_accessibility import audit, axe_source  # noqa: F401  (fixture)
 
+# One database (tests/conftest.py): the OpenID Connect exchange with a real provider.
+pytestmark = pytest.mark.one_database
+
 HTTPS_CALLBACK = "https://localhost/portal/sso/callback"
 HOSPITAL_BUTTON = "Sign in with your hospital account"
 

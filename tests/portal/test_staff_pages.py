@@ -21,7 +21,8 @@ from tests.portal.helpers import portal_client, portal_sign_in
 from tests.routing.helpers import submitted
 
 # Judged against the facilities' calendar: .ci/run repeats these with the machine in far time zones.
-pytestmark = pytest.mark.date_sensitive
+# One database (tests/conftest.py): page rendering over service functions the API tests run on both databases.
+pytestmark = [pytest.mark.date_sensitive, pytest.mark.one_database]
 
 _ROW = re.compile(r'<tr data-request="([0-9a-f-]{36})"( class="overdue")?>(.*?)</tr>', re.S)
 _NEXT = re.compile(r'<p class="pager"><a href="([^"]+)"')

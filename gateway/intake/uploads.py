@@ -1,9 +1,11 @@
-"""Streaming one uploaded file through clamd, a SHA-256 hasher and S3 staging at once.
+"""Streaming one uploaded file through clamd, S3 staging (which hashes it) and a PDF spool at once.
 
 Each chunk is read once and handed to every sink, each on its own short
 queue and thread (hashing, socket sends and file writes release the GIL), so
 reading, scanning, hashing and storing overlap, and memory stays bounded by a
-few chunks per sink and the S3 parts in flight whatever the file size.  PDFs are also spooled
+few chunks per sink and the S3 parts in flight whatever the file size.  A small
+file that arrives whole in the first reads skips the threads (see
+INLINE_MAX_BYTES).  The SHA-256 is computed once, by the staged upload.  PDFs are also spooled
 to a temporary file, because the PDF checks need random access.  The type
 comes from the first bytes, never from the name or Content-Type; a file of a
 type we don't accept is still scanned in full (so malware is recorded) but
@@ -56,6 +58,7 @@ class Ingested:
     sha256: str
     verdict: ScanResult
     spool_path: Path | None
+    written: object | None = None  # the staged upload's record of what it wrote (promote's shortcut)
 
     def discard_spool(self) -> None:
         """Remove the temporary PDF copy."""
@@ -110,27 +113,42 @@ class _Lane:
         self._thread.join(timeout=30)
 
 
-def _first_bytes(chunks) -> tuple[bytes, list[bytes]]:
-    head, seen = b"", []
-    for chunk in chunks:
+# A file that arrives whole within this many bytes (a one-page authorization, an ID card scan) is fed to the
+# sinks on the request thread: starting four threads and handing chunks across queues costs more than it
+# overlaps.  Larger files go through the lanes.  At most this much (plus one read) is held before deciding.
+INLINE_MAX_BYTES = 1024 * 1024
+_END = object()
+
+
+def _read_ahead(chunks) -> tuple[bytes, list[bytes], bool]:
+    """The magic bytes, the chunks read so far, and whether that was the whole file (and within INLINE_MAX_BYTES).
+
+    Reads until the type can be told and then on while the file stays within INLINE_MAX_BYTES.
+    """
+    head, seen, held = b"", [], 0
+    while True:
+        chunk = next(chunks, _END)
+        if chunk is _END:
+            return head, seen, True
         seen.append(chunk)
+        held += len(chunk)
         head += chunk[: MAGIC_BYTES_NEEDED - len(head)]
-        if len(head) >= MAGIC_BYTES_NEEDED:
-            break
-    return head, seen
+        if len(head) >= MAGIC_BYTES_NEEDED and held > INLINE_MAX_BYTES:
+            return head, seen, False
 
 
 def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir: str | None = None,
            filename: str | None = None) -> Ingested:
-    """Read every chunk once into clamd, the hasher, S3 staging and (PDFs) a spool file.
+    """Read every chunk once into clamd, S3 staging (which hashes it) and (PDFs) a spool file.
 
     `filename` (the part's) is stored with the object as its attachment name, so
-    download URLs never carry it.
+    download URLs never carry it.  The SHA-256 is computed once: by the staged upload as it takes the bytes,
+    or (a type we do not store) by a hasher of its own.
     """
     source = iter(chunks)
-    head, seen = _first_bytes(source)
+    head, seen, whole = _read_ahead(source)
     content_type = sniff_content_type(head)
-    hasher, size = hashlib.sha256(), 0
+    hasher, size = None, 0
     staged = spool = scan = None
     spool_path = None
     lanes: list[_Lane] = []
@@ -145,32 +163,46 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
         if content_type == PDF:
             fd, name = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=spool_dir)
             spool, spool_path = os.fdopen(fd, "wb", buffering=1024 * 1024), Path(name)
-        lanes = [_Lane("sha256", hasher.update), _Lane("clamd", scan.write)]
+        sinks = [scan.write]
         if staged is not None:
-            lanes.append(_Lane("s3", staged.write))
+            sinks.append(staged.write)
+        else:
+            hasher = hashlib.sha256()
+            sinks.append(hasher.update)
         if spool is not None:
-            lanes.append(_Lane("spool", spool.write))
-        for chunk in _chain(seen, source):
-            size += len(chunk)
-            if size > max_bytes:
-                raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+            sinks.append(spool.write)
+        if whole:
+            for chunk in seen:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+                for sink in sinks:
+                    sink(chunk)
+        else:
+            lanes = [_Lane(f"sink{n}", sink) for n, sink in enumerate(sinks)]
+            for chunk in _chain(seen, source):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+                for lane in lanes:
+                    lane.put(chunk)
             for lane in lanes:
-                lane.put(chunk)
-        for lane in lanes:
-            lane.finish()
-        lanes = []
+                lane.finish()
+            lanes = []
+        seen = []
         if size == 0:
             raise FileEmpty("The file is empty.")
         if spool is not None:
             spool.close()
-        digest = hasher.hexdigest()
+        digest = hasher.hexdigest() if hasher is not None else staged.sha256_hex()
         # clamd scans only after the end marker: finish the S3 upload while it does (the object
         # stays tagged pending, unreadable, until a clean verdict promotes it).
         scan.end_stream()
         if staged is not None:
             staged.complete(sha256_hex=digest)
         verdict = scan.finish()
-        return Ingested(key, content_type, size, digest, verdict, spool_path)
+        return Ingested(key, content_type, size, digest, verdict, spool_path,
+                        getattr(staged, "written", None))
     except ScannerUnavailable:
         _stop(lanes)
         _cleanup(staged, spool, spool_path)

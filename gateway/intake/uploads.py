@@ -113,6 +113,69 @@ class _Lane:
         self._thread.join(timeout=30)
 
 
+class _SpoolFedLane:
+    """S3 staging fed from the PDF spool file instead of a queue, so it may fall behind the body.
+
+    clamd scans only after the last byte, and S3 is usually the slowest sink: fed in lockstep, the last
+    byte would reach clamd only when S3 had taken nearly everything, and the scan would start after the
+    S3 upload instead of beside it.  Reading what the spool already holds lets the body run at the pace of
+    clamd and the disk, clamd start scanning as soon as the body ends, and S3 catch up meanwhile; memory
+    stays bounded (the backlog waits on disk, not in a queue).
+    """
+
+    READ = 1024 * 1024
+
+    def __init__(self, consume, path: Path):
+        self._consume, self._path, self.error = consume, path, None
+        self._cond = threading.Condition()
+        self._available, self._ended, self._stopped = 0, False, False
+        self._thread = threading.Thread(target=self._run, name="upload-s3-spooled", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open(self._path, "rb", buffering=0) as spooled:
+                done = 0
+                while True:
+                    with self._cond:
+                        while done >= self._available and not self._ended and not self._stopped:
+                            self._cond.wait()
+                        if self._stopped or (done >= self._available and self._ended):
+                            return
+                        ready = self._available - done
+                    data = spooled.read(min(ready, self.READ))
+                    if not data:
+                        raise OSError("the upload spool ended before the bytes written to it")
+                    self._consume(data)
+                    done += len(data)
+        except BaseException as error:  # handed to the request thread, never swallowed
+            self.error = error
+
+    def advance(self, written: int) -> None:
+        """`written` more bytes are flushed to the spool; raises the lane's first error."""
+        if self.error is not None:
+            raise self.error
+        with self._cond:
+            self._available += written
+            self._cond.notify()
+
+    def finish(self) -> None:
+        """Wait until every spooled byte is consumed; raises the lane's first error."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Abandon the lane (after a failure elsewhere)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+
 # A file that arrives whole within this many bytes (a one-page authorization, an ID card scan) is fed to the
 # sinks on the request thread: starting four threads and handing chunks across queues costs more than it
 # overlaps.  Larger files go through the lanes.  At most this much (plus one read) is held before deciding.
@@ -179,15 +242,27 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
                 for sink in sinks:
                     sink(chunk)
         else:
+            trailing = None
+            if spool is not None and staged is not None:  # S3 reads the spool behind the body (see the class)
+                trailing = _SpoolFedLane(staged.write, spool_path)
+                sinks = [scan.write, _spool_then(spool, trailing)]
             lanes = [_Lane(f"sink{n}", sink) for n, sink in enumerate(sinks)]
+            if trailing is not None:
+                lanes.append(trailing)
             for chunk in _chain(seen, source):
                 size += len(chunk)
                 if size > max_bytes:
                     raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
                 for lane in lanes:
-                    lane.put(chunk)
+                    if lane is not trailing:
+                        lane.put(chunk)
             for lane in lanes:
-                lane.finish()
+                if lane is not trailing:
+                    lane.finish()
+            if trailing is not None:
+                # clamd has every byte: let it scan while S3 takes the rest from the spool.
+                scan.end_stream()
+                trailing.finish()
             lanes = []
         seen = []
         if size == 0:
@@ -197,7 +272,7 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
         digest = hasher.hexdigest() if hasher is not None else staged.sha256_hex()
         # clamd scans only after the end marker: finish the S3 upload while it does (the object
         # stays tagged pending, unreadable, until a clean verdict promotes it).
-        scan.end_stream()
+        scan.end_stream()  # at most once: a second call does nothing
         if staged is not None:
             staged.complete(sha256_hex=digest)
         verdict = scan.finish()
@@ -218,6 +293,15 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
     finally:
         if scan is not None:
             scan.close()
+
+
+def _spool_then(spool, trailing: _SpoolFedLane):
+    """A spool sink that tells the trailing S3 lane about every byte once it is on disk."""
+    def write(chunk: bytes) -> None:
+        spool.write(chunk)
+        spool.flush()
+        trailing.advance(len(chunk))
+    return write
 
 
 def _chain(seen: list[bytes], rest):

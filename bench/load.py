@@ -85,6 +85,7 @@ class Samples:
     steps: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STEPS})
     submitted: dict[str, datetime] = field(default_factory=dict)  # request id → UTC time right after the 202
     errors: Counter = field(default_factory=Counter)
+    cpu_ms_per_call: float = 0.0  # the floor's gunicorn workers: CPU per request (warm-up included, estimated)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -414,7 +415,11 @@ def run_floor(stack: BenchStack, args, duration: float) -> Samples:
 
     try:
         print(f"\nfloor: bench._floor_app, one INSERT per POST, {duration:.0f} s", flush=True)
-        run_clients(args.threads, duration, work, samples)
+        pids = {f"worker {pid}": pid for pid in floor.worker_pids()}
+        with CpuMeter(pids) as cpu:
+            run_clients(args.threads, duration, work, samples)
+        calls = sum(1 for _ in samples.steps["full"]) * (WARMUP_SECONDS + duration) / duration
+        samples.cpu_ms_per_call = sum(v for k, v in cpu.used.items() if k.startswith("worker")) * 1e3 / max(calls, 1)
     finally:
         for client in clients:
             client.close()
@@ -498,12 +503,18 @@ def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -
     if gw.errors or floor.errors:
         print(f"errors: gateway {dict(gw.errors)}; floor {dict(floor.errors)}")
     if full:
-        per = {name: used * 1e3 / len(full) for name, used in run.cpu.items()}
+        # The meters ran through the warm-up too: count its submissions at the timed rate.
+        submissions = len(full) * (args.duration + WARMUP_SECONDS) / args.duration
+        per = {name: used * 1e3 / submissions for name, used in run.cpu.items()}
         total = sum(run.cpu.values())
         busy = total / (args.duration + WARMUP_SECONDS)
-        print(f"\nCPU per full submission (ms, timed window incl. warm-up; {busy:.2f} cores busy on the "
+        print(f"\nCPU per full submission (ms; {busy:.2f} cores busy on the "
               "measured processes):")
         print("  " + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per.items(), key=lambda kv: -kv[1])))
+        # CPU per call is what load on a shared machine changes least: both sides measured the same way.
+        web = sum(ms for name, ms in per.items() if name.startswith("gunicorn"))
+        print(f"gunicorn CPU: {web:.1f} ms per full submission = {web / 3:.1f} ms per HTTP call, floor "
+              f"{floor.cpu_ms_per_call:.2f} ms per request ({web / 3 / max(floor.cpu_ms_per_call, 1e-9):.1f}×)")
     if run.profile:
         print("\n".join(run.profile))
 

@@ -9,6 +9,7 @@ authentication, validation, lookups, audit, outbox, S3, clamd.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 
@@ -19,10 +20,20 @@ from gateway.db import Database
 
 TABLE = "bench_floor_rows"
 
+
+def create_table(db: Database) -> None:
+    """Made by the bench before gunicorn starts (two workers racing CREATE TABLE IF NOT EXISTS on PostgreSQL
+    can both try to create it)."""
+    with db.transaction() as session:
+        session.execute(text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id VARCHAR(36) PRIMARY KEY, body VARCHAR(200))"))
+
+
 app = Flask(__name__)
-_db = Database(os.environ["GATEWAY_DATABASE_URL"])
-with _db.transaction() as _session:
-    _session.execute(text(f"CREATE TABLE IF NOT EXISTS {TABLE} (id VARCHAR(36) PRIMARY KEY, body VARCHAR(200))"))
+
+
+@functools.cache
+def _database() -> Database:
+    return Database(os.environ["GATEWAY_DATABASE_URL"])
 
 
 @app.get("/healthz")
@@ -33,7 +44,7 @@ def healthz():
 @app.post("/insert")
 def insert():
     row_id = str(uuid.uuid4())
-    with _db.transaction() as session:
+    with _database().transaction() as session:
         session.execute(text(f"INSERT INTO {TABLE} (id, body) VALUES (:id, :body)"),  # noqa: S608 (a constant)
                         {"id": row_id, "body": "x"})
     return jsonify(id=row_id), 201

@@ -56,6 +56,7 @@ from sqlalchemy import select
 from bench._stack import BenchStack
 from bench.upload import py_spy_binary
 from gateway.adapters import build_redis
+from gateway.db import Database
 from gateway.intake.models import RequestEvent
 from infra import GUNICORN_CONFIG
 from infra.localstack.ports import find_free_port
@@ -190,7 +191,10 @@ class Floor:
     """bench._floor_app under the gateway's gunicorn configuration."""
 
     def __init__(self, database_url: str, workers: int, workdir: Path):
+        from bench._floor_app import create_table
+
         self.port = find_free_port()
+        create_table(Database(database_url))
         self.log = (workdir / "floor-gunicorn.log").open("wb")
         env = {**os.environ, "GATEWAY_DATABASE_URL": database_url}
         self.process = subprocess.Popen(
@@ -251,7 +255,10 @@ class Background:
 
 def children_cpu(pid: int) -> float:
     """CPU seconds of a process plus its reaped children (RQ work horses are forked and reaped per job)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # gone (a gunicorn worker restarted): reported as nan, never guessed
+        return float("nan")
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
 

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "queue_search": ["--sizes", "1000,5000", "--rounds", "3"],
     "batch": ["--items", "1000"],
     "reading": ["--pages", "3"],
+    "load": ["--duration", "20", "--drain", "15"],
 }
 
 

@@ -294,6 +294,7 @@ PHASES = (
     ("DB row, audit, promote (S3 tagging), commit", ("accept (gateway/intake/documents.py", "_accept (")),
     ("clamd: sending frames", ("ClamdStream.write ",)),
     ("S3: buffering, cutting parts, waiting for a free slot", ("S3StagedUpload.write ",)),
+    ("S3: waiting for the spool-fed S3 lane to catch up", ("_SpoolFedLane.finish ",)),
     ("body: socket read + multipart parsing", ("Part.chunks ", "MultipartReader.")),
     ("PDF spool write", ("spool.write",)),
     ("SHA-256", ("hasher.update",)),
@@ -332,7 +333,7 @@ def summarise_profile(path: Path, rate: int = PROFILE_RATE) -> list[str]:
             else:
                 part_threads["botocore, other"] += n
             continue
-        if thread != "MainThread" or "upload_document " not in stack:
+        if "upload_document " not in stack:  # the request thread (gthread: a pool thread, not MainThread)
             continue  # the worker between requests, or the draft request
         text = stack + ";" + _source_line(frames[-1]) + ";" + _source_line(_innermost(frames, "ingest ("))
         phase = next((name for name, needles in PHASES if any(k in text for k in needles)), "other")

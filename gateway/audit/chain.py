@@ -13,6 +13,7 @@ Pure functions only: no database, no settings, no I/O.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -39,8 +40,9 @@ def _derive(chain_key: str, purpose: bytes) -> bytes:
     return hmac.new(chain_key.encode(), purpose, hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=8)
 def entry_key(chain_key: str) -> bytes:
-    """The HMAC key of scheme-2 entry hashes."""
+    """The HMAC key of scheme-2 entry hashes (derived once per key: every audit append needs it)."""
     return _derive(chain_key, _ENTRY_PURPOSE)
 
 

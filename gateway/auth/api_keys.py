@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.auth.models import SCOPES, ApiKey
+from gateway.auth.models import SCOPES, ApiKey, Organization
 from gateway.db import utcnow
 
 PREFIX = "rgw_"
@@ -61,11 +61,24 @@ def create_api_key(session: Session, *, org_id: str, scopes: list[str], name: st
 
 def authenticate_api_key(session: Session, presented: str, *, now: datetime | None = None) -> ApiKey | None:
     """The live key this credential proves, or None (malformed, unknown, wrong secret, revoked, expired)."""
+    found = authenticate_api_key_with_org(session, presented, now=now)
+    return found[0] if found else None
+
+
+def authenticate_api_key_with_org(session: Session, presented: str, *, now: datetime | None = None
+                                  ) -> tuple[ApiKey, Organization | None] | None:
+    """The live key this credential proves and its organization, read in one query; None as above.
+
+    Every API call authenticates, so the key and its organization come in one round trip.  Nothing is
+    cached between requests: a key revoked (or an organization deactivated) stops working at its next call.
+    """
     match = _FORMAT.match(presented)
     if not match:
         return None
     public_id, secret = match.groups()
-    key = session.scalars(select(ApiKey).where(ApiKey.public_id == public_id)).one_or_none()
+    row = session.execute(select(ApiKey, Organization).outerjoin(Organization, Organization.id == ApiKey.org_id)
+                          .where(ApiKey.public_id == public_id)).one_or_none()
+    key, org = row if row is not None else (None, None)
     # Compare even when the id is unknown, so timing does not reveal which ids exist.
     matches = hmac.compare_digest(hash_secret(secret), key.secret_hash if key else _DUMMY_HASH)
     now = now or utcnow()
@@ -75,7 +88,7 @@ def authenticate_api_key(session: Session, presented: str, *, now: datetime | No
         return None
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_GRANULARITY:
         key.last_used_at = now
-    return key
+    return key, org
 
 
 def revoke_api_key(key: ApiKey) -> bool:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from flask import current_app, g, request
 
 from gateway.audit.service import AuditUnavailable, record, record_now
-from gateway.auth.api_keys import authenticate_api_key, looks_like_api_key
+from gateway.auth.api_keys import authenticate_api_key_with_org, looks_like_api_key
 from gateway.auth.bearer_guard import Aggregate, BearerGuard
 from gateway.auth.models import Organization, User
 from gateway.auth.principal import Principal, scopes_for_roles
@@ -179,10 +179,10 @@ def principal_for_user_id(user_id: str, epoch: int | None = None) -> Principal |
 
 def _principal_from_api_key(credential: str) -> Principal | None:
     with adapters().db.transaction() as session:
-        key = authenticate_api_key(session, credential)
-        if key is None:
+        found = authenticate_api_key_with_org(session, credential)
+        if found is None:
             return None
-        org = session.get(Organization, key.org_id)
+        key, org = found
         if org is None or not org.active:
             return None
         return Principal(kind="api_key", id=key.id, org_id=org.id, org_kind=org.kind,

@@ -181,7 +181,7 @@ class DocumentUpload:
                 self._record_malware(kind)
                 raise
             try:
-                self.store.promote(self.ingested.storage_key)
+                self.store.promote(self.ingested.storage_key, written=self.ingested.written)
             except StorageUnavailable:
                 raise StorageDown("Document storage is unavailable; nothing was stored. Retry shortly.") from None
             if self._reads(kind):  # the text layer, from the spool, before the row is written (no lock held)

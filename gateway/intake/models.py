@@ -15,6 +15,10 @@ STATUSES = ("draft", "submitted", "routed", "in_progress", "on_hold", "awaiting_
 # group share their reference: API.md "Conventions added").
 CLOSED_STATUSES = ("fulfilled", "denied", "cancelled")
 _OPEN = text("status NOT IN ('fulfilled', 'denied', 'cancelled')")
+# "The request is open", for queries that must use uq_requests_open_reference: the very text of its predicate.
+# Written with bound parameters (`status.not_in(CLOSED_STATUSES)`), SQLite cannot prove the query implies the
+# partial index's WHERE and scans every request of the organization instead.
+OPEN_REQUEST = _OPEN
 DOCUMENT_KINDS = ("authorization", "representative_authority", "letters_of_authority", "subpoena", "court_order",
                   "satisfactory_assurances", "death_certificate", "supporting", "release")
 

@@ -27,7 +27,7 @@ from gateway.intake import (
     caseload,
     lifecycle,
 )
-from gateway.intake.models import CLOSED_STATUSES, RecordsRequest, RequestEvent
+from gateway.intake.models import OPEN_REQUEST, RecordsRequest, RequestEvent
 from gateway.intake.schemas import SECTIONS, RequestCreateSchema, RequestGroupCreateSchema
 from gateway.pagination import keyset_page
 
@@ -85,7 +85,7 @@ def create_requests(session: Session, *, principal: Principal, bodies: list[dict
     wanted = {body["reference"] for body in bodies}
     taken = {tuple(row) for row in session.execute(select(RecordsRequest.reference, RecordsRequest.facility).where(
         RecordsRequest.org_id == principal.org_id, RecordsRequest.reference.in_(wanted),
-        RecordsRequest.status.not_in(CLOSED_STATUSES)))} if wanted else set()
+        OPEN_REQUEST))} if wanted else set()
     made: list[RecordsRequest | None] = []
     for body in bodies:
         key = (body["reference"], body["facility"])
@@ -147,7 +147,7 @@ def _open_reference_exists(session: Session, org_id: str, reference: str, *, fac
     # Per organization and facility: the requests of one group share their reference (API.md).
     query = select(RecordsRequest.id).where(
         RecordsRequest.org_id == org_id, RecordsRequest.reference == reference, RecordsRequest.facility == facility,
-        RecordsRequest.status.not_in(CLOSED_STATUSES))
+        OPEN_REQUEST)
     if other_than:
         query = query.where(RecordsRequest.id != other_than)
     return session.scalar(query.limit(1)) is not None

@@ -1,9 +1,11 @@
-"""Streaming one uploaded file through clamd, a SHA-256 hasher and S3 staging at once.
+"""Streaming one uploaded file through clamd, S3 staging (which hashes it) and a PDF spool at once.
 
 Each chunk is read once and handed to every sink, each on its own short
 queue and thread (hashing, socket sends and file writes release the GIL), so
 reading, scanning, hashing and storing overlap, and memory stays bounded by a
-few chunks per sink and the S3 parts in flight whatever the file size.  PDFs are also spooled
+few chunks per sink and the S3 parts in flight whatever the file size.  A small
+file that arrives whole in the first reads skips the threads (see
+INLINE_MAX_BYTES).  The SHA-256 is computed once, by the staged upload.  PDFs are also spooled
 to a temporary file, because the PDF checks need random access.  The type
 comes from the first bytes, never from the name or Content-Type; a file of a
 type we don't accept is still scanned in full (so malware is recorded) but
@@ -56,6 +58,7 @@ class Ingested:
     sha256: str
     verdict: ScanResult
     spool_path: Path | None
+    written: object | None = None  # the staged upload's record of what it wrote (promote's shortcut)
 
     def discard_spool(self) -> None:
         """Remove the temporary PDF copy."""
@@ -110,27 +113,105 @@ class _Lane:
         self._thread.join(timeout=30)
 
 
-def _first_bytes(chunks) -> tuple[bytes, list[bytes]]:
-    head, seen = b"", []
-    for chunk in chunks:
+class _SpoolFedLane:
+    """S3 staging fed from the PDF spool file instead of a queue, so it may fall behind the body.
+
+    clamd scans only after the last byte, and S3 is usually the slowest sink: fed in lockstep, the last
+    byte would reach clamd only when S3 had taken nearly everything, and the scan would start after the
+    S3 upload instead of beside it.  Reading what the spool already holds lets the body run at the pace of
+    clamd and the disk, clamd start scanning as soon as the body ends, and S3 catch up meanwhile; memory
+    stays bounded (the backlog waits on disk, not in a queue).
+    """
+
+    READ = 1024 * 1024
+
+    def __init__(self, consume, path: Path):
+        self._consume, self._path, self.error = consume, path, None
+        self._cond = threading.Condition()
+        self._available, self._ended, self._stopped = 0, False, False
+        self._thread = threading.Thread(target=self._run, name="upload-s3-spooled", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open(self._path, "rb", buffering=0) as spooled:
+                done = 0
+                while True:
+                    with self._cond:
+                        while done >= self._available and not self._ended and not self._stopped:
+                            self._cond.wait()
+                        if self._stopped or (done >= self._available and self._ended):
+                            return
+                        ready = self._available - done
+                    data = spooled.read(min(ready, self.READ))
+                    if not data:
+                        raise OSError("the upload spool ended before the bytes written to it")
+                    self._consume(data)
+                    done += len(data)
+        except BaseException as error:  # handed to the request thread, never swallowed
+            self.error = error
+
+    def advance(self, written: int) -> None:
+        """`written` more bytes are flushed to the spool; raises the lane's first error."""
+        if self.error is not None:
+            raise self.error
+        with self._cond:
+            self._available += written
+            self._cond.notify()
+
+    def finish(self) -> None:
+        """Wait until every spooled byte is consumed; raises the lane's first error."""
+        with self._cond:
+            self._ended = True
+            self._cond.notify()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Abandon the lane (after a failure elsewhere)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+
+# A file that arrives whole within this many bytes (a one-page authorization, an ID card scan) is fed to the
+# sinks on the request thread: starting four threads and handing chunks across queues costs more than it
+# overlaps.  Larger files go through the lanes.  At most this much (plus one read) is held before deciding.
+INLINE_MAX_BYTES = 1024 * 1024
+_END = object()
+
+
+def _read_ahead(chunks) -> tuple[bytes, list[bytes], bool]:
+    """The magic bytes, the chunks read so far, and whether that was the whole file (and within INLINE_MAX_BYTES).
+
+    Reads until the type can be told and then on while the file stays within INLINE_MAX_BYTES.
+    """
+    head, seen, held = b"", [], 0
+    while True:
+        chunk = next(chunks, _END)
+        if chunk is _END:
+            return head, seen, True
         seen.append(chunk)
+        held += len(chunk)
         head += chunk[: MAGIC_BYTES_NEEDED - len(head)]
-        if len(head) >= MAGIC_BYTES_NEEDED:
-            break
-    return head, seen
+        if len(head) >= MAGIC_BYTES_NEEDED and held > INLINE_MAX_BYTES:
+            return head, seen, False
 
 
 def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir: str | None = None,
            filename: str | None = None) -> Ingested:
-    """Read every chunk once into clamd, the hasher, S3 staging and (PDFs) a spool file.
+    """Read every chunk once into clamd, S3 staging (which hashes it) and (PDFs) a spool file.
 
     `filename` (the part's) is stored with the object as its attachment name, so
-    download URLs never carry it.
+    download URLs never carry it.  The SHA-256 is computed once: by the staged upload as it takes the bytes,
+    or (a type we do not store) by a hasher of its own.
     """
     source = iter(chunks)
-    head, seen = _first_bytes(source)
+    head, seen, whole = _read_ahead(source)
     content_type = sniff_content_type(head)
-    hasher, size = hashlib.sha256(), 0
+    hasher, size = None, 0
     staged = spool = scan = None
     spool_path = None
     lanes: list[_Lane] = []
@@ -145,32 +226,58 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
         if content_type == PDF:
             fd, name = tempfile.mkstemp(prefix="upload-", suffix=".pdf", dir=spool_dir)
             spool, spool_path = os.fdopen(fd, "wb", buffering=1024 * 1024), Path(name)
-        lanes = [_Lane("sha256", hasher.update), _Lane("clamd", scan.write)]
+        sinks = [scan.write]
         if staged is not None:
-            lanes.append(_Lane("s3", staged.write))
+            sinks.append(staged.write)
+        else:
+            hasher = hashlib.sha256()
+            sinks.append(hasher.update)
         if spool is not None:
-            lanes.append(_Lane("spool", spool.write))
-        for chunk in _chain(seen, source):
-            size += len(chunk)
-            if size > max_bytes:
-                raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+            sinks.append(spool.write)
+        if whole:
+            for chunk in seen:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+                for sink in sinks:
+                    sink(chunk)
+        else:
+            trailing = None
+            if spool is not None and staged is not None:  # S3 reads the spool behind the body (see the class)
+                trailing = _SpoolFedLane(staged.write, spool_path)
+                sinks = [scan.write, _spool_then(spool, trailing)]
+            lanes = [_Lane(f"sink{n}", sink) for n, sink in enumerate(sinks)]
+            if trailing is not None:
+                lanes.append(trailing)
+            for chunk in _chain(seen, source):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(f"The file is larger than the {max_bytes // (1024 * 1024)} MiB limit.")
+                for lane in lanes:
+                    if lane is not trailing:
+                        lane.put(chunk)
             for lane in lanes:
-                lane.put(chunk)
-        for lane in lanes:
-            lane.finish()
-        lanes = []
+                if lane is not trailing:
+                    lane.finish()
+            if trailing is not None:
+                # clamd has every byte: let it scan while S3 takes the rest from the spool.
+                scan.end_stream()
+                trailing.finish()
+            lanes = []
+        seen = []
         if size == 0:
             raise FileEmpty("The file is empty.")
         if spool is not None:
             spool.close()
-        digest = hasher.hexdigest()
+        digest = hasher.hexdigest() if hasher is not None else staged.sha256_hex()
         # clamd scans only after the end marker: finish the S3 upload while it does (the object
         # stays tagged pending, unreadable, until a clean verdict promotes it).
-        scan.end_stream()
+        scan.end_stream()  # at most once: a second call does nothing
         if staged is not None:
             staged.complete(sha256_hex=digest)
         verdict = scan.finish()
-        return Ingested(key, content_type, size, digest, verdict, spool_path)
+        return Ingested(key, content_type, size, digest, verdict, spool_path,
+                        getattr(staged, "written", None))
     except ScannerUnavailable:
         _stop(lanes)
         _cleanup(staged, spool, spool_path)
@@ -186,6 +293,15 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
     finally:
         if scan is not None:
             scan.close()
+
+
+def _spool_then(spool, trailing: _SpoolFedLane):
+    """A spool sink that tells the trailing S3 lane about every byte once it is on disk."""
+    def write(chunk: bytes) -> None:
+        spool.write(chunk)
+        spool.flush()
+        trailing.advance(len(chunk))
+    return write
 
 
 def _chain(seen: list[bytes], rest):

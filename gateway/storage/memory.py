@@ -81,8 +81,8 @@ class InMemoryDocumentStore:
                                               stored_disposition(filename, content_type))
         return InMemoryStagedUpload(self, upload_id)
 
-    def promote(self, key: str) -> None:
-        """Tag the object scan-status=clean."""
+    def promote(self, key: str, *, written: object | None = None) -> None:
+        """Tag the object scan-status=clean (`written` is the S3 store's shortcut; nothing to save here)."""
         self._get(key).tags[SCAN_STATUS_TAG] = CLEAN
 
     def delete(self, key: str) -> None:
@@ -175,6 +175,8 @@ class InMemoryStagedUpload:
         self._upload_id = upload_id
         self._key = store.uploads[upload_id].key
         self._done = False
+        self._digest = hashlib.sha256()
+        self.written = None
 
     def write(self, chunk: bytes) -> None:
         """Append bytes."""
@@ -182,6 +184,11 @@ class InMemoryStagedUpload:
             raise RuntimeError("upload already finished")
         self._store._check_available()
         self._store.uploads[self._upload_id].chunks.append(bytes(chunk))
+        self._digest.update(chunk)
+
+    def sha256_hex(self) -> str:
+        """The SHA-256 of every byte written so far."""
+        return self._digest.hexdigest()
 
     def complete(self, *, sha256_hex: str) -> None:
         """Finish the object, tagged pending with its sha256."""

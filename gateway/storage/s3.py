@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from gateway.clock import utcnow
-from gateway.storage.s3_upload import MISSING_CODES, S3StagedUpload, tag_set, translated
+from gateway.storage.s3_upload import MISSING_CODES, S3StagedUpload, Written, tag_set, translated
 from gateway.storage.store import (
     CLEAN,
     MAX_DOWNLOAD_URL_SECONDS,
@@ -113,13 +113,20 @@ class S3DocumentStore:
             "BucketKeyEnabled": True,
         }
 
-    def promote(self, key: str) -> None:
-        """Tag the object scan-status=clean, keeping its other tags (sha256)."""
+    def promote(self, key: str, *, written: Written | None = None) -> None:
+        """Tag the object scan-status=clean, keeping its other tags (sha256).
+
+        `written` (the staged upload's own record of the version and tags it wrote) saves reading them back.
+        """
         with translated("promote", key):
-            current = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
-            tags = {t["Key"]: t["Value"] for t in current.get("TagSet", [])}
+            if written is None:
+                current = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+                tags = {t["Key"]: t["Value"] for t in current.get("TagSet", [])}
+                version_id = current.get("VersionId")
+            else:
+                tags, version_id = dict(written.tags), written.version_id
             tags[SCAN_STATUS_TAG] = CLEAN
-            version = {"VersionId": current["VersionId"]} if current.get("VersionId") else {}
+            version = {"VersionId": version_id} if version_id else {}
             self.client.put_object_tagging(
                 Bucket=self.bucket, Key=key, Tagging=tag_set(tags), **version
             )

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -66,6 +67,14 @@ def tag_set(tags: dict[str, str]) -> dict[str, Any]:
     return {"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a completed upload wrote: the object's version (None on an unversioned bucket) and its tags."""
+
+    version_id: str | None
+    tags: dict[str, str]
+
+
 class S3StagedUpload:
     """One pending object being written: a single PUT, or multipart when large.
 
@@ -93,18 +102,33 @@ class S3StagedUpload:
         self._next_part = 1
         self._object_may_exist = False
         self._state = "open"  # open -> completed | failed -> aborted
+        # Set by complete(): the version written and its tags, so promote needs no GET to learn them.
+        self.written: Written | None = None
 
     def write(self, chunk: bytes) -> None:
-        """Append bytes; ship a part whenever more than part_size is buffered."""
+        """Append bytes; ship a part whenever a full part is buffered and more bytes follow.
+
+        Each byte is copied once, into the part being filled; a full part is handed to its thread as it is
+        (the bytearray itself, never sliced or copied again) and a new one is started.
+        """
         self._require("open")
         self._collect_finished()
         if not chunk:
             return
         self._digest.update(chunk)
-        self._buffer += chunk
-        # Strictly more than one part: a file of exactly part_size stays a single PUT.
-        while len(self._buffer) > self._store.part_size:
-            self._ship(self._store.part_size)
+        part_size = self._store.part_size
+        view = memoryview(chunk)
+        while view:
+            # Strictly more than one part: a file of exactly part_size stays a single PUT.
+            if len(self._buffer) >= part_size:
+                self._ship()
+            room = part_size - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+
+    def sha256_hex(self) -> str:
+        """The SHA-256 of every byte written so far (callers need not hash the same bytes again)."""
+        return self._digest.hexdigest()
 
     def complete(self, *, sha256_hex: str) -> None:
         """Finish the object, tagged scan-status=pending and sha256=<digest>."""
@@ -154,13 +178,7 @@ class S3StagedUpload:
         if self._state != state:
             raise RuntimeError(f"upload is {self._state}, expected {state}")
 
-    def _take(self, size: int) -> bytes:
-        with memoryview(self._buffer) as view:
-            part = bytes(view[:size])
-        del self._buffer[:size]
-        return part
-
-    def _ship(self, size: int) -> None:
+    def _ship(self) -> None:
         if self._upload_id is None:
             self._start_multipart()
         if self._next_part > MAX_PARTS:
@@ -171,7 +189,7 @@ class S3StagedUpload:
         while len(self._in_flight) >= self._store.max_parts_in_flight:
             self._collect(self._in_flight.popleft())
         assert self._executor is not None
-        part = self._take(size)
+        part, self._buffer = self._buffer, bytearray()  # handed over whole: no copy
         self._in_flight.append(self._executor.submit(self._upload_part, self._next_part, part))
         self._next_part += 1
 
@@ -193,7 +211,7 @@ class S3StagedUpload:
             max_workers=self._store.max_parts_in_flight, thread_name_prefix="s3-part"
         )
 
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, data: bytearray) -> dict[str, Any]:
         with translated("upload_part"):
             response = self._client.upload_part(
                 Bucket=self._store.bucket,
@@ -225,11 +243,10 @@ class S3StagedUpload:
             self._collect(self._in_flight.popleft())
 
     def _put_whole(self, tags: dict[str, str]) -> None:
-        body = bytes(self._buffer)
-        self._buffer = bytearray()
+        body, self._buffer = self._buffer, bytearray()  # botocore takes a bytearray as it is
         self._object_may_exist = True
         with translated("put_object"):
-            self._client.put_object(
+            response = self._client.put_object(
                 Bucket=self._store.bucket,
                 Key=self._key,
                 Body=body,
@@ -240,10 +257,11 @@ class S3StagedUpload:
                 ChecksumSHA256=base64.b64encode(self._digest.digest()).decode("ascii"),
                 **self._store.encryption_args(),
             )
+        self.written = Written(response.get("VersionId"), dict(tags))
 
     def _finish_multipart(self, tags: dict[str, str]) -> None:
         if self._buffer:
-            self._ship(len(self._buffer))
+            self._ship()
         while self._in_flight:
             self._collect(self._in_flight.popleft())
         self._object_may_exist = True
@@ -260,6 +278,7 @@ class S3StagedUpload:
             self._client.put_object_tagging(
                 Bucket=self._store.bucket, Key=self._key, Tagging=tag_set(tags), **version
             )
+        self.written = Written(response.get("VersionId"), dict(tags))
 
     def _shutdown(self) -> None:
         if self._executor is not None:

@@ -58,6 +58,9 @@ class StagedUpload(Protocol):
     def complete(self, *, sha256_hex: str) -> None:
         """Finish the object, still pending, recording its SHA-256."""
 
+    def sha256_hex(self) -> str:
+        """The SHA-256 of the bytes written so far: the one hash of an upload (callers do not hash again)."""
+
     def abort(self) -> None:
         """Remove everything written so far."""
 
@@ -73,8 +76,11 @@ class DocumentStore(Protocol):
     def begin_upload(self, key: str, *, content_type: str, filename: str | None = None) -> StagedUpload:
         """Start writing a new object under ``key``, to be served as an attachment named ``filename``."""
 
-    def promote(self, key: str) -> None:
-        """Mark the object clean so it may be read and downloaded."""
+    def promote(self, key: str, *, written: object | None = None) -> None:
+        """Mark the object clean so it may be read and downloaded.
+
+        `written` is the completed staged upload's `written` record (version and tags), when the caller has it.
+        """
 
     def delete(self, key: str) -> None:
         """Remove the object and every version of it."""

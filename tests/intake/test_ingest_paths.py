@@ -1,0 +1,70 @@
+"""The two paths of `uploads.ingest` (a small file on the request thread, a large one through lanes with S3
+fed from the PDF spool) store the same bytes under the one SHA-256, and fail cleanly on a storage outage.
+
+Unit tests of the streaming logic: the in-memory store and the fake scanner stand in for S3 and clamd
+(the live upload tests cover the real ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from gateway.intake import uploads
+from gateway.scanning import FakeScanner
+from gateway.storage.memory import InMemoryDocumentStore
+
+pytestmark = pytest.mark.one_database
+
+MIB = 1024 * 1024
+
+
+def _pdf(size: int) -> bytes:
+    body = b"%PDF-1.7\n" + os.urandom(size)
+    return body
+
+
+def _chunks(data: bytes, piece: int = 256 * 1024):
+    for start in range(0, len(data), piece):
+        yield data[start:start + piece]
+
+
+@pytest.mark.parametrize("size", [2000, 3 * MIB], ids=["inline", "lanes"])
+def test_both_paths_store_the_bytes_under_their_one_hash(size, tmp_path):
+    data, store, scanner = _pdf(size), InMemoryDocumentStore(), FakeScanner()
+    ingested = uploads.ingest(_chunks(data), scanner=scanner, store=store, max_bytes=10 * MIB,
+                              spool_dir=str(tmp_path))
+    try:
+        assert ingested.sha256 == hashlib.sha256(data).hexdigest() and ingested.size == len(data)
+        assert store.objects[ingested.storage_key].data == data  # the store re-checks the hash at complete
+        assert ingested.spool_path.read_bytes() == data
+        assert ingested.verdict.is_clean
+    finally:
+        ingested.discard_spool()
+
+
+def test_storage_failing_mid_stream_leaves_nothing(tmp_path):
+    store, scanner = InMemoryDocumentStore(), FakeScanner()
+    data = _pdf(4 * MIB)
+
+    def failing_midway():
+        for index, chunk in enumerate(_chunks(data)):
+            if index == 8:  # past the read-ahead: the lanes (and the spool-fed S3 lane) are running
+                store.available = False
+            yield chunk
+
+    with pytest.raises(uploads.StorageDown):
+        uploads.ingest(failing_midway(), scanner=scanner, store=store, max_bytes=10 * MIB, spool_dir=str(tmp_path))
+    # Nothing was completed (the unfinished upload is the sweeper's, as with S3 down) and the spool is gone.
+    assert store.objects == {}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unstored_types_are_still_hashed_and_scanned_in_full():
+    data = b"MZ" + os.urandom(3 * MIB)  # not a type we accept: scanned, hashed, never stored
+    store = InMemoryDocumentStore()
+    ingested = uploads.ingest(_chunks(data), scanner=FakeScanner(), store=store, max_bytes=10 * MIB)
+    assert ingested.storage_key is None and ingested.sha256 == hashlib.sha256(data).hexdigest()
+    assert store.objects == {}

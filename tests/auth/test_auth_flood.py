@@ -156,7 +156,7 @@ def test_over_the_limit_a_bad_credential_costs_no_lookup_no_signature_check_no_q
     from gateway.auth import web
 
     calls = {"lookup": 0, "verify": 0}
-    lookup, tokens = web.authenticate_api_key, flood_app.extensions["gateway.auth"].tokens
+    lookup, tokens = web.authenticate_api_key_with_org, flood_app.extensions["gateway.auth"].tokens
     verify = tokens.verify
 
     def counting_lookup(*args, **kwargs):
@@ -167,7 +167,7 @@ def test_over_the_limit_a_bad_credential_costs_no_lookup_no_signature_check_no_q
         calls["verify"] += 1
         return verify(*args, **kwargs)
 
-    monkeypatch.setattr(web, "authenticate_api_key", counting_lookup)
+    monkeypatch.setattr(web, "authenticate_api_key_with_org", counting_lookup)
     monkeypatch.setattr(tokens, "verify", counting_verify)
     statements: list[str] = []
 

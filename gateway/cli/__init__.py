@@ -142,9 +142,14 @@ def show_config(ctx: Context, as_json: bool):
 @click.option("--maintenance", is_flag=True,
               help="Also (or, without --facility, only) the gateway's own queue: webhooks, e-mail, sweeps, batches.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--fork", is_flag=True,
+              help="Run each job in a work horse forked from this warm process (isolation; slower) instead of "
+                   "in the worker process itself.")
 @pass_context
-def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: bool):
-    """Run an RQ worker on the given facilities' queues (SIGTERM finishes the job in hand)."""
+def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: bool, fork: bool):
+    """Run an RQ worker on the given facilities' queues (SIGTERM finishes the job in hand).
+
+    Jobs run in this process on a runtime built once (gateway.routing.workers explains the model)."""
     from gateway.facilities.service import list_facilities
     from gateway.routing import queues
     from gateway.routing.workers import run_worker
@@ -155,4 +160,5 @@ def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, burst: 
     if unknown:
         fail(f"unknown facility: {', '.join(unknown)}", False, "FACILITY_UNKNOWN", 2)
     names = [queues.facility_queue(code) for code in facilities] + ([queues.MAINTENANCE] if maintenance else [])
-    run_worker(ctx.settings, names or queues.all_queues(known), burst=burst)
+    ctx.db.dispose()  # the runtime builds the worker's own engine; this one only listed the facilities
+    run_worker(ctx.settings, names or queues.all_queues(known), burst=burst, fork=fork)

@@ -108,6 +108,7 @@ class InboxSink:
     """The default: the request waits in the staff queue (GET /v1/facilities/{code}/queue); nothing to push."""
 
     kind: ClassVar[str] = "inbox"
+    needs_resource: ClassVar[bool] = False
 
     def deliver(self, handoff: Handoff) -> dict:
         """Nothing to do: routing already put the request in the staff queue."""
@@ -136,6 +137,7 @@ class WebhookSink:
     """
 
     kind: ClassVar[str] = "webhook"
+    needs_resource: ClassVar[bool] = False  # ids and hashes only
 
     def __init__(self, url: str, secret: str, *, sender: Sender | None = None) -> None:
         if not secret:

@@ -123,6 +123,8 @@ class Settings:
     # Seconds between relay passes when nothing woke it.  On PostgreSQL the relay LISTENs and a commit that
     # wrote an outbox row wakes it at once (NOTIFY), so this is only the fallback; SQLite relies on it.
     outbox_poll_interval: float = 0.1
+    # Seconds a relay owns the rows it claimed; rows of a relay that died are published by another after it.
+    outbox_lease: int = 60
     # RQ jobs: seconds a job may run before it is stopped (SIGALRM in the worker) and retried.  A worker
     # killed mid-job leaves its job "started"; the job is retried once this plus a short margin has
     # passed without the worker finishing it, found by a worker's registry sweep every

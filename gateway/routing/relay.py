@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from gateway import outbox
 from gateway.db import Database
@@ -57,10 +58,11 @@ def relay_name() -> str:
 
 
 def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = None, batch: int = 100,
-                max_backoff: float = 60.0) -> PublishResult:
+                max_backoff: float = 60.0, lease: float | None = None) -> PublishResult:
     """Publish one batch of due rows; on a broker outage the rest of the batch waits."""
     result = PublishResult()
-    claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch)
+    claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch,
+                           lease=outbox.LEASE if lease is None else timedelta(seconds=lease))
     published: list[tuple[outbox.Claimed, str]] = []
     try:
         _publish(db, dispatcher, claimed, published, result, max_backoff)
@@ -210,7 +212,7 @@ class Waker:
 
 
 def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: int = 100, idle: float = 0.1,
-        max_backoff: float = 60.0, on_idle=None, listen: bool = True) -> None:
+        max_backoff: float = 60.0, on_idle=None, listen: bool = True, lease: float | None = None) -> None:
     """Relay until `stop` is set; `on_idle` runs housekeeping between passes.
 
     Between passes it waits up to `idle` seconds, less when a commit NOTIFYs it (PostgreSQL, `listen`)."""
@@ -218,16 +220,16 @@ def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: i
     waker = Waker(db, listen=listen)
     try:
         _run(db, dispatcher, waker, name, stop=stop, batch=batch, idle=idle, max_backoff=max_backoff,
-             on_idle=on_idle)
+             on_idle=on_idle, lease=lease)
     finally:
         waker.close()
     log.info("relay stopped")
 
 
-def _run(db, dispatcher, waker: Waker, name: str, *, stop, batch, idle, max_backoff, on_idle) -> None:
+def _run(db, dispatcher, waker: Waker, name: str, *, stop, batch, idle, max_backoff, on_idle, lease) -> None:
     while not stop.is_set():
         try:
-            result = publish_due(db, dispatcher, relay=name, batch=batch, max_backoff=max_backoff)
+            result = publish_due(db, dispatcher, relay=name, batch=batch, max_backoff=max_backoff, lease=lease)
         except Exception as error:  # a database hiccup must not kill the relay; it tries again
             log.error("relay pass failed", extra={"exception_type": type(error).__name__})
             result = PublishResult()

@@ -59,42 +59,40 @@ def relay_name() -> str:
 
 def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = None, batch: int = 100,
                 max_backoff: float = 60.0, lease: float | None = None) -> PublishResult:
-    """Publish one batch of due rows; on a broker outage the rest of the batch waits."""
+    """Publish one batch of due rows; on a broker outage the rest of the batch waits.
+
+    Work first: the pass enqueues its route rows and marks them (one transaction) before it fans out
+    the notifications (one more), so a hand-over never waits behind e-mail and webhook bookkeeping."""
     result = PublishResult()
     claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch,
                            lease=outbox.LEASE if lease is None else timedelta(seconds=lease))
+    routes = [m for m in claimed if m.kind == outbox.ROUTE]
     published: list[tuple[outbox.Claimed, str]] = []
     try:
-        _publish(db, dispatcher, claimed, published, result, max_backoff)
+        _enqueue(db, dispatcher, routes, published, result, max_backoff)
     finally:
         mark_published(db, published)  # also when the broker went away mid-pass: what was enqueued is sent
+    notifications = [m for m in claimed if m.kind == outbox.NOTIFY]
+    fan_out_all(db, notifications)  # notifications need no broker: they go out during an outage too
+    result.notified += len(notifications)
     return result
 
 
-def _publish(db: Database, dispatcher: Dispatcher, claimed: list[outbox.Claimed],
-             published: list[tuple[outbox.Claimed, str]], result: PublishResult, max_backoff: float) -> PublishResult:
-    for index, message in enumerate(claimed):
-        if message.kind == outbox.NOTIFY:
-            fan_out(db, message)
-            result.notified += 1
-            continue
+def _enqueue(db: Database, dispatcher: Dispatcher, routes: list[outbox.Claimed],
+             published: list[tuple[outbox.Claimed, str]], result: PublishResult, max_backoff: float) -> None:
+    for index, message in enumerate(routes):
         job_id = f"route-{message.id}"
         try:
             dispatcher.enqueue(message.queue, ROUTE_JOB, [message.request_id, message.step], job_id=job_id,
                                at_front=message.at_front)
         except DispatchUnavailable as error:
-            waiting = [m.id for m in claimed[index:] if m.kind == outbox.ROUTE]
+            waiting = [m.id for m in routes[index:]]
             outbox.release(db, waiting, error=str(error), max_backoff=max_backoff)
-            for later in claimed[index:]:  # notifications need no broker: they go out now
-                if later.kind == outbox.NOTIFY:
-                    fan_out(db, later)
-                    result.notified += 1
             result.deferred += len(waiting)
             log.warning("queue broker unavailable; outbox rows wait", extra={"rows": len(waiting)})
-            return result
+            return
         published.append((message, job_id))
         result.published += 1
-    return result
 
 
 def mark_published(db: Database, published: list[tuple[outbox.Claimed, str]]) -> None:
@@ -113,21 +111,43 @@ def mark_published(db: Database, published: list[tuple[outbox.Claimed, str]]) ->
             enter_queue(session, locked[message.request_id], message.queue)
 
 
+def fan_out_all(db: Database, messages: list[outbox.Claimed]) -> None:
+    """The pass's notify rows fanned out and marked in one transaction; should that fail, one transaction
+    each, so that one bad row cannot hold the others back."""
+    if not messages:
+        return
+    try:
+        with db.transaction() as session:
+            for message in messages:
+                _fan_out(session, message)
+        return
+    except Exception as error:
+        if len(messages) == 1:
+            raise
+        log.warning("fan-out batch failed; one by one", extra={"exception_type": type(error).__name__})
+    for message in messages:
+        fan_out(db, message)
+
+
 def fan_out(db: Database, message: outbox.Claimed) -> None:
     """A notify row becomes one webhook delivery per subscribed webhook and one e-mail per portal user who
     wants it, once each (the row's id is the event's), in one transaction with marking the row sent."""
+    with db.transaction() as session:
+        _fan_out(session, message)
+
+
+def _fan_out(session, message: outbox.Claimed) -> None:
     from gateway.mail.service import MAIL_EVENTS, queue_for_event
     from gateway.webhooks.service import emit
 
     payload = message.payload or {}
     event_id, event_type, data = f"evt-{message.id}", payload["type"], payload.get("data") or {}
-    with db.transaction() as session:
-        emit(session, org_id=payload["org_id"], event_type=event_type, data=data, event_id=event_id)
-        label = request_label(session, message.request_id) if event_type in MAIL_EVENTS else None
-        if label is not None:
-            queue_for_event(session, event_id=event_id, event_type=event_type, org_id=payload["org_id"],
-                            request_id=message.request_id, data=data, label=label, actor=payload.get("actor"))
-        outbox.mark_sent(session, message.id, job_id=None)
+    emit(session, org_id=payload["org_id"], event_type=event_type, data=data, event_id=event_id)
+    label = request_label(session, message.request_id) if event_type in MAIL_EVENTS else None
+    if label is not None:
+        queue_for_event(session, event_id=event_id, event_type=event_type, org_id=payload["org_id"],
+                        request_id=message.request_id, data=data, label=label, actor=payload.get("actor"))
+    outbox.mark_sent(session, message.id, job_id=None)
 
 
 def request_label(session, request_id: str):

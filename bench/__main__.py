@@ -27,6 +27,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "routing": ["--submits", "100"],
     "queue_search": ["--sizes", "1000,5000", "--rounds", "3"],
     "batch": ["--items", "1000"],
+    "handoff": ["--jobs", "200"],
+    "relay": ["--submits", "150"],
 }
 
 

@@ -57,7 +57,7 @@ def relay_child(listen: bool, poll: float) -> None:
     dispatcher = RqDispatcher(build_redis(settings), job_timeout=settings.job_timeout)
     relay.publish_due(db, dispatcher)  # warm: imports, connections
     print("ready", flush=True)
-    relay.run(db, dispatcher, stop=stop, batch=100, idle=poll, listen=listen)
+    relay.run(db, dispatcher, stop=stop, batch=100, idle=poll, listen=listen, notifications_apart=True)
 
 
 def start_relay(settings, listen: bool, poll: float) -> subprocess.Popen:

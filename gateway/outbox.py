@@ -127,14 +127,15 @@ def _due(now: datetime):
 
 
 def claim(db: Database, *, relay: str, limit: int, now: datetime | None = None,
-          lease: timedelta = LEASE) -> list[Claimed]:
-    """Take up to `limit` due rows for this relay, oldest first."""
+          lease: timedelta = LEASE, kinds: tuple[str, ...] | None = None) -> list[Claimed]:
+    """Take up to `limit` due rows (of `kinds`, default all) for this relay, oldest first."""
     now = now or utcnow()
     token = f"{relay}:{uuid.uuid4().hex[:12]}"[:80]  # this call's claims, told apart from any other's
+    due = _due(now) if kinds is None else _due(now) & OutboxMessage.kind.in_(kinds)
     with db.transaction() as session:
-        due_ids = (select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.id).limit(limit)
+        due_ids = (select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
                    .with_for_update(skip_locked=True).scalar_subquery())
-        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), _due(now))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), due)
                         .values(state="claimed", claimed_by=token, claim_expires_at=now + lease),
                         execution_options={"synchronize_session": False})
         rows = session.scalars(select(OutboxMessage).where(OutboxMessage.claimed_by == token)

@@ -47,7 +47,8 @@ def outbox_relay(ctx, once, as_json):
     checkpointer = Checkpointer.from_settings(ctx.settings, ctx.db, build_checkpoint_store(ctx.settings))
     housekeeping = Housekeeping(ctx.settings, ctx.db, dispatcher, checkpointer=checkpointer)
     relay.run(ctx.db, dispatcher, stop=stop, batch=ctx.settings.outbox_batch_size,
-              idle=ctx.settings.outbox_poll_interval, lease=ctx.settings.outbox_lease, on_idle=housekeeping.tick)
+              idle=ctx.settings.outbox_poll_interval, lease=ctx.settings.outbox_lease, on_idle=housekeeping.tick,
+              notifications_apart=True)
 
 
 @main.group()

@@ -13,7 +13,9 @@ transaction that writes an outbox row NOTIFYs it (`outbox.wake_relays`), so
 a submit is picked up within milliseconds of its commit.  The short poll
 (`GATEWAY_OUTBOX_POLL_INTERVAL`) stays: it is what finds rows due later
 (backoff, expired leases), what SQLite relies on, and the fallback while the
-listening connection is down (it is reopened on the next wait).
+listening connection is down (it is reopened on the next wait).  `gateway
+outbox relay` fans out notifications in a companion thread of the relay
+(polling), so the woken passes only claim, enqueue and mark route rows.
 """
 
 from __future__ import annotations
@@ -58,13 +60,14 @@ def relay_name() -> str:
 
 
 def publish_due(db: Database, dispatcher: Dispatcher, *, relay: str | None = None, batch: int = 100,
-                max_backoff: float = 60.0, lease: float | None = None) -> PublishResult:
+                max_backoff: float = 60.0, lease: float | None = None,
+                kinds: tuple[str, ...] | None = None) -> PublishResult:
     """Publish one batch of due rows; on a broker outage the rest of the batch waits.
 
     Work first: the pass enqueues its route rows and marks them (one transaction) before it fans out
     the notifications (one more), so a hand-over never waits behind e-mail and webhook bookkeeping."""
     result = PublishResult()
-    claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch,
+    claimed = outbox.claim(db, relay=relay or relay_name(), limit=batch, kinds=kinds,
                            lease=outbox.LEASE if lease is None else timedelta(seconds=lease))
     routes = [m for m in claimed if m.kind == outbox.ROUTE]
     published: list[tuple[outbox.Claimed, str]] = []
@@ -232,24 +235,41 @@ class Waker:
 
 
 def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: int = 100, idle: float = 0.1,
-        max_backoff: float = 60.0, on_idle=None, listen: bool = True, lease: float | None = None) -> None:
+        max_backoff: float = 60.0, on_idle=None, listen: bool = True, lease: float | None = None,
+        notifications_apart: bool = False) -> None:
     """Relay until `stop` is set; `on_idle` runs housekeeping between passes.
 
-    Between passes it waits up to `idle` seconds, less when a commit NOTIFYs it (PostgreSQL, `listen`)."""
+    Between passes it waits up to `idle` seconds, less when a commit NOTIFYs it (PostgreSQL, `listen`).
+    `notifications_apart` (what `gateway outbox relay` does) fans out notify rows in a thread of their own,
+    polling, so that a pass woken by a submit only claims, enqueues and marks route rows: hand-overs never
+    wait behind webhook and e-mail bookkeeping."""
     name = relay_name()
     waker = Waker(db, listen=listen)
+    kinds = (outbox.ROUTE,) if notifications_apart else None
+    companion = None
+    if notifications_apart:
+        companion = threading.Thread(target=_run, name="relay-notifications", daemon=True, args=(
+            db, dispatcher, Waker(db, listen=False), f"{name}n"), kwargs={
+            "stop": stop, "batch": batch, "idle": idle, "max_backoff": max_backoff, "on_idle": None,
+            "lease": lease, "kinds": (outbox.NOTIFY,)})
+        companion.start()
     try:
         _run(db, dispatcher, waker, name, stop=stop, batch=batch, idle=idle, max_backoff=max_backoff,
-             on_idle=on_idle, lease=lease)
+             on_idle=on_idle, lease=lease, kinds=kinds)
     finally:
         waker.close()
+        if companion is not None:
+            stop.set()  # the companion ends with this loop, however it ended
+            companion.join(timeout=30)
     log.info("relay stopped")
 
 
-def _run(db, dispatcher, waker: Waker, name: str, *, stop, batch, idle, max_backoff, on_idle, lease) -> None:
+def _run(db, dispatcher, waker: Waker, name: str, *, stop, batch, idle, max_backoff, on_idle, lease,
+         kinds=None) -> None:
     while not stop.is_set():
         try:
-            result = publish_due(db, dispatcher, relay=name, batch=batch, max_backoff=max_backoff, lease=lease)
+            result = publish_due(db, dispatcher, relay=name, batch=batch, max_backoff=max_backoff, lease=lease,
+                                 kinds=kinds)
         except Exception as error:  # a database hiccup must not kill the relay; it tries again
             log.error("relay pass failed", extra={"exception_type": type(error).__name__})
             result = PublishResult()

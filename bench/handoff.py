@@ -45,12 +45,23 @@ from gateway.app import create_app
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
 from gateway.routing.queues import facility_queue
+from infra.localstack.redis import RedisProcess
 from tests.factories import bearer
 from tests.fixtures.live import settings_environment
 
 NOOP_QUEUE = "bench-noop"
 NOOP_JOB = "gateway.routing.jobs.noop"
 
+
+
+class PrivateRedisStack(BenchStack):
+    """The bench stack with a redis-server of its own: the shared local Redis (database 15) may carry other
+    benchmarks' jobs at the same time, and their clean-ups would delete this run's."""
+
+    def _redis_url(self) -> str:
+        server = RedisProcess(workdir=self.workdir / "redis").start()
+        self._stops.append(server.stop)
+        return server.url
 
 def worker_main(queues: list[str], fork: bool) -> None:
     """The child: one worker, burst mode, on settings from the environment (as `gateway worker` does)."""
@@ -76,12 +87,22 @@ def job_figures(connection, job_ids: list[str]) -> dict:
     """Throughput and per-job times from RQ's started_at/ended_at stamps."""
     jobs = [j for j in Job.fetch_many(job_ids, connection=connection, serializer=JSONSerializer) if j]
     done = [j for j in jobs if j.get_status() == "finished" and j.started_at and j.ended_at]
+    errors = sorted({_why(j) for j in jobs if j.get_status() != "finished"})
+    for error in errors:
+        print(f"  a job did not finish: {error}", flush=True)
     if not done:
         return {"done": 0, "failed": len(jobs), "per_s": 0.0, "p50": 0.0, "p99": 0.0}
     span = (max(j.ended_at for j in done) - min(j.started_at for j in done)).total_seconds()
     each = [(j.ended_at - j.started_at).total_seconds() * 1e3 for j in done]
     return {"done": len(done), "failed": len(jobs) - len(done), "per_s": len(done) / span if span else 0.0,
             "p50": percentile(each, 50), "p99": percentile(each, 99)}
+
+
+def _why(job: Job) -> str:
+    """A job's status and the last line of its latest error (exception types and our messages: no PHI)."""
+    result = job.latest_result()
+    lines = (result.exc_string or "").strip().splitlines() if result else []
+    return f"{job.get_status()}: {lines[-1][:160] if lines else '(no error recorded)'}"
 
 
 def prepare_handovers(db, client, headers, connection, count: int, offset: int) -> list[str]:
@@ -123,7 +144,7 @@ def main() -> None:
         database_url = create_pg_database()
     rows = []
     try:
-        with BenchStack(database_url=database_url) as stack:
+        with PrivateRedisStack(database_url=database_url) as stack:
             settings = dataclasses.replace(stack.settings, log_level="WARNING")
             connection = build_redis(settings)
             delete_keys(connection)

@@ -39,11 +39,21 @@ from gateway.adapters import build_redis
 from gateway.app import create_app
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
+from infra.localstack.redis import RedisProcess
 from tests.factories import bearer
 from tests.fixtures.live import settings_environment
 
 GAP_MS = 20
 
+
+class PrivateRedisStack(BenchStack):
+    """The bench stack with a redis-server of its own: the shared local Redis (database 15) may carry other
+    benchmarks' jobs at the same time, and their clean-ups would delete this run's."""
+
+    def _redis_url(self) -> str:
+        server = RedisProcess(workdir=self.workdir / "redis").start()
+        self._stops.append(server.stop)
+        return server.url
 
 def relay_child(listen: bool, poll: float) -> None:
     """The relay process: settings from the environment; says "ready" once it is about to relay."""
@@ -119,7 +129,7 @@ def main() -> None:
     database_url = create_pg_database()
     rows = []
     try:
-        with BenchStack(database_url=database_url) as stack:
+        with PrivateRedisStack(database_url=database_url) as stack:
             settings = dataclasses.replace(stack.settings, log_level="WARNING")
             connection = build_redis(settings)
             delete_keys(connection)

@@ -84,35 +84,50 @@ def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_
               sender: Sender | None = None) -> dict:
     """Deliver once: skip a step already done or a request closed meanwhile; a sink failure raises (retry).
 
-    The sink is called outside any transaction, so a slow facility system never holds the database.
+    A sink that does I/O (webhook, folder) is called outside any transaction, so a slow facility system
+    never holds the database; its effect is recorded in a second transaction.  Where nothing leaves the
+    process (the inbox, a review queue, a skip), the effect is recorded in the same transaction as the
+    checks: one transaction per hand-over.  It is a write transaction (BEGIN IMMEDIATE on SQLite), so the
+    read-then-write cannot fail on a snapshot another writer moved.
     """
     queue = step.rsplit("#", 1)[0]
-    sink = handoff = None
-    with db.transaction() as session:
-        if session.scalar(select(JobEffect.id).where(JobEffect.request_id == request_id,
-                                                     JobEffect.step == step)) is not None:
-            return {"duplicate": True}
-        req = session.get(RecordsRequest, request_id)
-        if req is None or req.status in CLOSED_STATUSES:
-            receipt = {"skipped": req.status if req else "missing"}
-        elif req.hold_reason == AUTH_REVOKED:  # the patient revoked the authorization: nothing goes out
-            receipt = {"skipped": "revoked"}
-        elif queue in REVIEW_QUEUES:
-            receipt = {"sink": "review"}  # reviewers work it through the staff API
-        else:
-            receipt = None
-            sink = sink_for(session, req.facility, store, settings, sender)
-            handoff = handoff_of(session, req, queue, clock=clock,
-                                 with_resource=getattr(sink, "needs_resource", True))
-    if sink is not None:
-        receipt = sink.deliver(handoff)
     try:
-        with db.transaction() as session:
-            session.add(JobEffect(request_id=request_id, step=step, receipt=receipt))
-            session.flush()
+        with db.write_transaction() as session:
+            if session.scalar(select(JobEffect.id).where(JobEffect.request_id == request_id,
+                                                         JobEffect.step == step)) is not None:
+                return {"duplicate": True}
             req = session.get(RecordsRequest, request_id)
-            if req is not None and "skipped" not in receipt:
-                add_event(session, req, "handed_over", "worker", queue=queue, **receipt)
+            sink = handoff = None
+            if req is None or req.status in CLOSED_STATUSES:
+                receipt = {"skipped": req.status if req else "missing"}
+            elif req.hold_reason == AUTH_REVOKED:  # the patient revoked the authorization: nothing goes out
+                receipt = {"skipped": "revoked"}
+            elif queue in REVIEW_QUEUES:
+                receipt = {"sink": "review"}  # reviewers work it through the staff API
+            else:
+                sink = sink_for(session, req.facility, store, settings, sender)
+                handoff = handoff_of(session, req, queue, clock=clock,
+                                     with_resource=getattr(sink, "needs_resource", True))
+                receipt = None
+            if sink is None or not getattr(sink, "does_io", True):
+                receipt = receipt if sink is None else sink.deliver(handoff)
+                _record(session, req, step=step, queue=queue, receipt=receipt, request_id=request_id)
+                return receipt
     except IntegrityError:  # a concurrent delivery of the same step recorded it first
         return {"duplicate": True}
+    receipt = sink.deliver(handoff)
+    try:
+        with db.transaction() as session:
+            _record(session, session.get(RecordsRequest, request_id), step=step, queue=queue, receipt=receipt,
+                    request_id=request_id)
+    except IntegrityError:
+        return {"duplicate": True}
     return receipt
+
+
+def _record(session, req: RecordsRequest | None, *, request_id: str, step: str, queue: str, receipt: dict) -> None:
+    """The step's effect (unique per request and step) and, for a real hand-over, the timeline event."""
+    session.add(JobEffect(request_id=request_id, step=step, receipt=receipt))
+    session.flush()
+    if req is not None and "skipped" not in receipt:
+        add_event(session, req, "handed_over", "worker", queue=queue, **receipt)

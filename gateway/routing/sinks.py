@@ -109,6 +109,7 @@ class InboxSink:
 
     kind: ClassVar[str] = "inbox"
     needs_resource: ClassVar[bool] = False
+    does_io: ClassVar[bool] = False  # its effect is recorded in the hand-over's one transaction
 
     def deliver(self, handoff: Handoff) -> dict:
         """Nothing to do: routing already put the request in the staff queue."""

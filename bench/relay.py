@@ -29,6 +29,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ from tests.factories import bearer
 from tests.fixtures.live import settings_environment
 
 GAP_MS = 20
+LOG = os.path.join(tempfile.gettempdir(), f"bench-relay-{os.getpid()}.log")
 
 
 class PrivateRedisStack(BenchStack):
@@ -73,7 +75,9 @@ def relay_child(listen: bool, poll: float) -> None:
 def start_relay(settings, listen: bool, poll: float) -> subprocess.Popen:
     env = {**os.environ, **settings_environment(settings)}
     argv = [sys.executable, "-m", "bench.relay", "--relay-child", "listen" if listen else "poll", "--poll", str(poll)]
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    log = open(LOG, "a")  # the relay's own log lines (errors among them), summarised after the run
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    log.close()
     if child.stdout.readline().strip() != "ready":
         raise RuntimeError("the relay process did not start")
     time.sleep(0.3)  # from "ready" to its first wait (LISTEN is issued there)
@@ -166,6 +170,13 @@ def main() -> None:
               f"{percentile(lat, 99):>8.2f} {max(lat):>8.2f} {percentile(lat, 50) / raw_p50:>7.1f}× "
               f"{percentile(lat, 99) / raw_p99:>7.1f}× {wall:>7.1f}")
     print(f"{'RAW enqueue':<14} {len(raw):>5} {raw_p50:>8.3f} {'':>8} {raw_p99:>8.3f}")
+    if os.path.exists(LOG):
+        with open(LOG) as log:
+            problems = sorted({line.split('"message": ')[-1][:100].strip() for line in log
+                               if '"level": "error"' in line or '"level": "warning"' in line})
+        os.unlink(LOG)
+        for problem in problems:
+            print(f"relay logged: {problem}")
     listen = rows[0][1]
     if listen:
         print(f"target with LISTEN/NOTIFY: p50 ≤ 20 ms ({percentile(listen, 50):.1f}), p99 ≤ 100 ms "

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from gateway import outbox
 from gateway.db import Database
 from gateway.intake.lifecycle import lock_in
@@ -106,6 +108,16 @@ def mark_published(db: Database, published: list[tuple[outbox.Claimed, str]]) ->
     published again; consumers deduplicate on the step."""
     if not published:
         return
+    try:
+        _mark(db, published)
+    except DBAPIError as error:
+        # Already enqueued: marking again beats waiting out the lease and publishing everything twice.  A
+        # deadlock or a dropped connection is what this meets; a second failure propagates (lease applies).
+        log.warning("marking published rows failed; once more", extra={"exception_type": type(error).__name__})
+        _mark(db, published)
+
+
+def _mark(db: Database, published: list[tuple[outbox.Claimed, str]]) -> None:
     with db.write_transaction() as session:
         locked = {request_id: lock_in(session, request_id)
                   for request_id in sorted({message.request_id for message, _ in published})}

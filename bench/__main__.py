@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "batch": ["--items", "1000"],
     "reading": ["--pages", "3"],
     "load": ["--duration", "20", "--drain", "15"],
+    "handoff": ["--jobs", "200"],
+    "relay": ["--submits", "150"],
 }
 
 

@@ -25,13 +25,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, or_, select, update
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, or_, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gateway.db import Base, Database, UTCDateTime, utcnow
 
 LEASE = timedelta(seconds=60)
 ROUTE, NOTIFY = "route", "notify"
+# PostgreSQL channel a commit that wrote outbox rows notifies (relays LISTEN on it; see gateway.routing.relay).
+CHANNEL = "gateway_outbox"
+_NOTIFIED = "gateway.outbox_notified"  # session.info: the transaction that already notified
 
 
 class OutboxMessage(Base):
@@ -83,6 +86,7 @@ def add_route(session: Session, *, request_id: str, queue: str, at_front: bool =
                             next_attempt_at=utcnow())
     session.add(message)
     session.flush()
+    wake_relays(session)
     return message
 
 
@@ -98,7 +102,21 @@ def add_notification(session: Session, *, request_id: str, org_id: str, event_ty
                             state="pending", next_attempt_at=utcnow())
     session.add(message)
     session.flush()
+    wake_relays(session)
     return message
+
+
+def wake_relays(session: Session) -> None:
+    """On PostgreSQL, NOTIFY the relays in this transaction: delivered when it commits, never if it rolls back,
+    so a relay woken by it finds the row.  Once per transaction (the server would fold repeats anyway); no-op
+    on SQLite, whose relay keeps polling."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    transaction = session.get_transaction()
+    if session.info.get(_NOTIFIED) is transaction:
+        return
+    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    session.info[_NOTIFIED] = transaction
 
 
 def _due(now: datetime):
@@ -109,14 +127,15 @@ def _due(now: datetime):
 
 
 def claim(db: Database, *, relay: str, limit: int, now: datetime | None = None,
-          lease: timedelta = LEASE) -> list[Claimed]:
-    """Take up to `limit` due rows for this relay, oldest first."""
+          lease: timedelta = LEASE, kinds: tuple[str, ...] | None = None) -> list[Claimed]:
+    """Take up to `limit` due rows (of `kinds`, default all) for this relay, oldest first."""
     now = now or utcnow()
     token = f"{relay}:{uuid.uuid4().hex[:12]}"[:80]  # this call's claims, told apart from any other's
+    due = _due(now) if kinds is None else _due(now) & OutboxMessage.kind.in_(kinds)
     with db.transaction() as session:
-        due_ids = (select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.id).limit(limit)
+        due_ids = (select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
                    .with_for_update(skip_locked=True).scalar_subquery())
-        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), _due(now))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), due)
                         .values(state="claimed", claimed_by=token, claim_expires_at=now + lease),
                         execution_options={"synchronize_session": False})
         rows = session.scalars(select(OutboxMessage).where(OutboxMessage.claimed_by == token)

@@ -4,15 +4,18 @@ Jobs are plain functions of ids; they take their dependencies from
 `runtime()` instead of building engines and clients themselves.  The first
 job in a process builds it from the environment; a process that already has
 the pieces (a test, a CLI command) installs its own with `install`, which is
-also how tests freeze the clock or catch the mail.  RQ's default worker runs
-each job in a forked work horse, so there "once per process" is once per job
-until workers stop forking (issue 18).
+also how tests freeze the clock or catch the mail.  `gateway worker` builds
+it before its first job and runs jobs in its own process (no work horse per
+job, see gateway.routing.workers), so "once per process" really is once per
+worker: the engine's pool, the S3 client's connections and the webhook sender
+are reused by every job.  Nothing here opens a connection while being built.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.clock import Clock, SystemClock
 from gateway.db import Database
@@ -31,17 +34,10 @@ class Runtime:
     db: Database
     clock: Clock
     mailer: Mailer
-    # Built on first use: only the jobs that read stored documents need them.
-    _store: object | None = None
-    _reader: object | None = None
-
-    def store(self):
-        """The document store (S3), built once."""
-        if self._store is None:
-            from gateway.adapters import build_store
-
-            self._store = build_store(self.settings)
-        return self._store
+    store: Any = None  # DocumentStore (S3)
+    scanner: Any = None  # Scanner (clamd)
+    sender: Any = None  # the webhook Sender (facility webhook sinks); stateless, shared by every job
+    _reader: Any = None  # built on first use: only the reading job needs Tesseract
 
     def reader(self):
         """The form reader (pypdf and Tesseract), built once, whatever GATEWAY_READING_ENABLED says: a job
@@ -56,14 +52,24 @@ class Runtime:
     def from_settings(cls, settings: Settings, **overrides) -> Runtime:
         """Build every part from settings; tests may pass any part by name."""
         from gateway import models  # noqa: F401  (every table, so foreign keys across domains resolve in a job)
-        from gateway.adapters import build_mailer
+        from gateway.adapters import build_mailer, build_store
+        from gateway.scanning import ClamdScanner
+        from gateway.webhooks.sender import Sender
 
         parts = {"db": overrides.pop("db", None) or Database.from_settings(settings),
                  "clock": overrides.pop("clock", None) or SystemClock.from_settings(settings),
-                 "mailer": overrides.pop("mailer", None) or build_mailer(settings)}
+                 "mailer": overrides.pop("mailer", None) or build_mailer(settings),
+                 "store": overrides.pop("store", None) or build_store(settings),
+                 "scanner": overrides.pop("scanner", None)
+                 or ClamdScanner(list(settings.clamd_addresses), timeout=settings.clamd_timeout),
+                 "sender": overrides.pop("sender", None) or Sender.from_settings(settings)}
         if overrides:
             raise TypeError(f"unknown runtime parts: {sorted(overrides)}")
         return cls(settings=settings, **parts)
+
+    def close(self) -> None:
+        """Give back the database connections (a worker's warm shutdown, a test's teardown)."""
+        self.db.dispose()
 
 
 def runtime() -> Runtime:

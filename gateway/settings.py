@@ -133,6 +133,17 @@ class Settings:
     webhook_timeout: float = 10.0
     # Routing: where facility "folder" sinks may write (manifests + documents for file-pickup systems).
     outbox_batch_size: int = 100
+    # Seconds between relay passes when nothing woke it.  On PostgreSQL the relay LISTENs and a commit that
+    # wrote an outbox row wakes it at once (NOTIFY), so this is only the fallback; SQLite relies on it.
+    outbox_poll_interval: float = 0.1
+    # Seconds a relay owns the rows it claimed; rows of a relay that died are published by another after it.
+    outbox_lease: int = 60
+    # RQ jobs: seconds a job may run before it is stopped (SIGALRM in the worker) and retried.  A worker
+    # killed mid-job leaves its job "started"; the job is retried once this plus a short margin has
+    # passed without the worker finishing it, found by a worker's registry sweep every
+    # `worker_maintenance_interval` seconds.
+    job_timeout: int = 180
+    worker_maintenance_interval: int = 60
     # E-mail to portal users (status changes, new messages, stale-work warnings, due-date extensions):
     # sent by RQ jobs through this SMTP server, never from a web request.  `smtp_security` is `none`
     # (plain SMTP: only for a loopback relay or `make run`'s catcher), `starttls` (usually port 587)

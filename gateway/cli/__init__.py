@@ -146,11 +146,15 @@ def show_config(ctx: Context, as_json: bool):
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve this worker's Prometheus metrics (hand-over latency) on this port.")
+@click.option("--fork", is_flag=True,
+              help="Run each job in a work horse forked from this warm process (isolation; slower) instead of "
+                   "in the worker process itself.")
 @pass_context
 def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, all_facilities: bool, review: bool,
-           burst: bool, metrics_port: int | None):
+           burst: bool, metrics_port: int | None, fork: bool):
     """Run an RQ worker on the given queues, by default all of them (SIGTERM finishes the job in hand).
 
+    Jobs run in this process on a runtime built once (gateway.routing.workers explains the model).
     Deployments run one worker class per kind of queue (review, facilities, maintenance) and scale each
     on its own queue length (infra/k8s/, docker-compose.yml)."""
     if metrics_port is not None:
@@ -169,7 +173,8 @@ def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, all_fac
     chosen = known if all_facilities else list(facilities)
     names = ([*REVIEW_QUEUES] if review else []) + [queues.facility_queue(code) for code in chosen] \
         + ([queues.MAINTENANCE] if maintenance else [])
-    run_worker(ctx.settings, names or queues.all_queues(known), burst=burst)
+    ctx.db.dispose()  # the runtime builds the worker's own engine; this one only listed the facilities
+    run_worker(ctx.settings, names or queues.all_queues(known), burst=burst, fork=fork)
 
 
 def serve_worker_metrics(port: int) -> None:

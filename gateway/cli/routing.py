@@ -35,7 +35,7 @@ def outbox_relay(ctx, once, as_json):
     from gateway.routing.dispatch import RqDispatcher
     from gateway.routing.housekeeping import Housekeeping
 
-    dispatcher = RqDispatcher(build_redis(ctx.settings))
+    dispatcher = RqDispatcher(build_redis(ctx.settings), job_timeout=ctx.settings.job_timeout)
     if once:
         result = relay.publish_due(ctx.db, dispatcher, batch=ctx.settings.outbox_batch_size)
         emit({"published": result.published, "deferred": result.deferred, "notified": result.notified}, as_json,
@@ -46,7 +46,9 @@ def outbox_relay(ctx, once, as_json):
         signal.signal(signum, lambda *_: stop.set())
     checkpointer = Checkpointer.from_settings(ctx.settings, ctx.db, build_checkpoint_store(ctx.settings))
     housekeeping = Housekeeping(ctx.settings, ctx.db, dispatcher, checkpointer=checkpointer)
-    relay.run(ctx.db, dispatcher, stop=stop, batch=ctx.settings.outbox_batch_size, on_idle=housekeeping.tick)
+    relay.run(ctx.db, dispatcher, stop=stop, batch=ctx.settings.outbox_batch_size,
+              idle=ctx.settings.outbox_poll_interval, lease=ctx.settings.outbox_lease, on_idle=housekeeping.tick,
+              notifications_apart=True)
 
 
 @main.group()

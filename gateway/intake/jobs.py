@@ -18,8 +18,14 @@ STAGING_GRACE = timedelta(hours=6)
 
 def sweep_orphans(settings: Settings | None = None, *, store=None, db: Database | None = None,
                   older_than: timedelta = STAGING_GRACE) -> dict:
-    """Remove staging objects and multipart uploads left by killed processes; purge expired idempotency keys."""
-    settings = settings or Settings.from_env()
+    """Remove staging objects and multipart uploads left by killed processes; purge expired idempotency keys.
+
+    As a job (no arguments) it runs on the worker's runtime; the CLI passes its own settings and database."""
+    if settings is None:
+        from gateway.runtime import runtime
+
+        rt = runtime()
+        settings, store, db = rt.settings, store or rt.store, db or rt.db
     store = store or build_store(settings)
     db = db or Database.from_settings(settings)
     removed = store.sweep_staging(older_than)
@@ -46,7 +52,7 @@ def read_document(document_id: str) -> str | None:
     from gateway.runtime import runtime
 
     rt = runtime()
-    status = read(rt.db, store=rt.store(), reader=rt.reader(), thresholds=ReadingService.thresholds_of(rt.settings),
+    status = read(rt.db, store=rt.store, reader=rt.reader(), thresholds=ReadingService.thresholds_of(rt.settings),
                   document_id=document_id)
     log.info("document read", extra={"document_id": document_id, "reading": status})
     return status

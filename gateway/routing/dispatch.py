@@ -29,14 +29,16 @@ class Dispatcher(Protocol):
 class RqDispatcher:
     """Enqueues on Redis through RQ with the JSON serializer and a retry policy."""
 
-    def __init__(self, connection: redis.Redis):
+    def __init__(self, connection: redis.Redis, *, job_timeout: int | None = None):
         self.connection = connection
+        self.job_timeout = job_timeout  # seconds (GATEWAY_JOB_TIMEOUT); None: RQ's default (180)
 
     def enqueue(self, queue: str, function: str, args: list, *, job_id: str, at_front: bool = False) -> str:
         """Enqueue `function(*args)`; vendor errors become DispatchUnavailable."""
         try:
             job = Queue(queue, connection=self.connection, serializer=JSONSerializer).enqueue(
                 function, args=args, job_id=job_id, at_front=at_front, failure_ttl=FAILED_TTL,
+                job_timeout=self.job_timeout,
                 retry=Retry(max=len(JOB_RETRY_INTERVALS), interval=JOB_RETRY_INTERVALS),
                 description=f"{function.rsplit('.', 1)[-1]}({job_id})")
         except redis.RedisError as error:

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import metrics
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock
 from gateway.crypto import unseal
-from gateway.db import Database
+from gateway.db import Database, utcnow
 from gateway.intake.assessment import resource
 from gateway.intake.lifecycle import AUTH_REVOKED, add_event
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
@@ -36,24 +36,30 @@ SINK_SECRET_PURPOSE = "facility-sink"
 
 
 def deliver_routed(request_id: str, step: str) -> dict:
-    """RQ entry point: build adapters from the environment and hand the request over."""
-    from gateway.adapters import build_store
+    """RQ entry point: hand the request over on the worker's runtime (engine, S3 client, sender built once
+    per worker process, not per job: rebuilding them was most of a hand-over's cost)."""
+    from gateway.runtime import runtime
 
-    settings = Settings.from_env()
-    db = Database.from_settings(settings)
+    rt = runtime()
     try:
-        return hand_over(db, build_store(settings), settings, clock=SystemClock.from_settings(settings),
-                         request_id=request_id, step=step)
+        return hand_over(rt.db, rt.store, rt.settings, clock=rt.clock, request_id=request_id, step=step,
+                         sender=rt.sender)
     except SinkRejected:
         # The sender's verdict was "give up" (the facility system refused it): retrying cannot help, so the
         # job lands in the failed registry now, for an operator to requeue once the cause is fixed.
         give_up_current_job()
         raise
-    finally:
-        db.dispose()
 
 
-def sink_for(session, facility: str, store, settings: Settings):
+def noop(request_id: str, step: str) -> dict:
+    """A job that does nothing on the runtime: the floor `bench/handoff.py` sets a hand-over beside."""
+    from gateway.runtime import runtime
+
+    runtime()
+    return {"noop": True}
+
+
+def sink_for(session, facility: str, store, settings: Settings, sender: Sender | None = None):
     """The configured sink of a facility (the staff inbox when none is configured)."""
     config = session.get(FacilitySink, facility)
     if config is None:
@@ -61,50 +67,69 @@ def sink_for(session, facility: str, store, settings: Settings):
     secret = unseal(settings.secret_key, config.secret_sealed, purpose=SINK_SECRET_PURPOSE) \
         if config.secret_sealed else None
     return sink_from_config(config.kind, url=config.url, secret=secret, folder=config.folder,
-                            open_document=store.open, sender=Sender.from_settings(settings))
+                            open_document=store.open, sender=sender or Sender.from_settings(settings))
 
 
-def handoff_of(session, req: RecordsRequest, queue: str, *, clock: Clock) -> Handoff:
-    """What the sink receives: ids, clean documents, and the request resource (for file pickups)."""
+def handoff_of(session, req: RecordsRequest, queue: str, *, clock: Clock, with_resource: bool = True) -> Handoff:
+    """What the sink receives: ids, clean documents, and the request resource (for file pickups only: rendering
+    it evaluates every rule, which the inbox and webhook sinks, sending ids, do not need)."""
     documents = tuple(HandoffDocument(d.id, d.kind, d.filename, d.content_type, d.size, d.sha256, d.storage_key)
                       for d in req.documents if d.scan_status == "clean" and d.kind != "release")
     return Handoff(request_id=req.id, facility=req.facility, queue=queue, status=req.status,
                    due_on=req.due_on.isoformat() if req.due_on else None, documents=documents,
-                   resource=RequestSchema().dump(resource(session, req, on=clock.today(), viewer=None)))
+                   resource=RequestSchema().dump(resource(session, req, on=clock.today(), viewer=None))
+                   if with_resource else {})
 
 
-def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_id: str, step: str) -> dict:
+def hand_over(db: Database, store, settings: Settings, *, clock: Clock, request_id: str, step: str,
+              sender: Sender | None = None) -> dict:
     """Deliver once: skip a step already done or a request closed meanwhile; a sink failure raises (retry).
 
-    The sink is called outside any transaction, so a slow facility system never holds the database.
+    A sink that does I/O (webhook, folder) is called outside any transaction, so a slow facility system
+    never holds the database; its effect is recorded in a second transaction.  Where nothing leaves the
+    process (the inbox, a review queue, a skip), the effect is recorded in the same transaction as the
+    checks: one transaction per hand-over.  It is a write transaction (BEGIN IMMEDIATE on SQLite), so the
+    read-then-write cannot fail on a snapshot another writer moved.
     """
     queue = step.rsplit("#", 1)[0]
-    sink = handoff = None
-    with db.transaction() as session:
-        if session.scalar(select(JobEffect.id).where(JobEffect.request_id == request_id,
-                                                     JobEffect.step == step)) is not None:
-            return {"duplicate": True}
-        req = session.get(RecordsRequest, request_id)
-        if req is None or req.status in CLOSED_STATUSES:
-            receipt = {"skipped": req.status if req else "missing"}
-        elif req.hold_reason == AUTH_REVOKED:  # the patient revoked the authorization: nothing goes out
-            receipt = {"skipped": "revoked"}
-        elif queue in REVIEW_QUEUES:
-            receipt = {"sink": "review"}  # reviewers work it through the staff API
-        else:
-            receipt = None
-            sink = sink_for(session, req.facility, store, settings)
-            handoff = handoff_of(session, req, queue, clock=clock)
-    if sink is not None:
-        receipt = sink.deliver(handoff)
     try:
-        with db.transaction() as session:
-            session.add(JobEffect(request_id=request_id, step=step, receipt=receipt))
-            session.flush()
+        with db.write_transaction() as session:
+            if session.scalar(select(JobEffect.id).where(JobEffect.request_id == request_id,
+                                                         JobEffect.step == step)) is not None:
+                return {"duplicate": True}
             req = session.get(RecordsRequest, request_id)
-            if req is not None and "skipped" not in receipt:
-                add_event(session, req, "handed_over", "worker", queue=queue, **receipt)
-                metrics.observe_handover(queue, req.submitted_at, clock.now())
+            sink = handoff = None
+            if req is None or req.status in CLOSED_STATUSES:
+                receipt = {"skipped": req.status if req else "missing"}
+            elif req.hold_reason == AUTH_REVOKED:  # the patient revoked the authorization: nothing goes out
+                receipt = {"skipped": "revoked"}
+            elif queue in REVIEW_QUEUES:
+                receipt = {"sink": "review"}  # reviewers work it through the staff API
+            else:
+                sink = sink_for(session, req.facility, store, settings, sender)
+                handoff = handoff_of(session, req, queue, clock=clock,
+                                     with_resource=getattr(sink, "needs_resource", True))
+                receipt = None
+            if sink is None or not getattr(sink, "does_io", True):
+                receipt = receipt if sink is None else sink.deliver(handoff)
+                _record(session, req, step=step, queue=queue, receipt=receipt, request_id=request_id)
+                return receipt
     except IntegrityError:  # a concurrent delivery of the same step recorded it first
         return {"duplicate": True}
+    receipt = sink.deliver(handoff)
+    try:
+        with db.transaction() as session:
+            _record(session, session.get(RecordsRequest, request_id), step=step, queue=queue, receipt=receipt,
+                    request_id=request_id)
+    except IntegrityError:
+        return {"duplicate": True}
     return receipt
+
+
+def _record(session, req: RecordsRequest | None, *, request_id: str, step: str, queue: str, receipt: dict) -> None:
+    """The step's effect (unique per request and step) and, for a real hand-over, the timeline event."""
+    session.add(JobEffect(request_id=request_id, step=step, receipt=receipt))
+    session.flush()
+    if req is not None and "skipped" not in receipt:
+        add_event(session, req, "handed_over", "worker", queue=queue, **receipt)
+        metrics.observe_handover(queue, req.submitted_at, utcnow())

@@ -108,6 +108,8 @@ class InboxSink:
     """The default: the request waits in the staff queue (GET /v1/facilities/{code}/queue); nothing to push."""
 
     kind: ClassVar[str] = "inbox"
+    needs_resource: ClassVar[bool] = False
+    does_io: ClassVar[bool] = False  # its effect is recorded in the hand-over's one transaction
 
     def deliver(self, handoff: Handoff) -> dict:
         """Nothing to do: routing already put the request in the staff queue."""
@@ -136,6 +138,7 @@ class WebhookSink:
     """
 
     kind: ClassVar[str] = "webhook"
+    needs_resource: ClassVar[bool] = False  # ids and hashes only
 
     def __init__(self, url: str, secret: str, *, sender: Sender | None = None) -> None:
         if not secret:

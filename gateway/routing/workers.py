@@ -1,18 +1,61 @@
 """Running RQ workers and looking after failed jobs: JSON serializer, explicit Redis connection.
 
-RQ's warm shutdown on SIGTERM lets the job in hand finish.  The scheduler is
-on so that retry intervals (`dispatch.JOB_RETRY_INTERVALS`) are honoured.
+The worker model (issue 18).  RQ's default `Worker` forks a work horse per
+job; every job then started from a cold copy and rebuilt settings, engine and
+S3 client — 0.64 s of a 0.65 s inbox hand-over.  `gateway worker` now runs
+jobs in its own process (`GatewayWorker`, RQ's `SimpleWorker`) on the
+runtime built once before the first job (`gateway.runtime`).  That is safe
+here because every job is a plain function of ids that owns its
+transactions (a job that raises rolls back and leaves nothing behind in the
+process) and holds no per-job global state; what it costs, and how each is
+covered:
+
+- Timeouts still work: `SimpleWorker` runs the job under RQ's
+  `UnixSignalDeathPenalty` (SIGALRM in the worker's main thread), so a job
+  past `GATEWAY_JOB_TIMEOUT` raises `JobTimeoutException`, is failed and
+  retried by RQ, and the worker takes the next job.
+- A job that raises never stops the worker: RQ records the failure (retry or
+  failed registry) and logs it; the loop goes on.
+- A job that takes the process down (segfault in a C extension, OOM kill)
+  takes the worker with it, loudly: the process exits non-zero for its
+  supervisor (`make run`, compose's restart policy, Kubernetes) to restart.
+  Its job stays "started" in RQ; it is retried once `job_timeout` plus
+  `ABANDON_MARGIN` seconds pass without it finishing — `get_heartbeat_ttl`
+  below shortens RQ's fixed +60 s so a killed worker's job comes back
+  quickly — by whichever worker sweeps the registries next (every
+  `GATEWAY_WORKER_MAINTENANCE_INTERVAL` seconds, and at every worker's start).
+  A job retried like that may have acted already: jobs are idempotent
+  (`JobEffect`, sinks' idempotency keys).
+
+`gateway worker --fork` keeps RQ's forking model for isolation (a job's
+memory given back after every job), but forks from the warm parent: the
+runtime is built before the first fork and each work horse only drops the
+inherited pool's connections (`dispose(close=False)`, so the parent's stay
+usable) instead of rebuilding everything.
+
+RQ's warm shutdown on SIGTERM lets the job in hand finish, in both models.
+The scheduler is on so that retry intervals (`dispatch.JOB_RETRY_INTERVALS`)
+are honoured.
 """
 
 from __future__ import annotations
 
+import logging
+
 import redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from gateway.settings import Settings
+
+log = logging.getLogger("gateway.routing.workers")
+
+# Seconds past a job's timeout after which a "started" job whose worker vanished counts as abandoned.  The
+# timeout itself is enforced inside the worker, so a live worker has finished (or failed) the job by then.
+ABANDON_MARGIN = 10
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -20,11 +63,43 @@ def connect(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
-def run_worker(settings: Settings, queue_names: list[str], *, burst: bool = False) -> bool:
-    """Work the named queues until stopped."""
+def _abandon_after(job: Job) -> int:
+    if job.timeout == -1:
+        return DEFAULT_WORKER_TTL
+    return int(job.timeout or Queue.DEFAULT_TIMEOUT) + ABANDON_MARGIN
+
+
+class GatewayWorker(SimpleWorker):
+    """Runs each job in this process, on the runtime built before the first one (see the module's docstring)."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """How long the job's "started" entry lives: its timeout plus a short margin (RQ adds 60 s)."""
+        return _abandon_after(job)
+
+
+class GatewayForkWorker(Worker):
+    """RQ's forking worker, forking from a parent whose runtime is already built (`--fork`)."""
+
+    def main_work_horse(self, job: Job, queue: Queue):
+        from gateway.runtime import runtime
+
+        # The parent's pooled connections must not be shared with the horse: forget them here, without
+        # closing the sockets the parent still uses.
+        runtime().db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
+
+
+def run_worker(settings: Settings, queue_names: list[str], *, burst: bool = False, fork: bool = False) -> bool:
+    """Work the named queues until stopped, on a runtime built from `settings` before the first job."""
+    from gateway.runtime import Runtime, install
+
+    install(Runtime.from_settings(settings))  # builds clients; opens no connection (the scheduler forks next)
     connection = connect(settings)
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in queue_names]
-    worker = Worker(queues, connection=connection, serializer=JSONSerializer)
+    worker_class = GatewayForkWorker if fork else GatewayWorker
+    worker = worker_class(queues, connection=connection, serializer=JSONSerializer,
+                          maintenance_interval=settings.worker_maintenance_interval)
+    log.info("worker starting", extra={"model": "fork" if fork else "in-process", "queues": len(queue_names)})
     return worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
 
 

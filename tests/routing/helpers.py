@@ -38,9 +38,19 @@ def queued_jobs(settings, queue_name: str) -> list:
     return Queue(queue_name, connection=connection, serializer=JSONSerializer).get_jobs()
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def worker_environment(settings) -> dict[str, str]:
+    """The environment of a `gateway worker` subprocess: the test settings, and the repository on the path
+    (for jobs defined in tests, tests/routing/worker_jobs.py)."""
+    path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, **settings_environment(settings), "PYTHONPATH": path}
+
+
 def run_worker(settings, *facilities: str, burst: bool = True, timeout: float = 120,
-               maintenance: bool = False) -> subprocess.CompletedProcess:
-    """`gateway worker --facility … [--maintenance] --burst` in a subprocess with the test settings."""
+               maintenance: bool = False, fork: bool = False) -> subprocess.CompletedProcess:
+    """`gateway worker --facility … [--maintenance] [--fork] --burst` in a subprocess with the test settings."""
     argv = [str(Path(sys.executable).parent / "gateway"), "worker"]
     for code in facilities:
         argv += ["--facility", code]
@@ -48,7 +58,9 @@ def run_worker(settings, *facilities: str, burst: bool = True, timeout: float = 
         argv.append("--maintenance")
     if burst:
         argv.append("--burst")
-    env = {**os.environ, **settings_environment(settings)}
+    if fork:
+        argv.append("--fork")
+    env = worker_environment(settings)
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     keep_log("worker", result.stdout + result.stderr)
     return result

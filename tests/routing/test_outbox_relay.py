@@ -130,3 +130,47 @@ def test_two_relays_at_once_publish_each_row_once(busy_app, settings):
     assert len(calls) == 60 and set(calls.values()) == {1}
     jobs = [j.args[0] for j in queued_jobs(settings, "facility.tufts-mc")]
     assert sorted(jobs) == sorted(ids)
+
+
+def test_on_postgresql_a_commit_wakes_the_relay_and_a_pass_marks_its_rows_in_one_transaction(client, db, settings):
+    """A relay polling only once a minute still routes a submit: the submit's transaction NOTIFYs it.
+    On SQLite there is no NOTIFY, and the relay keeps to its poll."""
+    if db.is_sqlite:
+        assert relay.Waker(db).conninfo is None
+        return
+    tenant = make_tenant(db)
+    drain(db, settings)
+    stop = threading.Event()
+    commits = []
+
+    class CountingDatabase:  # the relay's own transactions, counted
+        def __getattr__(self, name):
+            return getattr(db, name)
+
+        def write_transaction(self):
+            commits.append("write")
+            return db.write_transaction()
+
+    thread = threading.Thread(target=relay.run, kwargs={
+        "db": CountingDatabase(), "dispatcher": RqDispatcher(build_redis(settings)), "stop": stop,
+        "idle": 60.0, "batch": 100})
+    thread.start()
+    try:
+        time.sleep(0.5)  # the relay's first pass is done: it now waits up to a minute, or for a NOTIFY
+        commits.clear()
+        ids = [submitted(client, tenant) for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _all_sent(db, ids):
+            time.sleep(0.05)
+        assert _all_sent(db, ids), "the relay was not woken by the submits' commits"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    # Each pass marked what it published in one write transaction (at most one pass per submit here).
+    assert 1 <= len(commits) <= len(ids)
+
+
+def _all_sent(db, ids) -> bool:
+    with db.transaction() as session:
+        return not session.scalar(select(func.count()).select_from(OutboxMessage)
+                                  .where(OutboxMessage.request_id.in_(ids), OutboxMessage.state != "sent"))

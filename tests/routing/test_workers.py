@@ -138,7 +138,10 @@ def test_worker_killed_mid_job_retries_and_the_effect_happens_once(client, db, s
     request_id = submitted(client, tenant, "tufts-mc")
     env = {**os.environ, **settings_environment(local_settings)}
     log = new_log_path("worker").open("wb")  # read at the end of the suite (tests/test_zz_logs_hold_no_phi.py)
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "worker", "--facility", "tufts-mc"],
+    # The forking model (`--fork`): killing the work horse mid-job is what the parent notices at once; the
+    # in-process model's worker dying mid-job is in tests/routing/test_multi_instance.py.
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "worker", "--fork",
+                               "--facility", "tufts-mc"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the worker has its own copy of the descriptor
 

@@ -647,7 +647,15 @@ def test_the_rq_job_delivers_with_settings_from_the_environment(db, private_app,
     for name, value in settings_environment(private_settings).items():
         monkeypatch.setenv(name, value)
     assert json.loads(json.dumps([delivery.id])) == [delivery.id]  # the job's only argument
-    assert deliver_job(delivery.id) == "delivered"
+    from gateway.runtime import install
+
+    previous = install(None)  # the job builds this process's runtime from the environment, as a worker does
+    try:
+        assert deliver_job(delivery.id) == "delivered"
+    finally:
+        built = install(previous)
+        if built is not None:
+            built.close()
     assert len(receiver.requests) == 1
 
 

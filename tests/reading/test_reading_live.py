@@ -69,13 +69,16 @@ def api(reading_app):
 
 
 class Worker:
-    """`gateway worker --maintenance` in the background (not burst: its scheduler runs the retries)."""
+    """`gateway worker --maintenance --fork` in the background (not burst: its scheduler runs the retries).
+
+    Fork-per-job, so that a test can kill the work horse mid-reading and see the worker retry the job; a
+    worker killed with its job running in-process is tests/routing/test_multi_instance.py's case."""
 
     def __init__(self, settings):
         env = {**os.environ, **settings_environment(settings)}
         log = new_log_path("worker").open("wb")  # read at the end of the suite (test_zz_logs_hold_no_phi.py)
-        self.process = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "worker", "--maintenance"],
-                                        env=env, stdout=log, stderr=subprocess.STDOUT)
+        command = [str(Path(sys.executable).parent / "gateway"), "worker", "--maintenance", "--fork"]
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 60
         while not self.children() and time.monotonic() < deadline:  # the scheduler: it must survive a kill

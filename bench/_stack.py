@@ -140,3 +140,13 @@ class BenchStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class PrivateRedisStack(BenchStack):
+    """The bench stack with a redis-server of its own: the shared local Redis (database 15) may carry other
+    benchmarks' jobs at the same time, and their clean-ups would delete this run's."""
+
+    def _redis_url(self) -> str:
+        server = RedisProcess(workdir=self.workdir / "redis").start()
+        self._stops.append(server.stop)
+        return server.url

@@ -38,14 +38,13 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bench._stack import BenchStack
+from bench._stack import PrivateRedisStack
 from bench.routing import FACILITIES, create_drafts, delete_keys, percentile, submit
 from gateway.adapters import build_redis
 from gateway.app import create_app
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
 from gateway.routing.queues import facility_queue
-from infra.localstack.redis import RedisProcess
 from tests.factories import bearer
 from tests.fixtures.live import settings_environment
 
@@ -54,14 +53,6 @@ NOOP_JOB = "gateway.routing.jobs.noop"
 
 
 
-class PrivateRedisStack(BenchStack):
-    """The bench stack with a redis-server of its own: the shared local Redis (database 15) may carry other
-    benchmarks' jobs at the same time, and their clean-ups would delete this run's."""
-
-    def _redis_url(self) -> str:
-        server = RedisProcess(workdir=self.workdir / "redis").start()
-        self._stops.append(server.stop)
-        return server.url
 
 def worker_main(queues: list[str], fork: bool) -> None:
     """The child: one worker, burst mode, on settings from the environment (as `gateway worker` does)."""

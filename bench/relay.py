@@ -34,13 +34,12 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from bench._stack import BenchStack
+from bench._stack import PrivateRedisStack
 from bench.routing import create_drafts, delete_keys, percentile, queued_jobs, raw_enqueues, submit
 from gateway.adapters import build_redis
 from gateway.app import create_app
 from gateway.routing import relay
 from gateway.routing.dispatch import RqDispatcher
-from infra.localstack.redis import RedisProcess
 from tests.factories import bearer
 from tests.fixtures.live import settings_environment
 
@@ -48,14 +47,6 @@ GAP_MS = 20
 LOG = os.path.join(tempfile.gettempdir(), f"bench-relay-{os.getpid()}.log")
 
 
-class PrivateRedisStack(BenchStack):
-    """The bench stack with a redis-server of its own: the shared local Redis (database 15) may carry other
-    benchmarks' jobs at the same time, and their clean-ups would delete this run's."""
-
-    def _redis_url(self) -> str:
-        server = RedisProcess(workdir=self.workdir / "redis").start()
-        self._stops.append(server.stop)
-        return server.url
 
 def relay_child(listen: bool, poll: float) -> None:
     """The relay process: settings from the environment; says "ready" once it is about to relay."""

@@ -69,6 +69,12 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def reference(reset_id: str) -> str:
+    """How logs and mail headers name a reset: never its row id, from which (with the secret key) the token
+    is derived."""
+    return _hash(reset_id)[:16]
+
+
 def request_reset(db: Database, *, email: str, secret_key: str, audit_ctx: dict) -> None:
     """Queue a reset e-mail if `email` is an active account under its limit; otherwise do nothing visible."""
     now = utcnow()
@@ -133,7 +139,7 @@ def compose(*, reset_id: str, token: str, to: str, sender: str, portal_url: str,
     message["Subject"] = "Reset your Records Request Gateway password"
     message["Date"] = format_datetime(now)
     domain = parseaddr(sender)[1].rpartition("@")[2] or "records-gateway"
-    message["Message-ID"] = f"<reset-{reset_id}@{domain}>"
+    message["Message-ID"] = f"<reset-{reference(reset_id)}@{domain}>"
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     message.set_content(body + "\n", cte="7bit")
@@ -192,8 +198,8 @@ def send(db: Database, reset_id: str, *, mailer: Mailer, settings, now: datetime
             else:
                 reset.next_attempt_at = next_at
         state = reset.mail_state
-    # Ids and codes only: never the address or the token.
-    log.info("password reset mail attempt", extra={"reset_id": reset_id, "state": state, "error": error})
+    # A reference and codes only: never the address, the token or the row id the token is derived from.
+    log.info("password reset mail attempt", extra={"reset": reference(reset_id), "state": state, "error": error})
     return state
 
 

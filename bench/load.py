@@ -199,7 +199,9 @@ class Floor:
         env = {**os.environ, "GATEWAY_DATABASE_URL": database_url}
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), "--config", str(GUNICORN_CONFIG), "--workers", str(workers),
-             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5", "bench._floor_app:app"],
+             "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "5",
+             # Recycling a worker mid-run would lose its CPU count (the floor passes 5,000 requests quickly).
+             "--max-requests", "0", "bench._floor_app:app"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
@@ -263,8 +265,21 @@ def children_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
 
 
+def postgres_cpu() -> float:
+    """CPU seconds of every `postgres` process on this machine right now (the server and its backends; a
+    backend that exits during the block takes its share with it, so this is a lower bound)."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            if text[text.index("(") + 1:text.rindex(")")] == "postgres":
+                fields = text.rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 class CpuMeter:
-    """CPU seconds (with reaped children) of named processes over a block."""
+    """CPU seconds (with reaped children) of named processes over a block, and of PostgreSQL's processes."""
 
     def __init__(self, pids: dict[str, int]):
         self.pids, self.used = pids, {}
@@ -272,11 +287,14 @@ class CpuMeter:
     def __enter__(self) -> CpuMeter:
         self._start = {name: children_cpu(pid) for name, pid in self.pids.items()}
         self._self = time.process_time()
+        self._postgres = postgres_cpu()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.used = {name: children_cpu(pid) - self._start[name] for name, pid in self.pids.items()}
         self.used["client (this process)"] = time.process_time() - self._self
+        if (postgres := postgres_cpu() - self._postgres) > 0:
+            self.used["postgresql"] = postgres
 
 
 class Profiler:
@@ -344,24 +362,34 @@ class Profiler:
 
 # --- the run --------------------------------------------------------------------------------
 
-def handed_over(stack: BenchStack, submitted: dict[str, datetime], drain: float) -> tuple[list[float], int, float]:
-    """Wait up to `drain` s for every request's handed_over event; latencies (ms), count missing, seconds waited."""
+def handed_over(stack: BenchStack, submitted: dict[str, datetime], drain: float
+                ) -> tuple[list[float], list[float], int, float]:
+    """Wait up to `drain` s for every request's handed_over event; the latencies (ms) submit → routed (the relay's
+    part: the `routed` event is written when the relay marks the job enqueued) and submit → handed over, the count
+    missing, and the seconds waited."""
     started = time.monotonic()
     ids = list(submitted)
     found: dict[str, datetime] = {}
+    routed: dict[str, datetime] = {}
     while True:
         with stack.db.transaction() as session:
             for start in range(0, len(ids), 500):
                 chunk = [i for i in ids[start:start + 500] if i not in found]
                 if chunk:
-                    found.update(session.execute(
-                        select(RequestEvent.request_id, RequestEvent.at)
-                        .where(RequestEvent.request_id.in_(chunk), RequestEvent.type == "handed_over")).all())
+                    for request_id, kind, at in session.execute(
+                            select(RequestEvent.request_id, RequestEvent.type, RequestEvent.at)
+                            .where(RequestEvent.request_id.in_(chunk),
+                                   RequestEvent.type.in_(("handed_over", "routed")))).all():
+                        target = found if kind == "handed_over" else routed
+                        target.setdefault(request_id, at)
         if len(found) == len(ids) or time.monotonic() - started > drain:
             break
         time.sleep(0.5)
-    latencies = [(found[i].replace(tzinfo=UTC) - submitted[i]).total_seconds() * 1e3 for i in found]
-    return latencies, len(ids) - len(found), time.monotonic() - started
+
+    def since_submit(events: dict[str, datetime]) -> list[float]:
+        return [(at.replace(tzinfo=UTC) - submitted[i]).total_seconds() * 1e3 for i, at in events.items()]
+
+    return since_submit(routed), since_submit(found), len(ids) - len(found), time.monotonic() - started
 
 
 def spread(values: list[float]) -> str:
@@ -438,6 +466,7 @@ def run_floor(stack: BenchStack, args, duration: float) -> Samples:
 class GatewayRun:
     samples: Samples
     cpu: dict[str, float]
+    routed_ms: list[float]
     handover_ms: list[float]
     missing: int
     waited: float
@@ -460,7 +489,7 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         with Profiler(gateway.worker_pids(), args.profile) as profiler, CpuMeter(pids) as cpu:
             run_clients(args.threads, args.duration, lambda t, i, r: full_submission(clients[t], i, form, samples, r),
                         samples)
-        latencies, missing, waited = handed_over(stack, samples.submitted, args.drain)
+        routed, latencies, missing, waited = handed_over(stack, samples.submitted, args.drain)
     finally:
         for client in clients:
             client.close()
@@ -472,7 +501,8 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
                 redis.delete(*keys[start:start + 500])
         redis.close()
         stack.empty_bucket()
-    return GatewayRun(samples, cpu.used, latencies, missing, waited, profiler.summary() if args.profile else [])
+    return GatewayRun(samples, cpu.used, routed, latencies, missing, waited,
+                      profiler.summary() if args.profile else [])
 
 
 def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -> None:
@@ -498,6 +528,7 @@ def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -
             continue
         print(f"{label:<26} {len(values):6d} {len(values) / args.duration:7.1f} {spread(values)} "
               f"{percentile(values, 50) / f50:8.1f} {percentile(values, 99) / f99:8.1f}")
+    print(f"{'submit → routed (relay)':<26} {len(run.routed_ms):6d} {'':>7} {spread(run.routed_ms)}")
     print(f"{'submit → handed over':<26} {len(run.handover_ms):6d} {'':>7} {spread(run.handover_ms)}"
           f"   ({run.missing} not handed over {run.waited:.0f} s after the load)")
     print(f"\nfull submissions/s: {rate:.1f} (target ≥ {TARGET_RATE:g} at p99 ≤ {TARGET_P99_MS:g} ms: "

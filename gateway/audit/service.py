@@ -13,6 +13,14 @@ Appends take the single chain-head row with an UPDATE first: that row lock (a
 write lock on SQLite) serialises writers, so two concurrent appends can never
 fork the chain.  Nothing here does network I/O, so the lock is never held
 across it.  Entries hold ids and codes only — never PHI.
+
+The head is taken as late as possible: `record` only notes the entry on the
+session, and the transaction's commit appends everything it noted, in one
+batch, as its last statements (`_append_noted`, a `before_commit` hook).  The
+chain-head lock is then held for the commit alone, not from the action's first
+audit to its end, which is what every writer of the whole system queues on.
+An entry is still written if and only if its transaction commits; a failed
+append fails the commit, so the action does not happen (AuditUnavailable).
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway.audit import chain
@@ -63,46 +72,78 @@ def computed_hash(event: AuditEvent, key: bytes | None) -> str:
 
 def record(session: Session, *, actor: str, action: str, result: str = "success",
            org_id: str | None = None, object_type: str | None = None, object_id: str | None = None,
-           ip: str | None = None, request_id: str | None = None) -> AuditEvent:
-    """Append one entry inside the caller's transaction (it commits or rolls back with the action)."""
-    if result not in RESULTS:
-        raise ValueError(f"unknown audit result {result!r}")
-    chain_key = chain_key_of(session)
-    if not chain_key:
-        raise AuditUnavailable("No audit chain key is configured; nothing can be audited.")
-    key = chain.entry_key(chain_key)
-    head = session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == 1)
-        .values(seq=AuditChainHead.seq + 1)
-        .returning(AuditChainHead.seq, AuditChainHead.last_hash)
-    ).one_or_none()
-    if head is None:
-        raise AuditUnavailable("The audit trail's chain head is missing; nothing can be audited.")
-    seq, prev_hash = head
-    # Microseconds are the finest both databases keep, so the hash re-computes identically.
-    at = utcnow()
-    event = AuditEvent(seq=seq, at=at, actor=actor, org_id=org_id, action=action,
-                       object_type=object_type, object_id=object_id, result=result, ip=ip,
-                       request_id=request_id, prev_hash=prev_hash, scheme=KEYED_SCHEME)
-    event.hash = computed_hash(event, key)
-    session.add(event)
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=event.hash))
-    session.flush()
-    return event
+           ip: str | None = None, request_id: str | None = None, immediately: bool = False) -> AuditEvent | None:
+    """Audit an action inside the caller's transaction: appended when it commits, gone if it rolls back.
+
+    `immediately` appends now (with whatever the transaction noted before) and returns the entry, for a
+    caller that needs its `seq`; it holds the chain head from then to the commit."""
+    entry = _entry(session, actor=actor, action=action, result=result, org_id=org_id, object_type=object_type,
+                   object_id=object_id, ip=ip, request_id=request_id)
+    if immediately:
+        return _append(session, [*_take_noted(session), entry])[-1]
+    _note(session, [entry])
+    return None
 
 
 def record_many(session: Session, entries: Sequence[Mapping]) -> None:
-    """Append several entries, in order, inside the caller's transaction: what `record` does for each, with the
-    chain head taken once for all of them (a batch of creates audits each one without a round trip each)."""
-    if not entries:
-        return
-    chain_key = chain_key_of(session)
-    if not chain_key:
+    """Audit several actions, in order, inside the caller's transaction (appended with its commit)."""
+    _note(session, [_entry(session, **entry) for entry in entries])
+
+
+_NOTED = "gateway.audit_noted"  # session.info: [(nested transaction or None, entry)] awaiting the commit
+
+
+def _entry(session: Session, *, actor: str, action: str, result: str = "success", org_id: str | None = None,
+           object_type: str | None = None, object_id: str | None = None, ip: str | None = None,
+           request_id: str | None = None) -> dict:
+    if result not in RESULTS:
+        raise ValueError(f"unknown audit result {result!r}")
+    if not chain_key_of(session):
         raise AuditUnavailable("No audit chain key is configured; nothing can be audited.")
-    for entry in entries:
-        if entry.get("result", "success") not in RESULTS:
-            raise ValueError(f"unknown audit result {entry.get('result')!r}")
-    key = chain.entry_key(chain_key)
+    return {"actor": actor, "org_id": org_id, "action": action, "object_type": object_type,
+            "object_id": object_id, "result": result, "ip": ip, "request_id": request_id}
+
+
+def _note(session: Session, entries: list[dict]) -> None:
+    session.connection()  # the transaction has begun, so its end (commit or not) is seen by the hooks below
+    nested = session.get_nested_transaction()
+    session.info.setdefault(_NOTED, []).extend((nested, entry) for entry in entries)
+
+
+def _take_noted(session: Session) -> list[dict]:
+    return [entry for _nested, entry in session.info.pop(_NOTED, [])]
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _append_noted(session: Session) -> None:
+    """The commit's last statements: the entries its transaction noted, appended to the chain in one batch."""
+    entries = _take_noted(session)
+    if entries:
+        _append(session, entries)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_savepoint(session: Session, previous_transaction) -> None:
+    """A rolled-back savepoint's entries are never appended (the others of its transaction still are)."""
+    noted = session.info.get(_NOTED)
+    if noted and previous_transaction.nested:
+        session.info[_NOTED] = [(nested, entry) for nested, entry in noted if nested is not previous_transaction]
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_noted(session: Session, transaction) -> None:
+    """A transaction that ends without its commit's append (rolled back, closed) takes its entries with it."""
+    if transaction.parent is None and not transaction.nested:
+        session.info.pop(_NOTED, None)
+
+
+def _append(session: Session, entries: list[dict]) -> list[AuditEvent]:
+    """Take the chain head once and link `entries` to it, in order.
+
+    From the head's UPDATE to the commit every other writer waits, so little happens in between: on
+    PostgreSQL the entries and the new head hash go in one statement (the INSERT as a CTE of the UPDATE),
+    and nothing passes through the ORM's unit of work."""
+    key = chain.entry_key(chain_key_of(session))
     head = session.execute(
         update(AuditChainHead).where(AuditChainHead.id == 1)
         .values(seq=AuditChainHead.seq + len(entries))
@@ -113,16 +154,22 @@ def record_many(session: Session, entries: Sequence[Mapping]) -> None:
     last_seq, prev_hash = head
     events = []
     for seq, entry in enumerate(entries, start=last_seq - len(entries) + 1):
-        event = AuditEvent(seq=seq, at=utcnow(), actor=entry["actor"], org_id=entry.get("org_id"),
-                           action=entry["action"], object_type=entry.get("object_type"),
-                           object_id=entry.get("object_id"), result=entry.get("result", "success"),
-                           ip=entry.get("ip"), request_id=entry.get("request_id"), prev_hash=prev_hash,
-                           scheme=KEYED_SCHEME)
+        # Microseconds are the finest both databases keep, so the hash re-computes identically.
+        event = AuditEvent(seq=seq, at=utcnow(), prev_hash=prev_hash, scheme=KEYED_SCHEME, **entry)
         event.hash = prev_hash = computed_hash(event, key)
         events.append(event)
-    session.add_all(events)
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=prev_hash))
-    session.flush()
+    rows = insert(AuditEvent).values([{column: getattr(event, column) for column in _COLUMNS} for event in events])
+    new_head = update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=prev_hash)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(new_head.add_cte(rows.cte("appended")))
+    else:  # SQLite has no INSERT inside WITH (and its one writer holds the whole database anyway)
+        session.execute(rows)
+        session.execute(new_head)
+    return events
+
+
+_COLUMNS = ("seq", "at", "actor", "org_id", "action", "object_type", "object_id", "result", "ip", "request_id",
+            "prev_hash", "hash", "scheme")
 
 
 def record_now(db: Database, **entry) -> None:

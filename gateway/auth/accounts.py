@@ -102,7 +102,7 @@ def _snapshot(user: User) -> dict:
 def _audit_change(session: Session, *, principal: Principal, user: User, action: str, before: dict,
                   audit_ctx: dict) -> None:
     event = record(session, actor=principal.audit_actor, org_id=user.org_id, action=action, object_type="user",
-                   object_id=user.id, **audit_ctx)
+                   object_id=user.id, immediately=True, **audit_ctx)  # the change names its audit entry
     session.add(AccountChange(actor=principal.audit_actor, user_id=user.id, action=action, before=before,
                               after=_snapshot(user), audit_seq=event.seq, at=utcnow()))
 

@@ -54,10 +54,13 @@ def visible_select(principal: Principal, model: type) -> Select:
 
 
 def get_visible(session: Session, principal: Principal, model: type, object_id: str, *,
-                db: Database | None = None, audit_context: dict | None = None):
-    """The row if `principal` may see it; otherwise NotFound, whether it is missing or someone else's."""
+                db: Database | None = None, audit_context: dict | None = None, options: tuple = ()):
+    """The row if `principal` may see it; otherwise NotFound, whether it is missing or someone else's.
+
+    `options` are loader options for the row (e.g. its collection joined into the same query)."""
     key = model.__mapper__.primary_key[0]
-    row = session.scalars(visible_select(principal, model).where(key == object_id)).one_or_none()
+    row = session.scalars(visible_select(principal, model).where(key == object_id).options(*options)
+                          ).unique().one_or_none()
     if row is not None:
         return row
     if db is not None:

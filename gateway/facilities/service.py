@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway.facilities.models import Facility
@@ -22,3 +22,13 @@ def facilities_of_system(session: Session, health_system: str) -> list[Facility]
     """Every facility run by the health system of that name (configuration: `Facility.health_system`)."""
     return list(session.scalars(select(Facility).where(Facility.health_system == health_system)
                                 .order_by(Facility.code)))
+
+
+def facility_with_siblings(session: Session, code: str) -> tuple[Facility | None, list[Facility]]:
+    """One facility by code and the other facilities of its health system, in one query (every check needs
+    both: the rules take the discloser's name from either)."""
+    system = select(Facility.health_system).where(Facility.code == code).scalar_subquery()
+    rows = session.scalars(select(Facility).where(or_(Facility.code == code, Facility.health_system == system))
+                           .order_by(Facility.code)).all()
+    facility = next((row for row in rows if row.code == code), None)
+    return facility, [row for row in rows if row.code != code]

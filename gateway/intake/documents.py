@@ -37,11 +37,11 @@ from sqlalchemy.orm import Session
 from gateway import metrics
 from gateway.audit.service import record
 from gateway.auth.principal import Principal
-from gateway.auth.tenancy import get_visible
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, UnsupportedMediaType
 from gateway.intake import lifecycle, readings
 from gateway.intake.models import DOCUMENT_KINDS, Document, RecordsRequest, RejectedUpload
+from gateway.intake.service import get_request
 from gateway.intake.uploads import FileTooLarge, Ingested, StorageDown, ingest
 from gateway.scanning import PdfProblem, ScanStatus, inspect_pdf
 from gateway.storage import StorageUnavailable, sanitise_filename
@@ -141,21 +141,27 @@ class DocumentUpload:
     # Reads signed authorizations after the clean scan (None: not read, e.g. reading turned off).
     reading: readings.ReadingService | None = None
     _first_look: list | None = None
+    # The request as `admit` (or the first `check`) read it: the early checks' view, detached.
+    _admitted: RecordsRequest | None = None
 
     def admit(self) -> None:
         """Before the form names a kind: is the request there for this caller, and open to uploads now?"""
-        with self.db.sessions() as session:
-            req = get_visible(session, self.principal, RecordsRequest, self.request_id, db=self.db,
-                              audit_context=self.audit_ctx)
-            staff_only = self.principal.has_role("facility_staff") and not self.principal.is_requester
-            check_kind(self.principal, req, RELEASE if staff_only else "supporting")
+        req = self._read_request()
+        staff_only = self.principal.has_role("facility_staff") and not self.principal.is_requester
+        check_kind(self.principal, req, RELEASE if staff_only else "supporting")
 
     def check(self, kind: str | None) -> str:
-        """Refuse a kind this caller may not add to this request now (before any byte is read)."""
+        """Refuse a kind this caller may not add to this request now (before any byte is read).
+
+        Early refusals judge the request as `admit` read it (one read per upload, not one per check): what
+        counts is `_record`, which checks the kind again on the locked row."""
+        return check_kind(self.principal, self._admitted or self._read_request(), kind)
+
+    def _read_request(self) -> RecordsRequest:
         with self.db.sessions() as session:
-            req = get_visible(session, self.principal, RecordsRequest, self.request_id, db=self.db,
-                              audit_context=self.audit_ctx)
-            return check_kind(self.principal, req, kind)
+            self._admitted = get_request(session, self.principal, self.request_id, db=self.db,
+                                         audit_ctx=self.audit_ctx)
+        return self._admitted
 
     def receive(self, chunks: Iterable[bytes], filename: str | None) -> Ingested:
         """Stream the bytes through the scanner, the hasher and S3 staging (nothing is a document yet)."""

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from gateway import outbox
 from gateway.audit.service import record
@@ -99,7 +99,10 @@ def check_version(req: RecordsRequest, if_match: str | None) -> None:
 
 
 def _locked_row(session: Session, query) -> RecordsRequest | None:
-    return session.scalars(query.with_for_update(of=RecordsRequest)).one_or_none()
+    # FOR NO KEY UPDATE on PostgreSQL: it serialises every lifecycle change of the request as FOR UPDATE
+    # does, but lets other transactions insert rows that merely reference it (a timeline event, a job's
+    # effect, an e-mail), whose foreign-key check FOR UPDATE would make wait for this whole transaction.
+    return session.scalars(query.with_for_update(of=RecordsRequest, key_share=True)).unique().one_or_none()
 
 
 @contextmanager
@@ -113,8 +116,9 @@ def locked_request(db: Database, principal: Principal, request_id: str, *, audit
     found = False
     try:
         with db.write_transaction() as session:
+            # With its documents in the same query: every caller of this lock reads or checks them.
             req = _locked_row(session, visible_select(principal, RecordsRequest)
-                              .where(RecordsRequest.id == request_id))
+                              .where(RecordsRequest.id == request_id).options(joinedload(RecordsRequest.documents)))
             if req is None:
                 raise NotFound()
             found = True

@@ -219,6 +219,8 @@ class ScanSchema(Schema):
     scanned_at = Timestamp()
 
 
+_SCAN = ScanSchema()
+
 class ReadingFindingSchema(Schema):
     code = fields.String(metadata={"description": "An advisory FORM_* code (docs/rules.md §8)"})
     field = fields.String()
@@ -244,7 +246,8 @@ class DocumentSchema(Schema):
     size = fields.Integer()
     sha256 = fields.String()
     pages = fields.Integer(allow_none=True)
-    scan = fields.Function(lambda d: ScanSchema().dump(d))
+    # One instance: a schema is costly to build, cheap to reuse (a lambda: Function would pass `dump` a context).
+    scan = fields.Function(lambda d: _SCAN.dump(d))  # noqa: PLW0108
     uploaded_at = Timestamp()
     reading = fields.Nested(ReadingSchema, allow_none=True,
                             metadata={"description": "authorization and representative_authority documents only"})

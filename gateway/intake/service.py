@@ -10,12 +10,14 @@ without the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from typing import TypeVar
 
 from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from gateway.audit.service import record, record_many, record_now
 from gateway.auth.principal import Principal
@@ -35,6 +37,7 @@ CANCELLABLE = ("draft", "submitted", "routed", "returned")
 EDITABLE = ("draft", "returned")  # requesters change a request only while it is theirs to fix
 # Fixed once a request has been submitted: a different facility or legal basis is a new request.
 LOCKED_AFTER_SUBMIT = ("facility", "pathway")
+T = TypeVar("T")
 _BODY = RequestCreateSchema()
 _GROUP_BODY = RequestGroupCreateSchema()
 
@@ -60,11 +63,14 @@ def load_group_body(data) -> dict:
     return load_create_body(data, schema=_GROUP_BODY)
 
 
-def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict) -> str:
-    """Store a new draft from a validated create body; returns its id."""
+def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict,
+                   present: Callable[[Session, RecordsRequest], T] | None = None) -> str | T:
+    """Store a new draft from a validated create body; returns its id, or what `present` (called with the new
+    draft inside the transaction, so the response needs no second read) makes of it."""
     require_requester(principal)
     with db.transaction() as session:
-        return add_request(session, principal=principal, body=body, audit_ctx=audit_ctx).id
+        req = add_request(session, principal=principal, body=body, audit_ctx=audit_ctx)
+        return req.id if present is None else present(session, req)
 
 
 def require_requester(principal: Principal) -> None:
@@ -118,7 +124,9 @@ def _new_request(principal: Principal, body: dict, group_id: str | None = None) 
     """The draft row of a validated create body (not yet added to a session)."""
     stored = _BODY.dump(body)  # dates as ISO strings: what the JSON columns can hold
     return RecordsRequest(
-        id=new_id(), org_id=principal.org_id, created_by=principal.audit_actor, reference=body["reference"],
+        # documents=[]: a new draft has none, and saying so spares a query when it is presented.
+        id=new_id(), documents=[], org_id=principal.org_id, created_by=principal.audit_actor,
+        reference=body["reference"],
         group_id=group_id, facility=body["facility"], pathway=body["pathway"], purpose=body["purpose"], version=1,
         public_benefit_claim=body["public_benefit_claim"], fee_waiver_requested=body["fee_waiver_requested"],
         instructions=body["instructions"], **{section: stored[section] for section in SECTIONS})
@@ -167,10 +175,16 @@ def stored_body(req: RecordsRequest) -> dict:
     return _BODY.dump(body_of(req))
 
 
+# One request and its documents in one query (the relationship's own selectin load is a second round trip,
+# which pays off only for lists).
+WITH_DOCUMENTS = (joinedload(RecordsRequest.documents),)
+
+
 def get_request(session: Session, principal: Principal, request_id: str, *, db: Database,
                 audit_ctx: dict) -> RecordsRequest:
-    """A request the principal may see, or NotFound (missing and foreign look alike)."""
-    return get_visible(session, principal, RecordsRequest, request_id, db=db, audit_context=audit_ctx)
+    """A request the principal may see, or NotFound (missing and foreign look alike); with its documents."""
+    return get_visible(session, principal, RecordsRequest, request_id, db=db, audit_context=audit_ctx,
+                       options=WITH_DOCUMENTS)
 
 
 def audit_read(db: Database, principal: Principal, action: str, object_type: str, object_id: str | None,

@@ -14,6 +14,9 @@ A returned request that is cured and resubmitted keeps its first
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from sqlalchemy.orm import Session
 
 from gateway import outbox
@@ -27,6 +30,7 @@ from gateway.intake.assessment import assess_request
 from gateway.intake.models import CLOSED_STATUSES, RecordsRequest
 from gateway.intake.routing_policy import Route, route_for
 
+T = TypeVar("T")
 SUBMITTABLE = ("draft", "returned")
 ALREADY_SUBMITTED = ("submitted", "routed")
 
@@ -36,19 +40,39 @@ class RequestDeficient(Unprocessable):
 
 
 def submit(db: Database, *, principal: Principal, request_id: str, clock: Clock, audit_ctx: dict,
-           if_match: str | None = None, reading_wait: float = 0.0) -> Route | None:
+           if_match: str | None = None, reading_wait: float = 0.0,
+           present: Callable[[Session, RecordsRequest], T] | None = None) -> Route | T | None:
     """Submit a draft (or a returned request, cured); None when it was already submitted (no change).
 
-    A signed form still being read is waited for, at most `reading_wait` seconds and before the lock is
-    taken (the reading job needs it to record its outcome); then the rules judge what is known.
+    A signed form still being read is waited for, at most `reading_wait` seconds and without the lock (the
+    reading job needs it to record its outcome); then the rules judge what is known.
+    `present`, when given, is called with the submitted request inside the transaction (the facts the check
+    just read are still at hand) and what it returns is returned instead of the route.
     """
     if not principal.is_requester:
         raise Forbidden("Only the requesting organization submits a request.")
-    if reading_wait > 0:
+    arguments = {"principal": principal, "request_id": request_id, "clock": clock, "audit_ctx": audit_ctx,
+                 "if_match": if_match, "present": present}
+    if reading_wait <= 0:
+        return _submit(db, **arguments, await_readings=False)
+    try:  # the locked row shows whether a reading is pending: no read of its own in the usual case
+        return _submit(db, **arguments, await_readings=True)
+    except _ReadingPending:  # rolled back untouched; wait with the lock released, then judge what is known
         readings.wait_for_readings(db, request_id, timeout=reading_wait)
+        return _submit(db, **arguments, await_readings=False)
+
+
+class _ReadingPending(Exception):
+    """Raised inside the locked transaction (rolling it back) when a signed form is still being read."""
+
+
+def _submit(db: Database, *, principal: Principal, request_id: str, clock: Clock, audit_ctx: dict,
+            if_match: str | None, present, await_readings: bool):
     with lifecycle.locked_request(db, principal, request_id, audit_ctx=audit_ctx, if_match=if_match) as (session, req):
         if req.status in ALREADY_SUBMITTED:
             return None
+        if await_readings and any(d.reading_status == readings.PENDING for d in req.documents):
+            raise _ReadingPending()
         lifecycle.allowed(req, "submitted")
         today = clock.today()
         assessment = assess_request(session, req, on=today, submitted_on=today)
@@ -70,7 +94,7 @@ def submit(db: Database, *, principal: Principal, request_id: str, clock: Clock,
         lifecycle.add_event(session, req, "routing_decided", "gateway", queue=route.first, path=list(route.path),
                             at_front=route.at_front)
         outbox.add_route(session, request_id=req.id, queue=route.first, at_front=route.at_front)
-        return route
+        return route if present is None else present(session, req)
 
 
 def enter_queue(session: Session, req: RecordsRequest | None, queue: str) -> RecordsRequest | None:

@@ -59,10 +59,13 @@ def _fingerprint(form: _Form, sha256: str) -> str:
     return idempotency.fingerprint(request.method, request.path, form.kind or "", form.filename or "", sha256)
 
 
+_DOCUMENT = DocumentSchema()  # built once: a schema is costly to build, cheap to reuse
+
+
 def _present_document(request_id: str, document) -> tuple[dict, str]:
     from flask import url_for
 
-    return DocumentSchema().dump(document), url_for("documents.get_document", request_id=request_id,
+    return _DOCUMENT.dump(document), url_for("documents.get_document", request_id=request_id,
                                                     document_id=document.id)
 
 

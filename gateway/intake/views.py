@@ -123,13 +123,28 @@ def create_request():
     return run_idempotently(_create_from_json)
 
 
+_REQUEST = RequestSchema()  # built once: a schema is costly to build, cheap to reuse
+
+
 def _created(request_id: str):
     resource, _status, headers = render(request_id, 201)
-    response = jsonify(RequestSchema().dump(resource))
+    return _created_response(request_id, resource, headers["ETag"])
+
+
+def _created_response(request_id: str, resource: dict, etag: str):
+    response = jsonify(_REQUEST.dump(resource))
     response.status_code = 201
-    response.headers.update(headers)
+    response.headers["ETag"] = etag
     response.headers["Location"] = url_for("requests.get_request", request_id=request_id)
     return response
+
+
+def _presented(principal, today):
+    """What a service that changed a request hands back from inside its transaction: the resource as
+    `principal` sees it and its ETag (the response then needs no second read)."""
+    def present_in_transaction(session, req) -> tuple[str, dict, str]:
+        return req.id, assessment.resource(session, req, on=today, viewer=principal), lifecycle.etag(req)
+    return present_in_transaction
 
 
 def _create_from_json():
@@ -138,9 +153,11 @@ def _create_from_json():
         group_id, request_ids = groups.create_group(adapters().db, principal=current_principal(),
                                                     body=service.load_group_body(data), audit_ctx=audit_context())
         return _group_created(group_id, request_ids)
-    request_id = service.create_request(adapters().db, principal=current_principal(),
-                                        body=load_create_body(data), audit_ctx=audit_context())
-    return _created(request_id)
+    principal = current_principal()
+    request_id, resource, etag = service.create_request(adapters().db, principal=principal,
+                                                        body=load_create_body(data), audit_ctx=audit_context(),
+                                                        present=_presented(principal, clock().today()))
+    return _created_response(request_id, resource, etag)
 
 
 def _group_created(group_id: str, request_ids: list[str]):
@@ -345,6 +362,12 @@ def validate_request():
 @blp.alt_response(412, description="PRECONDITION_FAILED: If-Match names an older version; nothing changed")
 def submit_request(request_id):
     """Submit for release: all rules are checked on the locked request; a clean one is submitted and routed."""
-    submission.submit(adapters().db, principal=current_principal(), request_id=request_id, clock=clock(),
-                      if_match=if_match(), audit_ctx=audit_context(), reading_wait=settings().reading_submit_wait)
-    return render(request_id, 202)
+    principal = current_principal()
+    submitted = submission.submit(adapters().db, principal=principal, request_id=request_id, clock=clock(),
+                                  if_match=if_match(), audit_ctx=audit_context(),
+                                  reading_wait=settings().reading_submit_wait,
+                                  present=_presented(principal, clock().today()))
+    if submitted is None:  # submitted already: nothing changed, the request as it is now
+        return render(request_id, 202)
+    _request_id, resource, etag = submitted
+    return resource, 202, {"ETag": etag}

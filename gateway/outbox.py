@@ -63,7 +63,7 @@ class OutboxMessage(Base):
 
     @property
     def step(self) -> str:
-        """What a consumer deduplicates on: this message, whichever job delivers it."""
+        """What a consumer deduplicates on: this message, whichever job delivers it (`claim` spells it too)."""
         return f"{self.queue}#{self.id}"
 
 
@@ -101,15 +101,17 @@ def add_notification(session: Session, *, request_id: str, org_id: str, event_ty
     message = OutboxMessage(request_id=request_id, kind=NOTIFY, payload=payload,
                             state="pending", next_attempt_at=utcnow())
     session.add(message)
+    # No NOTIFY: notifications are fanned out by the relay's polling companion (a webhook or an e-mail a
+    # poll interval later is on time), and a NOTIFY per notification would wake the route loop for rows it
+    # does not take — three empty claims per submission under load.
     session.flush()
-    wake_relays(session)
     return message
 
 
 def wake_relays(session: Session) -> None:
-    """On PostgreSQL, NOTIFY the relays in this transaction: delivered when it commits, never if it rolls back,
-    so a relay woken by it finds the row.  Once per transaction (the server would fold repeats anyway); no-op
-    on SQLite, whose relay keeps polling."""
+    """On PostgreSQL, NOTIFY the relays' route loops in this transaction: delivered when it commits, never if it
+    rolls back, so a relay woken by it finds the row.  Once per transaction (the server would fold repeats
+    anyway); no-op on SQLite, whose relay keeps polling."""
     if session.get_bind().dialect.name != "postgresql":
         return
     transaction = session.get_transaction()
@@ -135,20 +137,28 @@ def claim(db: Database, *, relay: str, limit: int, now: datetime | None = None,
     with db.transaction() as session:
         due_ids = (select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
                    .with_for_update(skip_locked=True).scalar_subquery())
-        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), due)
-                        .values(state="claimed", claimed_by=token, claim_expires_at=now + lease),
+        # The claimed rows come back with the UPDATE (RETURNING): one statement, not a second read.
+        rows = session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), due)
+            .values(state="claimed", claimed_by=token, claim_expires_at=now + lease)
+            .returning(OutboxMessage.id, OutboxMessage.request_id, OutboxMessage.kind, OutboxMessage.queue,
+                       OutboxMessage.at_front, OutboxMessage.payload),
+            execution_options={"synchronize_session": False}).all()
+        return [Claimed(r.id, r.request_id, r.kind, r.queue, r.at_front, f"{r.queue}#{r.id}", r.payload)
+                for r in sorted(rows, key=lambda row: row.id)]
+
+
+def mark_all_sent(session: Session, sent: dict[int, str | None], *, now: datetime | None = None) -> None:
+    """Record successful publishes ({row id: job id}), in the caller's transaction with what the publish
+    changed: one statement per distinct job id (notify rows have none, so a batch of them is one)."""
+    now = now or utcnow()
+    by_job: dict[str | None, list[int]] = {}
+    for message_id, job_id in sent.items():
+        by_job.setdefault(job_id, []).append(message_id)
+    for job_id, ids in by_job.items():
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
+                        .values(state="sent", sent_at=now, job_id=job_id, claimed_by=None, claim_expires_at=None),
                         execution_options={"synchronize_session": False})
-        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.claimed_by == token)
-                               .order_by(OutboxMessage.id)).all()
-        return [Claimed(r.id, r.request_id, r.kind, r.queue, r.at_front, r.step, r.payload) for r in rows]
-
-
-def mark_sent(session: Session, message_id: int, *, job_id: str | None, now: datetime | None = None) -> OutboxMessage:
-    """Record a successful publish (in the caller's transaction, with what the publish changed)."""
-    message = session.get(OutboxMessage, message_id)
-    message.state, message.sent_at, message.job_id = "sent", now or utcnow(), job_id
-    message.claimed_by = message.claim_expires_at = None
-    return message
 
 
 def release(db: Database, ids: list[int], *, error: str, now: datetime | None = None,

@@ -5,10 +5,10 @@ an outbox event (`gateway.routing.relay.fan_out`) it calls `queue_for_event`
 in the same transaction: one `MailNotification` per portal user of the
 requesting organization who wants e-mail, unique on (event, user), so a
 re-published event queues nothing twice.  Housekeeping calls `claim_due` and
-enqueues `gateway.mail.jobs.send_job(id)` on the maintenance queue; the job
-calls `send`, which makes one attempt outside any transaction and settles the
-row or schedules the next attempt (a minute, doubling, at most six hours
-apart, for three days).  Nothing here runs in a web request.
+enqueues `gateway.mail.jobs.send_all_job(ids)` for the claimed batch on the
+maintenance queue; the job calls `send` for each, which makes one attempt
+outside any transaction and settles the row or schedules the next attempt
+(a minute, doubling, at most six hours apart, for three days).  Nothing here runs in a web request.
 
 Who hears about what: requesters and requester admins (people, never API
 keys) of the request's organization; not the person who caused the event
@@ -56,21 +56,36 @@ class RequestLabel:
     facility: str
 
 
-def recipients(session: Session, org_id: str, *, actor: str | None) -> list[User]:
-    """Active portal users of the organization who want e-mail, except the one who caused the event."""
+def subscribers(session: Session, org_id: str) -> list[User]:
+    """Active portal users of the organization who want e-mail (whoever caused an event is left out later)."""
     users = session.scalars(select(User).where(User.org_id == org_id, User.active.is_(True),
                                                User.email_notifications.is_(True)).order_by(User.id))
-    return [u for u in users if REQUESTER_ROLES & set(u.roles or ()) and f"user:{u.id}" != actor]
+    return [u for u in users if REQUESTER_ROLES & set(u.roles or ())]
+
+
+def recipients(session: Session, org_id: str, *, actor: str | None,
+               users: list[User] | None = None) -> list[User]:
+    """Active portal users of the organization who want e-mail, except the one who caused the event.
+
+    `users` (the organization's `subscribers`, read once by a caller fanning out many events) saves the read."""
+    users = subscribers(session, org_id) if users is None else users
+    return [u for u in users if f"user:{u.id}" != actor]
+
+
+def wants_mail(event_type: str, data: dict) -> bool:
+    """Whether this event is one the portal's users are e-mailed about."""
+    if event_type not in MAIL_EVENTS:
+        return False
+    return not (event_type == "request.status_changed" and data.get("status") in QUIET_STATUSES)
 
 
 def queue_for_event(session: Session, *, event_id: str, event_type: str, org_id: str, request_id: str,
-                    data: dict, label: RequestLabel, actor: str | None = None) -> list[MailNotification]:
+                    data: dict, label: RequestLabel, actor: str | None = None,
+                    users: list[User] | None = None) -> list[MailNotification]:
     """One pending e-mail per recipient of this event, in the caller's (the fan-out's) transaction."""
-    if event_type not in MAIL_EVENTS:
+    if not wants_mail(event_type, data):
         return []
-    if event_type == "request.status_changed" and data.get("status") in QUIET_STATUSES:
-        return []
-    users = recipients(session, org_id, actor=actor)
+    users = recipients(session, org_id, actor=actor, users=users)
     if not users:
         return []
     already = set(session.scalars(select(MailNotification.user_id).where(MailNotification.event_id == event_id)))
@@ -120,36 +135,84 @@ def send(db: Database, notification_id: str, *, mailer: Mailer, settings, now: d
     The user is read at send time: someone who opted out or was deactivated since the event gets nothing.
     No transaction is held open while the mail server is talked to.
     """
+    return send_many(db, [notification_id], mailer=mailer, settings=settings, now=now)[notification_id]
+
+
+def send_many(db: Database, notification_ids: list[str], *, mailer: Mailer, settings,
+              now: datetime) -> dict[str, str]:
+    """`send` for a batch: one attempt at each e-mail, each settled on its own; {id: state afterwards}.
+
+    The rows and their users are read in one transaction and the attempts recorded in another, so a batch
+    costs the database two transactions, not two per e-mail; no transaction is open while mail is sent.
+    """
+    states: dict[str, str] = {}
+    messages = {}
     with db.transaction() as session:
-        row = session.get(MailNotification, notification_id)
-        if row is None:
-            return "missing"
-        if row.state != "pending":
-            return row.state
-        user = session.get(User, row.user_id)
-        if user is None or not user.active or not user.email_notifications:
-            row.state, row.next_attempt_at, row.last_error = "skipped", None, "opted_out_or_inactive"
-            return row.state
-        message = compose(notification_id=row.id, event_type=row.event_type, context=row.context,
-                          request_id=row.request_id, to=user.email, sender=settings.mail_from,
-                          portal_url=settings.portal_url, now=now)
-    error, retryable = None, False
+        rows = {row.id: row for row in session.scalars(
+            select(MailNotification).where(MailNotification.id.in_(notification_ids)))}
+        users = {user.id: user for user in session.scalars(
+            select(User).where(User.id.in_({row.user_id for row in rows.values()})))} if rows else {}
+        for notification_id in notification_ids:
+            row = rows.get(notification_id)
+            if row is None:
+                states[notification_id] = "missing"
+            elif row.state != "pending":
+                states[notification_id] = row.state
+            elif not _wants(users.get(row.user_id)):
+                row.state, row.next_attempt_at, row.last_error = "skipped", None, "opted_out_or_inactive"
+                states[notification_id] = row.state
+            else:
+                user = users[row.user_id]
+                messages[notification_id] = compose(
+                    notification_id=row.id, event_type=row.event_type, context=row.context,
+                    request_id=row.request_id, to=user.email, sender=settings.mail_from,
+                    portal_url=settings.portal_url, now=now)
+    if not messages:
+        return states
+    outcomes: dict[str, tuple[str | None, bool]] = {}
+    try:
+        for notification_id, message in messages.items():
+            outcomes[notification_id] = _attempt(mailer, message)
+    finally:  # what was sent is recorded even if something unforeseen stops the batch (so it is not sent twice)
+        if outcomes:
+            _record_outcomes(db, outcomes, states, now=now)
+    return states
+
+
+def _record_outcomes(db: Database, outcomes: dict[str, tuple[str | None, bool]], states: dict[str, str], *,
+                     now: datetime) -> None:
+    with db.transaction() as session:
+        rows = {row.id: row for row in session.scalars(
+            select(MailNotification).where(MailNotification.id.in_(list(outcomes)))
+            .order_by(MailNotification.id).with_for_update())}
+        logged = []
+        for notification_id, (error, retryable) in outcomes.items():
+            row = rows.get(notification_id)
+            if row is None or row.state != "pending":  # settled meanwhile (a second run of the same job)
+                states[notification_id] = row.state if row else "missing"
+                continue
+            _record_attempt(row, error, retryable, now=now)
+            states[notification_id] = row.state
+            logged.append((notification_id, row.event_type, row.state, error, row.attempts))
+    for notification_id, event_type, state, error, attempts in logged:
+        # Ids and codes only: never the address, the subject or the server's reply.
+        log.info("mail attempt", extra={"notification_id": notification_id, "event_type": event_type,
+                                        "state": state, "error": error, "attempt": attempts})
+
+
+def _wants(user: User | None) -> bool:
+    return user is not None and user.active and user.email_notifications
+
+
+def _attempt(mailer: Mailer, message) -> tuple[str | None, bool]:
+    """One try at handing the message to the mail server: (error or None, whether to try again later)."""
     try:
         mailer.send(message)
     except MailUnavailable as unavailable:
-        error, retryable = str(unavailable) or "unavailable", True
+        return str(unavailable) or "unavailable", True
     except MailRefused as refused:
-        error = str(refused) or "refused"
-    with db.transaction() as session:
-        row = session.get(MailNotification, notification_id, with_for_update=True)
-        if row is None or row.state != "pending":
-            return row.state if row else "missing"
-        _record_attempt(row, error, retryable, now=now)
-        state, attempts, event_type = row.state, row.attempts, row.event_type
-    # Ids and codes only: never the address, the subject or the server's reply.
-    log.info("mail attempt", extra={"notification_id": notification_id, "event_type": event_type,
-                                    "state": state, "error": error, "attempt": attempts})
-    return state
+        return str(refused) or "refused", False
+    return None, False
 
 
 def _record_attempt(row: MailNotification, error: str | None, retryable: bool, *, now: datetime) -> None:

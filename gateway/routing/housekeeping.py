@@ -75,9 +75,9 @@ class Housekeeping:
 
         with self.db.transaction() as session:
             due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
-        for notification_id in due:
-            self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_job", [notification_id],
-                                    job_id=f"mail-{notification_id}-{int(time.time())}")
+        if due:  # one job for the claimed batch (a job per e-mail cost the worker more than the sending)
+            self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_all_job", [due],
+                                    job_id=f"mail-{due[0]}-{len(due)}-{int(time.time())}")
         self._reset_mails()
 
     def _reset_mails(self) -> None:

@@ -9,8 +9,9 @@ then marks them all sent and records each request's entry into its queue in
 one transaction, under the requests' locks (taken in id order).
 
 Woken on commit: on PostgreSQL the relay LISTENs on `outbox.CHANNEL` and the
-transaction that writes an outbox row NOTIFYs it (`outbox.wake_relays`), so
-a submit is picked up within milliseconds of its commit.  The short poll
+transaction that writes a route row NOTIFYs it (`outbox.wake_relays`), so
+a submit is picked up within milliseconds of its commit (notify rows wake
+nobody: the poll finds them).  The short poll
 (`GATEWAY_OUTBOX_POLL_INTERVAL`) stays: it is what finds rows due later
 (backoff, expired leases), what SQLite relies on, and the fallback while the
 listening connection is down (it is reopened on the next wait).  `gateway
@@ -121,8 +122,8 @@ def _mark(db: Database, published: list[tuple[outbox.Claimed, str]]) -> None:
     with db.write_transaction() as session:
         locked = {request_id: lock_in(session, request_id)
                   for request_id in sorted({message.request_id for message, _ in published})}
-        for message, job_id in published:
-            outbox.mark_sent(session, message.id, job_id=job_id)
+        outbox.mark_all_sent(session, {message.id: job_id for message, job_id in published})
+        for message, _job_id in published:
             enter_queue(session, locked[message.request_id], message.queue)
 
 
@@ -133,8 +134,7 @@ def fan_out_all(db: Database, messages: list[outbox.Claimed]) -> None:
         return
     try:
         with db.transaction() as session:
-            for message in messages:
-                _fan_out(session, message)
+            fan_out_batch(session, messages)
         return
     except Exception as error:
         if len(messages) == 1:
@@ -148,21 +148,59 @@ def fan_out(db: Database, message: outbox.Claimed) -> None:
     """A notify row becomes one webhook delivery per subscribed webhook and one e-mail per portal user who
     wants it, once each (the row's id is the event's), in one transaction with marking the row sent."""
     with db.transaction() as session:
-        _fan_out(session, message)
+        fan_out_batch(session, [message])
 
 
-def _fan_out(session, message: outbox.Claimed) -> None:
-    from gateway.mail.service import MAIL_EVENTS, queue_for_event
+class _Audience:
+    """What a batch of events reads once per organization and request rather than once per event: the
+    subscribed webhooks, the users who want e-mail, how e-mails name a request."""
+
+    def __init__(self, session):
+        self.session = session
+        self._webhooks: dict[str, list] = {}
+        self._users: dict[str, list] = {}
+        self._labels: dict[str, object] = {}
+
+    def webhooks(self, org_id: str) -> list:
+        from gateway.webhooks.service import active_webhooks
+
+        if org_id not in self._webhooks:
+            self._webhooks[org_id] = active_webhooks(self.session, org_id)
+        return self._webhooks[org_id]
+
+    def users(self, org_id: str) -> list:
+        from gateway.mail.service import subscribers
+
+        if org_id not in self._users:
+            self._users[org_id] = subscribers(self.session, org_id)
+        return self._users[org_id]
+
+    def label(self, request_id: str):
+        if request_id not in self._labels:
+            self._labels[request_id] = request_label(self.session, request_id)
+        return self._labels[request_id]
+
+
+def fan_out_batch(session, messages: list[outbox.Claimed]) -> None:
+    """Fan out notify rows in the caller's transaction and mark them sent (one statement for the lot)."""
+    from gateway.mail.service import queue_for_event, wants_mail
     from gateway.webhooks.service import emit
 
-    payload = message.payload or {}
-    event_id, event_type, data = f"evt-{message.id}", payload["type"], payload.get("data") or {}
-    emit(session, org_id=payload["org_id"], event_type=event_type, data=data, event_id=event_id)
-    label = request_label(session, message.request_id) if event_type in MAIL_EVENTS else None
-    if label is not None:
-        queue_for_event(session, event_id=event_id, event_type=event_type, org_id=payload["org_id"],
-                        request_id=message.request_id, data=data, label=label, actor=payload.get("actor"))
-    outbox.mark_sent(session, message.id, job_id=None)
+    audience = _Audience(session)
+    for message in messages:
+        payload = message.payload or {}
+        org_id, event_type, data = payload["org_id"], payload["type"], payload.get("data") or {}
+        event_id = f"evt-{message.id}"
+        emit(session, org_id=org_id, event_type=event_type, data=data, event_id=event_id,
+             webhooks=audience.webhooks(org_id))
+        if not wants_mail(event_type, data) or not audience.users(org_id):
+            continue
+        label = audience.label(message.request_id)
+        if label is not None:
+            queue_for_event(session, event_id=event_id, event_type=event_type, org_id=org_id,
+                            request_id=message.request_id, data=data, label=label, actor=payload.get("actor"),
+                            users=audience.users(org_id))
+    outbox.mark_all_sent(session, {message.id: None for message in messages})
 
 
 def request_label(session, request_id: str):

@@ -121,12 +121,18 @@ def _clean_data(data: Mapping) -> dict:
     return clean
 
 
+def active_webhooks(session: Session, org_id: str) -> list[Webhook]:
+    """The organization's active webhooks (what `emit` chooses the subscribers of an event from)."""
+    return list(session.scalars(select(Webhook).where(Webhook.org_id == org_id, Webhook.active.is_(True))))
+
+
 def emit(session: Session, *, org_id: str, event_type: str, data: dict,
-         event_id: str | None = None) -> list[WebhookDelivery]:
+         event_id: str | None = None, webhooks: list[Webhook] | None = None) -> list[WebhookDelivery]:
     """Queue one event for every active webhook of `org_id` subscribed to it, in the caller's transaction.
 
     `data` may hold only DATA_KEYS, as ids, statuses and codes (ValueError
-    otherwise).  Passing the same `event_id` again queues nothing twice.
+    otherwise).  Passing the same `event_id` again queues nothing twice.  `webhooks` (the organization's
+    `active_webhooks`, read once by a caller fanning out many events) saves reading them per event.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
@@ -134,8 +140,9 @@ def emit(session: Session, *, org_id: str, event_type: str, data: dict,
     now = utcnow()
     event_id = event_id or new_id()
     payload = {"id": event_id, "type": event_type, "created_at": timestamp(now), "data": clean}
-    webhooks = [w for w in session.scalars(select(Webhook).where(Webhook.org_id == org_id, Webhook.active.is_(True)))
-                if event_type in (w.events or [])]
+    if webhooks is None:
+        webhooks = active_webhooks(session, org_id)
+    webhooks = [w for w in webhooks if event_type in (w.events or [])]
     if not webhooks:
         return []
     already = set(session.scalars(select(WebhookDelivery.webhook_id).where(

@@ -187,7 +187,7 @@ def test_three_days_of_outage_abandon_the_mail(db, client, settings, mail_settin
 
 def test_the_relay_housekeeping_and_an_rq_worker_send_the_mail(client, db, settings, mail_settings, inbox, firm,
                                                                clerk):
-    """The production path: fan-out rows → housekeeping claim → `gateway.mail.jobs.send_job` in a real worker."""
+    """The production path: fan-out rows → housekeeping claim → `gateway.mail.jobs.send_all_job` in a real worker."""
     request_id = submitted(client, firm, "tufts-mc", **PATIENT)
     publish(db, settings)
     assert client.post(f"/v1/requests/{request_id}/messages", headers=clerk,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from gateway import clock
+from gateway.sqlite_turns import WriterTurns
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -104,6 +105,33 @@ def _ping_after_idle(engine: Engine) -> None:
             raise exc.DisconnectionError() from error
 
 
+def _take_turns_to_write(engine: Engine, turns: WriterTurns) -> None:
+    """Writers to this SQLite file wait for their turn in the file lock before SQLite's (gateway.sqlite_turns):
+    taken before a connection's first write, given up right after its commit or rollback."""
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(_connection, cursor, statement, _parameters, _context, _executemany) -> None:
+        turns.before_statement(cursor.connection, statement)
+
+    dialect = engine.dialect  # this engine's own dialect object: wrapping its methods touches no other engine
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            turns.release(dbapi_connection)
+
+    def do_rollback(dbapi_connection) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            turns.release(dbapi_connection)
+
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
+    for pool_event in ("checkin", "close", "invalidate"):  # never left held by a connection that went away
+        event.listen(engine, pool_event, lambda dbapi_connection, *_: turns.release(dbapi_connection))
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets gunicorn workers, the relay and RQ workers read while one writes;
     # busy_timeout makes writers wait instead of failing at once.
@@ -139,6 +167,8 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            if parsed.database and parsed.database != ":memory:":
+                _take_turns_to_write(self.engine, WriterTurns.for_database(str(Path(parsed.database).resolve())))
         else:
             _ping_after_idle(self.engine)
         # The key rides on the session (never in a row), so `record(session, ...)` keeps its signature.

@@ -174,6 +174,9 @@ def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, all_fac
     names = ([*REVIEW_QUEUES] if review else []) + [queues.facility_queue(code) for code in chosen] \
         + ([queues.MAINTENANCE] if maintenance else [])
     ctx.db.dispose()  # the runtime builds the worker's own engine; this one only listed the facilities
+    from gateway.sqlite_turns import give_this_process_priority
+
+    give_this_process_priority()  # on SQLite, hand-overs write before intake does (gateway.sqlite_turns)
     run_worker(ctx.settings, names or queues.all_queues(known), burst=burst, fork=fork)
 
 

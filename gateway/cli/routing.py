@@ -34,7 +34,9 @@ def outbox_relay(ctx, once, as_json):
     from gateway.routing import relay
     from gateway.routing.dispatch import RqDispatcher
     from gateway.routing.housekeeping import Housekeeping
+    from gateway.sqlite_turns import give_this_process_priority
 
+    give_this_process_priority()  # on SQLite, routing writes before intake does (gateway.sqlite_turns)
     dispatcher = RqDispatcher(build_redis(ctx.settings), job_timeout=ctx.settings.job_timeout)
     if once:
         result = relay.publish_due(ctx.db, dispatcher, batch=ctx.settings.outbox_batch_size)

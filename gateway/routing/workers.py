@@ -25,7 +25,10 @@ covered:
   quickly — by whichever worker sweeps the registries next (every
   `GATEWAY_WORKER_MAINTENANCE_INTERVAL` seconds, and at every worker's start).
   A job retried like that may have acted already: jobs are idempotent
-  (`JobEffect`, sinks' idempotency keys).
+  (`JobEffect`, sinks' idempotency keys).  A worker killed in the instant
+  between taking a job off its queue and marking it started leaves the job in
+  RQ's intermediate list; RQ fails (so retries) such a job after a minute,
+  this worker after `STUCK_AFTER` seconds (`GatewayQueue`).
 
 `gateway worker --fork` keeps RQ's forking model for isolation (a job's
 memory given back after every job), but forks from the warm parent: the
@@ -41,13 +44,16 @@ are honoured.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_WORKER_TTL
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
 
 from gateway.settings import Settings
 
@@ -56,6 +62,26 @@ log = logging.getLogger("gateway.routing.workers")
 # Seconds past a job's timeout after which a "started" job whose worker vanished counts as abandoned.  The
 # timeout itself is enforced inside the worker, so a live worker has finished (or failed) the job by then.
 ABANDON_MARGIN = 10
+
+
+# Seconds a job may sit taken off its queue but not started before it counts as its worker's casualty.  A live
+# worker starts a job within milliseconds of taking it; RQ's own rule is a minute.
+STUCK_AFTER = 15
+
+
+class _PromptIntermediateQueue(IntermediateQueue):
+    def should_be_cleaned_up(self, job_id: str) -> bool:
+        first_seen = self.get_first_seen(job_id)
+        # RQ's clock, as RQ stamped first_seen with it (Redis bookkeeping, never a date the rules see).
+        return first_seen is not None and rq_now() - first_seen > timedelta(seconds=STUCK_AFTER)
+
+
+class GatewayQueue(Queue):
+    """RQ's queue, whose taken-but-never-started jobs come back after STUCK_AFTER seconds, not a minute."""
+
+    @property
+    def intermediate_queue(self) -> IntermediateQueue:
+        return _PromptIntermediateQueue(self.key, connection=self.connection)
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -95,9 +121,9 @@ def run_worker(settings: Settings, queue_names: list[str], *, burst: bool = Fals
 
     install(Runtime.from_settings(settings))  # builds clients; opens no connection (the scheduler forks next)
     connection = connect(settings)
-    queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in queue_names]
+    queues = [GatewayQueue(name, connection=connection, serializer=JSONSerializer) for name in queue_names]
     worker_class = GatewayForkWorker if fork else GatewayWorker
-    worker = worker_class(queues, connection=connection, serializer=JSONSerializer,
+    worker = worker_class(queues, connection=connection, serializer=JSONSerializer, queue_class=GatewayQueue,
                           maintenance_interval=settings.worker_maintenance_interval)
     log.info("worker starting", extra={"model": "fork" if fork else "in-process", "queues": len(queue_names)})
     return worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)

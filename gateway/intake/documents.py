@@ -187,7 +187,7 @@ class DocumentUpload:
                 self._record_malware(kind)
                 raise
             try:
-                self.store.promote(self.ingested.storage_key, written=self.ingested.written)
+                self.ingested.store_clean(self.store)
             except StorageUnavailable:
                 raise StorageDown("Document storage is unavailable; nothing was stored. Retry shortly.") from None
             if self._reads(kind):  # the text layer, from the spool, before the row is written (no lock held)
@@ -213,7 +213,10 @@ class DocumentUpload:
         """Remove what was staged (after a refusal, or when the rest of the form is bad)."""
         if self.ingested is not None:
             self.ingested.discard_spool()
-            if self.ingested.storage_key:
+            if self.ingested.unwritten is not None:  # held back, never written: nothing to remove
+                with contextlib.suppress(Exception):
+                    self.ingested.unwritten.abort()
+            elif self.ingested.storage_key:
                 with contextlib.suppress(StorageUnavailable):  # the sweeper removes it later if this fails
                     self.store.delete(self.ingested.storage_key)
             self.ingested = None

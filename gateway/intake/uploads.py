@@ -59,6 +59,17 @@ class Ingested:
     verdict: ScanResult
     spool_path: Path | None
     written: object | None = None  # the staged upload's record of what it wrote (promote's shortcut)
+    # A small file's upload, held back until the file is judged: it is then written once, already clean
+    # (`store_clean`), and bytes that are not clean never reach storage at all.
+    unwritten: object | None = None
+
+    def store_clean(self, store) -> None:
+        """Mark the stored object clean: write the held-back small file tagged clean, or promote the object."""
+        if self.unwritten is not None:
+            self.unwritten.complete(sha256_hex=self.sha256, clean=True)
+            self.unwritten = None
+        else:
+            store.promote(self.storage_key, written=self.written)
 
     def discard_spool(self) -> None:
         """Remove the temporary PDF copy."""
@@ -270,12 +281,15 @@ def ingest(chunks: Iterable[bytes], *, scanner, store, max_bytes: int, spool_dir
         if spool is not None:
             spool.close()
         digest = hasher.hexdigest() if hasher is not None else staged.sha256_hex()
-        # clamd scans only after the end marker: finish the S3 upload while it does (the object
-        # stays tagged pending, unreadable, until a clean verdict promotes it).
+        # clamd scans only after the end marker.  A large file's S3 upload is finished while it does (the
+        # object stays tagged pending, unreadable, until a clean verdict promotes it); a small one, held
+        # whole, is written only once judged clean (one PUT, no tag flip, nothing unclean ever stored).
         scan.end_stream()  # at most once: a second call does nothing
-        if staged is not None:
+        if staged is not None and not whole:
             staged.complete(sha256_hex=digest)
         verdict = scan.finish()
+        if staged is not None and whole:
+            return Ingested(key, content_type, size, digest, verdict, spool_path, unwritten=staged)
         return Ingested(key, content_type, size, digest, verdict, spool_path,
                         getattr(staged, "written", None))
     except ScannerUnavailable:

@@ -154,7 +154,7 @@ class InMemoryDocumentStore:
             raise StoredObjectMissing(f"object at {key} is not promoted")
         return obj
 
-    def _finish(self, upload_id: int, sha256_hex: str) -> None:
+    def _finish(self, upload_id: int, sha256_hex: str, clean: bool = False) -> None:
         self._check_available()
         with self._lock:
             upload = self.uploads.pop(upload_id)
@@ -162,7 +162,7 @@ class InMemoryDocumentStore:
             if hashlib.sha256(data).hexdigest() != sha256_hex:
                 self.uploads[upload_id] = upload
                 raise ValueError("sha256_hex does not match the bytes written")
-            tags = {SCAN_STATUS_TAG: PENDING, SHA256_TAG: sha256_hex}
+            tags = {SCAN_STATUS_TAG: CLEAN if clean else PENDING, SHA256_TAG: sha256_hex}
             self.objects[upload.key] = StoredObject(data, upload.content_type, tags, self._clock(),
                                                     upload.content_disposition)
 
@@ -190,12 +190,12 @@ class InMemoryStagedUpload:
         """The SHA-256 of every byte written so far."""
         return self._digest.hexdigest()
 
-    def complete(self, *, sha256_hex: str) -> None:
-        """Finish the object, tagged pending with its sha256."""
+    def complete(self, *, sha256_hex: str, clean: bool = False) -> None:
+        """Finish the object, tagged pending (or clean, see StagedUpload.complete) with its sha256."""
         check_sha256_hex(sha256_hex)
         if self._done:
             raise RuntimeError("upload already finished")
-        self._store._finish(self._upload_id, sha256_hex)
+        self._store._finish(self._upload_id, sha256_hex, clean)
         self._done = True
 
     def abort(self) -> None:

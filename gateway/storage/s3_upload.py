@@ -29,6 +29,7 @@ import urllib3.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage.store import (
+    CLEAN,
     PENDING,
     SCAN_STATUS_TAG,
     SHA256_TAG,
@@ -130,15 +131,15 @@ class S3StagedUpload:
         """The SHA-256 of every byte written so far (callers need not hash the same bytes again)."""
         return self._digest.hexdigest()
 
-    def complete(self, *, sha256_hex: str) -> None:
-        """Finish the object, tagged scan-status=pending and sha256=<digest>."""
+    def complete(self, *, sha256_hex: str, clean: bool = False) -> None:
+        """Finish the object, tagged scan-status=pending (or clean: see StagedUpload.complete) and sha256."""
         check_sha256_hex(sha256_hex)
         self._require("open")
         self._collect_finished()
         if self._digest.hexdigest() != sha256_hex:
             # The tag must describe the bytes actually stored.
             raise ValueError("sha256_hex does not match the bytes written")
-        tags = {SCAN_STATUS_TAG: PENDING, SHA256_TAG: sha256_hex}
+        tags = {SCAN_STATUS_TAG: CLEAN if clean else PENDING, SHA256_TAG: sha256_hex}
         try:
             if self._upload_id is None:
                 self._put_whole(tags)

@@ -55,8 +55,9 @@ class StagedUpload(Protocol):
     def write(self, chunk: bytes) -> None:
         """Append bytes to the object."""
 
-    def complete(self, *, sha256_hex: str) -> None:
-        """Finish the object, still pending, recording its SHA-256."""
+    def complete(self, *, sha256_hex: str, clean: bool = False) -> None:
+        """Finish the object, recording its SHA-256: pending, or already clean when the caller judged every
+        byte before completing (a small file, scanned and checked whole)."""
 
     def sha256_hex(self) -> str:
         """The SHA-256 of the bytes written so far: the one hash of an upload (callers do not hash again)."""

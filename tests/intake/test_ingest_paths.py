@@ -38,11 +38,30 @@ def test_both_paths_store_the_bytes_under_their_one_hash(size, tmp_path):
                               spool_dir=str(tmp_path))
     try:
         assert ingested.sha256 == hashlib.sha256(data).hexdigest() and ingested.size == len(data)
+        if size < uploads.INLINE_MAX_BYTES:  # held back until judged: nothing in storage yet
+            assert store.objects == {}
+        else:  # written while scanned, pending until promoted
+            assert store.objects[ingested.storage_key].tags["scan-status"] == "pending"
+        ingested.store_clean(store)
         assert store.objects[ingested.storage_key].data == data  # the store re-checks the hash at complete
+        assert store.objects[ingested.storage_key].tags["scan-status"] == "clean"
         assert ingested.spool_path.read_bytes() == data
         assert ingested.verdict.is_clean
     finally:
         ingested.discard_spool()
+
+
+def test_a_small_file_judged_unclean_never_reaches_storage(tmp_path):
+    """Held back whole until judged: a refused small file leaves no object, pending or otherwise."""
+    from gateway.intake.documents import DocumentUpload
+
+    data, store = _pdf(2000), InMemoryDocumentStore()
+    upload = DocumentUpload(db=None, store=store, scanner=FakeScanner(), principal=None, request_id="r",
+                            max_bytes=10 * MIB)
+    upload.receive(_chunks(data), "form.pdf")
+    assert store.objects == {} and upload.ingested.unwritten is not None
+    upload.discard()  # what a refusal does
+    assert store.objects == {} and store.uploads == {}
 
 
 def test_storage_failing_mid_stream_leaves_nothing(tmp_path):

@@ -25,6 +25,12 @@ workers therefore go first (`give_this_process_priority`): while one of them
 waits for the lock (holding `<database>.writers-first` shared), a web writer
 that gets the lock gives it back and waits until no such writer is waiting.
 They are few and write briefly, so the web writers are never shut out.
+
+The wait has no timeout (flock has none), where SQLite's busy handler gave up
+after 15 s: a writer waits as long as the one ahead of it takes.  The gateway
+never holds a write transaction across network I/O, and the kernel releases a
+dead process's lock, so only a process hung inside a write transaction could
+hold the others up.
 """
 
 from __future__ import annotations

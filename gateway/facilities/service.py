@@ -18,12 +18,6 @@ def get_facility(session: Session, code: str) -> Facility | None:
     return session.get(Facility, code)
 
 
-def facilities_of_system(session: Session, health_system: str) -> list[Facility]:
-    """Every facility run by the health system of that name (configuration: `Facility.health_system`)."""
-    return list(session.scalars(select(Facility).where(Facility.health_system == health_system)
-                                .order_by(Facility.code)))
-
-
 def facility_with_siblings(session: Session, code: str) -> tuple[Facility | None, list[Facility]]:
     """One facility by code and the other facilities of its health system, in one query (every check needs
     both: the rules take the discloser's name from either)."""

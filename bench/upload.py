@@ -13,7 +13,7 @@ three ways in the same run, against the same services:
   (8 MiB parts, threads on).
 
 The gateway streams each chunk to clamd and to S3 at once, so its floor is
-the slower raw leg; the ratio gateway / floor is printed beside the 1.3
+the slower raw leg; the ratio gateway / floor is printed beside the 1.2
 target.  Memory is the worker's peak RSS growth over its RSS once warmed: a
 fresh gunicorn per size, warmed by a small upload, its VmHWM reset
 (/proc/PID/clear_refs) before each upload so VmHWM is that upload's peak,
@@ -64,7 +64,7 @@ S3_PART = 8 * MIB  # raw leg: same part size as the gateway's S3 store
 WARMUP_MB = 9  # over one S3 part, so the warm-up takes the multipart path too
 SAMPLE_EVERY = 0.020
 PROFILE_RATE = 200  # py-spy samples per second
-RATIO_TARGET = 1.3
+RATIO_TARGET = 1.2  # issue 18 (an earlier issue asked for 1.3)
 RSS_TARGET_MB = 64
 BOUNDARY = "bench-upload-9f2c41d7"
 # With infra/clamav's MaxScanSize 600M, clamd refuses some 500 MB PDFs of random
@@ -468,7 +468,7 @@ def print_table(rows: list[Row], rounds: int) -> None:
     """The summary: gateway beside the slower raw leg, with the targets."""
     print(f"\nUpload benchmark (best of {rounds}; 1 gunicorn worker; MiB = 2^20 bytes)")
     header = (f"{'size MiB':>8} {'gw s':>7} {'gw MiB/s':>9} {'clamd s':>8} {'S3 s':>7} {'floor s':>8} "
-              f"{'gw/floor':>9} {'≤1.3?':>6} {'RSS +MiB':>9} {'≤64?':>5}")
+              f"{'gw/floor':>9} {'≤1.2?':>6} {'RSS +MiB':>9} {'≤64?':>5}")
     print(header)
     print("-" * len(header))
     for row in rows:

@@ -9,7 +9,11 @@ version to clean up, the 5 GB CopyObject limit) for a value the database
 already holds authoritatively. The tag costs one request, lives on the same
 version as the scan status, and the store checks it against the bytes it
 actually wrote. Integrity in transit is S3's job: single PUTs carry
-``ChecksumSHA256`` of the whole body, multipart uploads SHA256 per part.
+``ChecksumSHA256`` of the whole body (the digest we hold anyway), multipart
+uploads a CRC32 per part. A part's checksum only has to catch corruption on
+the wire (TLS and SigV4 stop tampering), and a SHA-256 per part would hash
+every byte a second time on our side and again on S3's: CRC32 (zlib) costs a
+small fraction of that, and it is what the AWS SDKs now send by default.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ if TYPE_CHECKING:
     from gateway.storage.s3 import S3DocumentStore
 
 MAX_PARTS = 10_000
+# Per-part transit checksum of multipart uploads (see the module docstring for why not SHA-256).
+PART_CHECKSUM = "CRC32"
+PART_CHECKSUM_FIELD = f"Checksum{PART_CHECKSUM}"
 
 # Codes meaning "that object (or version) is not there"; anything else, a
 # missing bucket included, is an outage or a misconfiguration: unavailable.
@@ -81,7 +88,11 @@ class S3StagedUpload:
 
     Memory stays near ``part_size * (max_parts_in_flight + 1)``: the buffer
     being filled plus the parts handed to background threads. If that many
-    parts are still uploading, ``write`` waits for the oldest one. A failed
+    parts are still uploading, ``write`` waits for the oldest one. Part
+    buffers are reused: a part sent is the next one filled, so a large upload
+    allocates those few buffers once instead of a fresh one per part (which
+    glibc, once it has raised its mmap threshold, serves from the heap,
+    copying on every growth and keeping the memory afterwards). A failed
     part surfaces as StorageUnavailable on the next ``write`` or ``complete``;
     after any exception the caller must call ``abort``.
     """
@@ -94,11 +105,15 @@ class S3StagedUpload:
         # Fixed when the object is created (the file name is known from the part's headers, before its
         # bytes), so a download URL never has to carry the name.
         self._content_disposition = content_disposition
+        # The part being filled and how much of it is filled. The first part grows as bytes arrive (a small
+        # file never reserves a whole part); later ones are full-size buffers taken back from sent parts.
         self._buffer = bytearray()
+        self._filled = 0
+        self._spare: list[bytearray] = []
         self._digest = hashlib.sha256()
         self._upload_id: str | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._in_flight: deque[Future] = deque()
+        self._in_flight: deque[tuple[Future, bytearray]] = deque()
         self._parts: list[dict[str, Any]] = []
         self._next_part = 1
         self._object_may_exist = False
@@ -110,7 +125,8 @@ class S3StagedUpload:
         """Append bytes; ship a part whenever a full part is buffered and more bytes follow.
 
         Each byte is copied once, into the part being filled; a full part is handed to its thread as it is
-        (the bytearray itself, never sliced or copied again) and a new one is started.
+        (the bytearray itself, never sliced or copied again) and the next is filled in a buffer a sent part
+        gave back, or a new one.
         """
         self._require("open")
         self._collect_finished()
@@ -121,11 +137,15 @@ class S3StagedUpload:
         view = memoryview(chunk)
         while view:
             # Strictly more than one part: a file of exactly part_size stays a single PUT.
-            if len(self._buffer) >= part_size:
+            if self._filled >= part_size:
                 self._ship()
-            room = part_size - len(self._buffer)
-            self._buffer += view[:room]
-            view = view[room:]
+            taken = min(part_size - self._filled, len(view))
+            if len(self._buffer) >= self._filled + taken:  # a reused full-size buffer: copy in place
+                self._buffer[self._filled:self._filled + taken] = view[:taken]
+            else:  # the first part, growing
+                self._buffer += view[:taken]
+            self._filled += taken
+            view = view[taken:]
 
     def sha256_hex(self) -> str:
         """The SHA-256 of every byte written so far (callers need not hash the same bytes again)."""
@@ -158,12 +178,12 @@ class S3StagedUpload:
         self._state = "aborting"
         # Parts still on the wire could land after AbortMultipartUpload and
         # keep storage alive, so let them finish (or fail) first.
-        for future in self._in_flight:
+        for future, _ in self._in_flight:
             future.cancel()
-        wait_futures(list(self._in_flight))
+        wait_futures([future for future, _ in self._in_flight])
         self._in_flight.clear()
         self._shutdown()
-        self._buffer = bytearray()
+        self._buffer, self._filled, self._spare = bytearray(), 0, []
         if self._upload_id is not None:
             self._store.abort_multipart(self._key, self._upload_id)
             self._upload_id = None
@@ -190,9 +210,19 @@ class S3StagedUpload:
         while len(self._in_flight) >= self._store.max_parts_in_flight:
             self._collect(self._in_flight.popleft())
         assert self._executor is not None
-        part, self._buffer = self._buffer, bytearray()  # handed over whole: no copy
-        self._in_flight.append(self._executor.submit(self._upload_part, self._next_part, part))
+        part = self._cut()  # handed over whole: no copy
+        self._buffer = self._spare.pop() if self._spare else bytearray()
+        future = self._executor.submit(self._upload_part, self._next_part, part)
+        self._in_flight.append((future, part))
         self._next_part += 1
+
+    def _cut(self) -> bytearray:
+        """The part being filled, trimmed in place to what it holds (only ever the last part is short)."""
+        part = self._buffer
+        if len(part) > self._filled:
+            del part[self._filled:]
+        self._buffer, self._filled = bytearray(), 0
+        return part
 
     def _start_multipart(self) -> None:
         with translated("create_multipart_upload"):
@@ -204,7 +234,7 @@ class S3StagedUpload:
                 # Tagged from the first byte: the bucket policy denies reads
                 # of anything not tagged clean, and the sweeper finds it.
                 Tagging=urlencode({SCAN_STATUS_TAG: PENDING}),
-                ChecksumAlgorithm="SHA256",
+                ChecksumAlgorithm=PART_CHECKSUM,
                 **self._store.encryption_args(),
             )
         self._upload_id = response["UploadId"]
@@ -220,31 +250,34 @@ class S3StagedUpload:
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=data,
-                ChecksumAlgorithm="SHA256",
+                ChecksumAlgorithm=PART_CHECKSUM,
             )
         part = {"PartNumber": number, "ETag": response["ETag"]}
-        if response.get("ChecksumSHA256"):
-            part["ChecksumSHA256"] = response["ChecksumSHA256"]
+        if response.get(PART_CHECKSUM_FIELD):
+            part[PART_CHECKSUM_FIELD] = response[PART_CHECKSUM_FIELD]
         return part
 
-    def _collect(self, future: Future) -> None:
+    def _collect(self, sent: tuple[Future, bytearray]) -> None:
+        future, buffer = sent
         try:
             self._parts.append(future.result())
         except StorageUnavailable:
             self._state = "failed"
             raise
+        if len(buffer) == self._store.part_size:  # a full part's buffer fills the next one
+            self._spare.append(buffer)
 
     def _collect_finished(self) -> None:
         # Non-blocking: surface a failed part early, collect finished ones.
-        for future in self._in_flight:
+        for future, _ in self._in_flight:
             if future.done() and future.exception() is not None:
                 self._state = "failed"
                 raise StorageUnavailable("a multipart part upload failed") from future.exception()
-        while self._in_flight and self._in_flight[0].done():
+        while self._in_flight and self._in_flight[0][0].done():
             self._collect(self._in_flight.popleft())
 
     def _put_whole(self, tags: dict[str, str]) -> None:
-        body, self._buffer = self._buffer, bytearray()  # botocore takes a bytearray as it is
+        body = self._cut()  # botocore takes a bytearray as it is
         self._object_may_exist = True
         with translated("put_object"):
             response = self._client.put_object(
@@ -261,7 +294,7 @@ class S3StagedUpload:
         self.written = Written(response.get("VersionId"), dict(tags))
 
     def _finish_multipart(self, tags: dict[str, str]) -> None:
-        if self._buffer:
+        if self._filled:
             self._ship()
         while self._in_flight:
             self._collect(self._in_flight.popleft())

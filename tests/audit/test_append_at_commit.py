@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import func, select
 
 from gateway.audit.models import AuditChainHead, AuditEvent
-from gateway.audit.service import record, verify_chain
+from gateway.audit.service import record, record_many, verify_chain
 
 
 def _entries(db, marker: str) -> list[str]:
@@ -81,3 +81,17 @@ def test_immediately_appends_at_once_and_returns_the_entry(db):
                        immediately=True)
         assert event.seq == session.scalar(select(AuditChainHead.seq))
     assert _entries(db, marker) == ["now.appended"]
+
+
+def test_a_batch_larger_than_one_statement_is_appended_whole_and_in_order(db):
+    # 450 entries: two full INSERTs of 200 rows, then the last 50 with the head's new hash.
+    marker = uuid.uuid4().hex
+    actions = [f"bulk.{n:03d}" for n in range(450)]
+    before = _head(db)
+    with db.transaction() as session:
+        record_many(session, [{"actor": "user:t", "action": action, "object_type": "test", "object_id": marker}
+                              for action in actions])
+    assert _entries(db, marker) == actions
+    assert _head(db) == before + 450
+    with db.transaction() as session:
+        assert verify_chain(session).ok

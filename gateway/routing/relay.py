@@ -15,8 +15,9 @@ nobody: the poll finds them).  The short poll
 (`GATEWAY_OUTBOX_POLL_INTERVAL`) stays: it is what finds rows due later
 (backoff, expired leases), what SQLite relies on, and the fallback while the
 listening connection is down (it is reopened on the next wait).  `gateway
-outbox relay` fans out notifications in a companion thread of the relay
-(polling), so the woken passes only claim, enqueue and mark route rows.
+outbox relay` fans out notifications, and runs its housekeeping, in a
+companion thread of the relay (polling), so the woken passes only claim,
+enqueue and mark route rows.
 """
 
 from __future__ import annotations
@@ -291,8 +292,8 @@ def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: i
 
     Between passes it waits up to `idle` seconds, less when a commit NOTIFYs it (PostgreSQL, `listen`).
     `notifications_apart` (what `gateway outbox relay` does) fans out notify rows in a thread of their own,
-    polling, so that a pass woken by a submit only claims, enqueues and marks route rows: hand-overs never
-    wait behind webhook and e-mail bookkeeping."""
+    polling, and `on_idle` runs there too, so that a pass woken by a submit only claims, enqueues and marks
+    route rows: hand-overs never wait behind webhook and e-mail bookkeeping or housekeeping."""
     name = relay_name()
     waker = Waker(db, listen=listen)
     kinds = (outbox.ROUTE,) if notifications_apart else None
@@ -300,9 +301,10 @@ def run(db: Database, dispatcher: Dispatcher, *, stop: threading.Event, batch: i
     if notifications_apart:
         companion = threading.Thread(target=_run, name="relay-notifications", daemon=True, args=(
             db, dispatcher, Waker(db, listen=False), f"{name}n"), kwargs={
-            "stop": stop, "batch": batch, "idle": idle, "max_backoff": max_backoff, "on_idle": None,
+            "stop": stop, "batch": batch, "idle": idle, "max_backoff": max_backoff, "on_idle": on_idle,
             "lease": lease, "kinds": (outbox.NOTIFY,)})
         companion.start()
+        on_idle = None  # the companion's to run
     try:
         _run(db, dispatcher, waker, name, stop=stop, batch=batch, idle=idle, max_backoff=max_backoff,
              on_idle=on_idle, lease=lease, kinds=kinds)

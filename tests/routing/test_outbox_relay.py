@@ -177,3 +177,26 @@ def _all_sent(db, ids, kind: str | None = None) -> bool:
         query = (select(func.count()).select_from(OutboxMessage)
                  .where(OutboxMessage.request_id.in_(ids), OutboxMessage.state != "sent"))
         return not session.scalar(query if kind is None else query.where(OutboxMessage.kind == kind))
+
+
+def test_with_notifications_apart_housekeeping_runs_beside_the_route_passes_not_between_them(db, settings):
+    """`gateway outbox relay`: a pass woken by a submit never waits behind a housekeeping tick."""
+    stop = threading.Event()
+    ticks = collections.Counter()
+
+    def on_idle():
+        ticks[threading.current_thread().name] += 1
+
+    thread = threading.Thread(name="route-passes", target=relay.run, kwargs={
+        "db": db, "dispatcher": RqDispatcher(build_redis(settings)), "stop": stop, "idle": 0.02,
+        "on_idle": on_idle, "notifications_apart": True})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and ticks["relay-notifications"] < 3:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert ticks["relay-notifications"] >= 3
+    assert set(ticks) == {"relay-notifications"}

@@ -205,16 +205,23 @@ def fan_out_batch(session, messages: list[outbox.Claimed]) -> None:
 
 
 def request_label(session, request_id: str):
-    """How e-mails name a request: its reference and its facility's name (no patient data)."""
-    from gateway.facilities.service import get_facility
+    """How e-mails name a request: its reference and its facility's name (no patient data).
+
+    One query for the three columns: loading the request row would bring its patient sections along."""
+    from sqlalchemy import select
+
+    from gateway.facilities.models import Facility
     from gateway.intake.models import RecordsRequest
     from gateway.mail.service import RequestLabel
 
-    req = session.get(RecordsRequest, request_id)
-    if req is None:
+    row = session.execute(
+        select(RecordsRequest.reference, RecordsRequest.facility, Facility.name)
+        .outerjoin(Facility, Facility.code == RecordsRequest.facility)
+        .where(RecordsRequest.id == request_id)).one_or_none()
+    if row is None:
         return None
-    facility = get_facility(session, req.facility)
-    return RequestLabel(reference=req.reference, facility=facility.name if facility else req.facility)
+    reference, code, name = row
+    return RequestLabel(reference=reference, facility=name or code)
 
 
 class Waker:

@@ -10,6 +10,7 @@ it once from settings.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, contextmanager
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -22,9 +23,21 @@ class MailRefused(Exception):
     """The server refused the message for good (an unknown recipient): do not retry."""
 
 
+class ConnectionLost(MailUnavailable):
+    """The mail server cannot be reached (refused, dropped, timed out): retry, and try no more messages now."""
+
+
+class MailSession(Protocol):
+    def send(self, message: EmailMessage) -> None:
+        """Hand the message to the mail server; MailUnavailable or MailRefused when it is not accepted."""
+
+
 class Mailer(Protocol):
     def send(self, message: EmailMessage) -> None:
         """Hand the message to the mail server; MailUnavailable or MailRefused when it is not accepted."""
+
+    def session(self) -> AbstractContextManager[MailSession]:
+        """Several messages over one connection; ConnectionLost when the server cannot be reached."""
 
 
 class MemoryMailer:
@@ -39,3 +52,10 @@ class MemoryMailer:
         if self.fail_with is not None:
             raise self.fail_with
         self.sent.append(message)
+
+    @contextmanager
+    def session(self):
+        """The mailer itself: a connection failure is `fail_with` set to a ConnectionLost."""
+        if isinstance(self.fail_with, ConnectionLost):
+            raise self.fail_with
+        yield self

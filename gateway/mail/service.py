@@ -30,7 +30,7 @@ from gateway.auth.models import User
 from gateway.auth.principal import REQUESTER_ROLES
 from gateway.db import Database, new_id, utcnow
 from gateway.mail.compose import compose
-from gateway.mail.mailer import Mailer, MailRefused, MailUnavailable
+from gateway.mail.mailer import ConnectionLost, Mailer, MailRefused, MailSession, MailUnavailable
 from gateway.mail.models import MailNotification
 
 log = logging.getLogger("gateway.mail")
@@ -144,9 +144,11 @@ def send_many(db: Database, notification_ids: list[str], *, mailer: Mailer, sett
 
     The rows and their users are read in one transaction and the attempts recorded in another, so a batch
     costs the database two transactions, not two per e-mail; no transaction is open while mail is sent.
+    The batch goes over one connection to the mail server; when it cannot be reached (or is lost), the
+    e-mails not yet tried wait for their next attempt like the one that found out, and are not composed.
     """
     states: dict[str, str] = {}
-    messages = {}
+    messages = {}  # {id: what compose takes}: composed only when its turn to be sent comes
     with db.transaction() as session:
         rows = {row.id: row for row in session.scalars(
             select(MailNotification).where(MailNotification.id.in_(notification_ids)))}
@@ -163,16 +165,26 @@ def send_many(db: Database, notification_ids: list[str], *, mailer: Mailer, sett
                 states[notification_id] = row.state
             else:
                 user = users[row.user_id]
-                messages[notification_id] = compose(
-                    notification_id=row.id, event_type=row.event_type, context=row.context,
-                    request_id=row.request_id, to=user.email, sender=settings.mail_from,
-                    portal_url=settings.portal_url, now=now)
+                messages[notification_id] = {
+                    "notification_id": row.id, "event_type": row.event_type, "context": row.context,
+                    "request_id": row.request_id, "to": user.email, "sender": settings.mail_from,
+                    "portal_url": settings.portal_url, "now": now}
     if not messages:
         return states
     outcomes: dict[str, tuple[str | None, bool]] = {}
     try:
-        for notification_id, message in messages.items():
-            outcomes[notification_id] = _attempt(mailer, message)
+        try:
+            with mailer.session() as connection:
+                for notification_id, parts in messages.items():
+                    try:
+                        outcomes[notification_id] = _attempt(connection, compose(**parts))
+                    except ConnectionLost as lost:
+                        outcomes[notification_id] = (str(lost) or "unavailable", True)
+                        raise
+        except MailUnavailable as unreachable:  # no connection, no login, or the connection lost
+            reason = str(unreachable) or "unavailable"
+            outcomes.update({notification_id: (reason, True) for notification_id in messages
+                             if notification_id not in outcomes})
     finally:  # what was sent is recorded even if something unforeseen stops the batch (so it is not sent twice)
         if outcomes:
             _record_outcomes(db, outcomes, states, now=now)
@@ -204,10 +216,14 @@ def _wants(user: User | None) -> bool:
     return user is not None and user.active and user.email_notifications
 
 
-def _attempt(mailer: Mailer, message) -> tuple[str | None, bool]:
-    """One try at handing the message to the mail server: (error or None, whether to try again later)."""
+def _attempt(connection: MailSession, message) -> tuple[str | None, bool]:
+    """One try at handing the message to the mail server: (error or None, whether to try again later).
+
+    ConnectionLost propagates: the batch stops there."""
     try:
-        mailer.send(message)
+        connection.send(message)
+    except ConnectionLost:
+        raise
     except MailUnavailable as unavailable:
         return str(unavailable) or "unavailable", True
     except MailRefused as refused:

@@ -38,7 +38,7 @@ class _Handler:
         self.catcher = catcher
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.catcher.refuse:
+        if self.catcher.refuse and self.catcher.refuse_only in (None, address):
             return self.catcher.refuse
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -61,6 +61,7 @@ class MailCatcher:
         self.messages: list[Caught] = []
         self.reply: str | None = None
         self.refuse: str | None = None
+        self.refuse_only: str | None = None  # refuse (with `refuse`) only this recipient
         self.on_message = on_message
         self._controller = None
 

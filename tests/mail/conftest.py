@@ -20,7 +20,7 @@ def smtp(tmp_path_factory):
 @pytest.fixture
 def inbox(smtp):
     smtp.messages.clear()
-    smtp.reply = smtp.refuse = None
+    smtp.reply = smtp.refuse = smtp.refuse_only = None
     yield smtp
     if smtp._controller is None:  # a test stopped it: back for the next one
         smtp.start()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -209,3 +210,66 @@ def test_the_relay_housekeeping_and_an_rq_worker_send_the_mail(client, db, setti
             assert not any(fragment in caught.raw.decode() for fragment in FORBIDDEN)
     # Nothing about the mail, the patient or the message is in the worker's log.
     assert "Zephyrine" not in worker.stderr + worker.stdout and "@" not in worker.stderr.replace("@localhost", "")
+
+
+class CountingMailer(SmtpMailer):
+    """The real SMTP mailer, counting the connections it opens."""
+
+    opened: ClassVar[list[int]] = []
+
+    def _connect(self):
+        CountingMailer.opened.append(1)
+        return super()._connect()
+
+
+def test_a_batch_goes_over_one_connection_and_an_outage_is_learned_once(client, db, settings, mail_settings,
+                                                                         inbox, firm, monkeypatch):
+    ids = []
+    for _ in range(3):
+        request_id = submitted(client, firm, "tufts-mc")
+        publish(db, settings)
+        ids += [row.id for row in rows_for(db, request_id) if row.state == "pending"]
+    assert len(ids) >= 3
+    mailer = CountingMailer(**{f: getattr(SmtpMailer.from_settings(mail_settings), f)
+                               for f in ("host", "port", "security", "user", "password", "timeout")})
+    composed = []
+    real_compose = service.compose
+    monkeypatch.setattr(service, "compose", lambda **parts: composed.append(1) or real_compose(**parts))
+
+    # Down: one connection attempt for the whole batch, nothing composed, every e-mail waits for its retry.
+    CountingMailer.opened.clear()
+    inbox.stop()
+    now = utcnow()
+    assert set(service.send_many(db, ids, mailer=mailer, settings=mail_settings, now=now).values()) == {"pending"}
+    assert (len(CountingMailer.opened), composed) == (1, [])
+    with db.transaction() as session:
+        rows = session.scalars(select(MailNotification).where(MailNotification.id.in_(ids))).all()
+        assert {(row.attempts, row.last_error) for row in rows} == {(1, "ConnectionRefusedError")}
+
+    # Up: the batch is sent over one connection, each message whole and to its own recipient.
+    inbox.start()
+    CountingMailer.opened.clear()
+    states = service.send_many(db, ids, mailer=mailer, settings=mail_settings, now=now + timedelta(hours=1))
+    assert set(states.values()) == {"sent"}
+    assert len(CountingMailer.opened) == 1 and len(composed) == len(ids)
+    assert len(inbox.messages) == len(ids)
+    assert all(len(caught.rcpt_tos) == 1 and caught.message["To"] == caught.rcpt_tos[0] for caught in inbox.messages)
+
+
+def test_a_refused_recipient_in_a_batch_does_not_stop_the_others(client, db, settings, mail_settings, inbox, firm):
+    request_id = submitted(client, firm, "tufts-mc")
+    publish(db, settings)
+    rows = {r.user_id: r for r in rows_for(db, request_id)}
+    refused, accepted = rows[firm.admin_id], rows[firm.requester_id]
+    CountingMailer.opened.clear()
+    mailer = CountingMailer(**{f: getattr(SmtpMailer.from_settings(mail_settings), f)
+                               for f in ("host", "port", "security", "user", "password", "timeout")})
+    inbox.refuse, inbox.refuse_only = "550 5.1.1 No such user", firm.admin_email
+    try:
+        states = service.send_many(db, [refused.id, accepted.id], mailer=mailer, settings=mail_settings,
+                                   now=utcnow())
+    finally:
+        inbox.refuse = inbox.refuse_only = None
+    assert states == {refused.id: "failed", accepted.id: "sent"}
+    assert len(CountingMailer.opened) == 1
+    assert inbox.to(firm.admin_email) == [] and len(inbox.to(firm.requester_email)) == 1

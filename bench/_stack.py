@@ -25,6 +25,7 @@ from gateway.db import Database
 from gateway.settings import Settings
 from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
 from infra.localstack.clamd import ClamdProcess
+from infra.localstack.mail import MailCatcher
 from infra.localstack.moto import MotoServerProcess
 from infra.localstack.redis import RedisProcess
 from tests.factories import make_tenant
@@ -52,6 +53,15 @@ def _local_redis_answers() -> bool:
         return False
 
 
+class MailSink(MailCatcher):
+    """The local SMTP server, counting what it accepts instead of keeping and parsing every message."""
+
+    accepted = 0
+
+    def keep(self, envelope) -> None:
+        self.accepted += 1
+
+
 class BenchStack:
     """The services one benchmark run needs, started in order and stopped in reverse."""
 
@@ -70,6 +80,7 @@ class BenchStack:
         self.db: Database | None = None
         self.s3 = self.kms = None
         self.api_key: str | None = None
+        self.mail: MailSink | None = None
 
     def start(self) -> Self:
         """Start clamd, moto (bucket bootstrapped), Redis and a migrated SQLite database; make a tenant."""
@@ -83,6 +94,10 @@ class BenchStack:
             # moto would apply the bucket policy's tag-conditional Deny unconditionally.
             bootstrap_documents_bucket(self.s3, self.kms, BUCKET, KMS_ALIAS, REGION, apply_bucket_policy=False)
             redis_url = self._redis_url()
+            # Notification e-mail goes to a real SMTP server, as under `make run`: without one every e-mail
+            # would fail, be retried, and cost the worker what a working server never would.
+            self.mail = MailSink(self.workdir / "mail").start()
+            self._stops.append(self.mail.stop)
             database_url = self._database_url or f"sqlite:///{self.workdir / 'gateway.db'}"
             migrate.upgrade(database_url)
             self.settings = Settings.from_env(
@@ -90,6 +105,7 @@ class BenchStack:
                 clamd_addresses=(self.clamd.address,), s3_endpoint_url=self.moto.endpoint_url, s3_region=REGION,
                 s3_bucket=BUCKET, kms_key_id=KMS_ALIAS, aws_access_key_id=ACCESS_KEY,
                 aws_secret_access_key=SECRET_KEY, api_rate_limit="1000000 per minute", log_level="WARNING",
+                smtp_host=self.mail.host, smtp_port=self.mail.port,
                 # The benches' authorizations are one-word sample PDFs, not forms: read, each would wait for an
                 # OCR job (no worker reads here).  bench.reading measures reading; a bench may turn it on.
                 **{"reading_enabled": False, **self._setting_overrides})

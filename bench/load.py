@@ -471,6 +471,7 @@ class GatewayRun:
     missing: int
     waited: float
     profile: list[str]
+    mails: int = 0  # notification e-mails the local SMTP server accepted during the run
 
 
 def run_gateway(stack: BenchStack, args) -> GatewayRun:
@@ -502,7 +503,7 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         redis.close()
         stack.empty_bucket()
     return GatewayRun(samples, cpu.used, routed, latencies, missing, waited,
-                      profiler.summary() if args.profile else [])
+                      profiler.summary() if args.profile else [], stack.mail.accepted)
 
 
 def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -> None:
@@ -538,6 +539,7 @@ def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -
     if run.handover_ms:
         print(f"submit → handed over p99 {percentile(run.handover_ms, 99):.0f} ms "
               f"(target ≤ {TARGET_HANDOVER_P99_MS:g} ms)")
+    print(f"notification e-mails accepted by the local SMTP server: {run.mails}")
     if gw.errors or floor.errors:
         print(f"errors: gateway {dict(gw.errors)}; floor {dict(floor.errors)}")
     if full:

@@ -18,6 +18,7 @@ log = logging.getLogger("gateway.routing.housekeeping")
 SWEEP_EVERY = 3600.0
 WEBHOOKS_EVERY = 1.0
 DELIVERY_LEASE = timedelta(minutes=5)
+MAIL_JOB_SIZE = 20
 STALE_WORK_JOB = "gateway.intake.jobs.close_stale_work"
 
 
@@ -75,9 +76,12 @@ class Housekeeping:
 
         with self.db.transaction() as session:
             due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
-        if due:  # one job for the claimed batch (a job per e-mail cost the worker more than the sending)
-            self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_all_job", [due],
-                                    job_id=f"mail-{due[0]}-{len(due)}-{int(time.time())}")
+        # A job per MAIL_JOB_SIZE e-mails: a job per e-mail cost the worker more than the sending, and one job
+        # for a large batch would keep a worker from hand-overs (route queues come first only between jobs).
+        for start in range(0, len(due), MAIL_JOB_SIZE):
+            part = due[start:start + MAIL_JOB_SIZE]
+            self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_all_job", [part],
+                                    job_id=f"mail-{part[0]}-{len(part)}-{int(time.time())}")
         self._reset_mails()
 
     def _reset_mails(self) -> None:

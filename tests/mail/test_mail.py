@@ -273,3 +273,26 @@ def test_a_refused_recipient_in_a_batch_does_not_stop_the_others(client, db, set
     assert states == {refused.id: "failed", accepted.id: "sent"}
     assert len(CountingMailer.opened) == 1
     assert inbox.to(firm.admin_email) == [] and len(inbox.to(firm.requester_email)) == 1
+
+
+def test_housekeeping_hands_claimed_mail_to_workers_in_small_jobs(client, db, settings, mail_settings, firm,
+                                                                 monkeypatch):
+    """A worker takes route jobs first only between jobs: one job for a large batch of e-mails would keep it
+    from hand-overs for as long as the batch takes."""
+    from gateway.routing import housekeeping
+
+    request_id = submitted(client, firm, "tufts-mc")
+    publish(db, settings)
+    ours = {row.id for row in rows_for(db, request_id)}
+    assert len(ours) >= 2
+    jobs = []
+
+    class RecordingDispatcher:
+        def enqueue(self, queue, function, args, **options):
+            jobs.append((function, args))
+
+    monkeypatch.setattr(housekeeping, "MAIL_JOB_SIZE", 1)
+    Housekeeping(mail_settings, db, RecordingDispatcher()).tick()
+    mail_jobs = [args[0] for function, args in jobs if function == "gateway.mail.jobs.send_all_job"]
+    assert all(len(ids) == 1 for ids in mail_jobs)
+    assert ours <= {notification_id for ids in mail_jobs for notification_id in ids}

@@ -16,7 +16,10 @@ import contextlib
 import dataclasses
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Self
 
@@ -27,6 +30,7 @@ from infra.aws.bootstrap import aws_clients, bootstrap_documents_bucket
 from infra.localstack.clamd import ClamdProcess
 from infra.localstack.mail import MailCatcher
 from infra.localstack.moto import MotoServerProcess
+from infra.localstack.ports import find_free_port
 from infra.localstack.redis import RedisProcess
 from tests.factories import make_tenant
 from tests.fixtures.live import LiveGateway
@@ -54,12 +58,65 @@ def _local_redis_answers() -> bool:
 
 
 class MailSink(MailCatcher):
-    """The local SMTP server, counting what it accepts instead of keeping and parsing every message."""
+    """The local SMTP server, counting what it accepts (in `counter`) instead of keeping and parsing it."""
 
-    accepted = 0
+    def __init__(self, maildir: Path, *, counter: Path, **options):
+        super().__init__(maildir, **options)
+        self.counter, self.count = counter, 0
 
     def keep(self, envelope) -> None:
-        self.accepted += 1
+        self.count += 1
+        self.counter.write_text(str(self.count))
+
+
+def _answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+class MailSinkProcess:
+    """The SMTP sink in a process of its own: in the bench's process it would wait for the GIL behind the
+    client threads, and every e-mail a worker sends would wait for it."""
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.host, self.port = workdir, "127.0.0.1", find_free_port()
+        self.counter = workdir / "accepted"
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        code = ("import signal, sys; from pathlib import Path; from bench._stack import MailSink; "
+                "MailSink(Path(sys.argv[1]), counter=Path(sys.argv[2]), port=int(sys.argv[3])).start(); "
+                "signal.pause()")
+        self._process = subprocess.Popen([sys.executable, "-c", code, str(self.workdir / "maildir"),
+                                          str(self.counter), str(self.port)], cwd=Path(__file__).parent.parent)
+        deadline = time.monotonic() + 15
+        while not _answers(self.host, self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the bench's SMTP sink did not start")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def accepted(self) -> int:
+        try:
+            return int(self.counter.read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5)
+            if self._process.poll() is None:
+                self._process.kill()
 
 
 class BenchStack:
@@ -80,7 +137,7 @@ class BenchStack:
         self.db: Database | None = None
         self.s3 = self.kms = None
         self.api_key: str | None = None
-        self.mail: MailSink | None = None
+        self.mail: MailSinkProcess | None = None
 
     def start(self) -> Self:
         """Start clamd, moto (bucket bootstrapped), Redis and a migrated SQLite database; make a tenant."""
@@ -96,7 +153,7 @@ class BenchStack:
             redis_url = self._redis_url()
             # Notification e-mail goes to a real SMTP server, as under `make run`: without one every e-mail
             # would fail, be retried, and cost the worker what a working server never would.
-            self.mail = MailSink(self.workdir / "mail").start()
+            self.mail = MailSinkProcess(self.workdir / "mail").start()
             self._stops.append(self.mail.stop)
             database_url = self._database_url or f"sqlite:///{self.workdir / 'gateway.db'}"
             migrate.upgrade(database_url)

@@ -482,7 +482,7 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
     clients = [Client(gateway.port, stack.api_key) for _ in range(args.threads)]
     form = upload_body()
     pids = {f"gunicorn worker {pid}": pid for pid in gateway.worker_pids()}
-    pids |= background.pids() | {"moto": stack.moto.pid, "clamd": stack.clamd.pid}
+    pids |= background.pids() | {"moto": stack.moto.pid, "clamd": stack.clamd.pid, "smtp": stack.mail.pid}
     try:
         time.sleep(2.0)  # workers and relay up
         print(f"gateway: create + upload (1-page PDF) + submit per loop, {args.duration:.0f} s after "

@@ -50,8 +50,20 @@ class Trickler:
                 return
             except OSError:
                 data = b""
-        self.answer += data
         self.ended_at = time.monotonic()
+        self.answer += data + (self._rest() if data else b"")
+
+    def _rest(self) -> bytes:
+        # The server may write an answer's head and body separately: under load the first recv can hold
+        # the head alone, so read on until the server closes (or a few quiet seconds).
+        rest = b""
+        self.sock.settimeout(5)
+        try:
+            while chunk := self.sock.recv(4096):
+                rest += chunk
+        except OSError:
+            pass
+        return rest
 
     def close(self) -> None:
         self.sock.close()

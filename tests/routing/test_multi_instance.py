@@ -42,7 +42,11 @@ BEFORE_KILL, AFTER_KILL = 4.0, 5.0  # seconds of load around the kills
 # Patience for the last hand-overs.  A job the killed worker had started comes back after its timeout plus
 # ABANDON_MARGIN (13 s here) and a retry interval; one it had taken but not yet started, after that and
 # STUCK_AFTER (about 35 s in all).  The wait ends as soon as everything is handed over.
-SETTLE = 90.0
+# Measured on the 2-core CI machine, though, a job killed mid-run came back 52 s after the kill in one run
+# and had not come back after 96 s in another (the same at this test's older commits): the registry
+# sweep is slower than the arithmetic above, under investigation (issue 18's note).  Until then the test
+# waits up to three minutes; it still fails on a request that is never handed over.
+SETTLE = 180.0
 
 
 def _children(pid: int) -> list[int]:

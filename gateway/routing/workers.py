@@ -24,11 +24,22 @@ covered:
   below shortens RQ's fixed +60 s so a killed worker's job comes back
   quickly — by whichever worker sweeps the registries next (every
   `GATEWAY_WORKER_MAINTENANCE_INTERVAL` seconds, and at every worker's start).
+  Two RQ defaults would stretch that to minutes, and both are shortened here:
+  an idle worker sweeps only when its blocking dequeue returns, which RQ lets
+  wait `worker_ttl - 15` (405) seconds — here at most one maintenance
+  interval (`dequeue_timeout`); and a queue's sweep lock lives 899 s, so a
+  worker killed while sweeping stopped every sweep of that queue for fifteen
+  minutes — here `SWEEP_LOCK_TTL` (`GatewayQueue`).
   A job retried like that may have acted already: jobs are idempotent
   (`JobEffect`, sinks' idempotency keys).  A worker killed in the instant
-  between taking a job off its queue and marking it started leaves the job in
-  RQ's intermediate list; RQ fails (so retries) such a job after a minute,
-  this worker after `STUCK_AFTER` seconds (`GatewayQueue`).
+  between taking a job off its queue and marking it started: if it works one
+  queue, RQ moved the job to the queue's intermediate list, and fails (so
+  retries) it after a minute, this worker after `STUCK_AFTER` seconds
+  (`GatewayQueue`); if it works several (every default worker does), RQ took
+  the job with BLPOP and it is in no list at all — RQ never finds it.  For
+  route jobs the relay does (`gateway.routing.reconcile`): the outbox knows
+  which hand-overs are still owed, and a job RQ holds nowhere is published
+  again.
 
 `gateway worker --fork` keeps RQ's forking model for isolation (a job's
 memory given back after every job), but forks from the warm parent: the
@@ -69,6 +80,11 @@ ABANDON_MARGIN = 10
 STUCK_AFTER = 15
 
 
+# Seconds a queue's registry-sweep lock lives if its holder dies mid-sweep (RQ: 899).  A sweep takes
+# milliseconds; the lock only keeps two workers from sweeping the same queue at once.
+SWEEP_LOCK_TTL = 30
+
+
 class _PromptIntermediateQueue(IntermediateQueue):
     def should_be_cleaned_up(self, job_id: str) -> bool:
         first_seen = self.get_first_seen(job_id)
@@ -77,11 +93,15 @@ class _PromptIntermediateQueue(IntermediateQueue):
 
 
 class GatewayQueue(Queue):
-    """RQ's queue, whose taken-but-never-started jobs come back after STUCK_AFTER seconds, not a minute."""
+    """RQ's queue, whose taken-but-never-started jobs come back after STUCK_AFTER seconds, not a minute, and
+    whose sweep lock outlives a dead sweeper by SWEEP_LOCK_TTL seconds, not fifteen minutes."""
 
     @property
     def intermediate_queue(self) -> IntermediateQueue:
         return _PromptIntermediateQueue(self.key, connection=self.connection)
+
+    def acquire_maintenance_lock(self) -> bool:
+        return bool(self.connection.set(self.registry_cleaning_key, 1, nx=True, ex=SWEEP_LOCK_TTL))
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -95,7 +115,16 @@ def _abandon_after(job: Job) -> int:
     return int(job.timeout or Queue.DEFAULT_TIMEOUT) + ABANDON_MARGIN
 
 
-class GatewayWorker(SimpleWorker):
+class _SweepsWhenIdle:
+    """An idle worker wakes from its blocking dequeue every maintenance interval, so it sweeps RQ's registries
+    (and finds a dead worker's job) on time even when no new job arrives."""
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
+
+
+class GatewayWorker(_SweepsWhenIdle, SimpleWorker):
     """Runs each job in this process, on the runtime built before the first one (see the module's docstring)."""
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
@@ -103,7 +132,7 @@ class GatewayWorker(SimpleWorker):
         return _abandon_after(job)
 
 
-class GatewayForkWorker(Worker):
+class GatewayForkWorker(_SweepsWhenIdle, Worker):
     """RQ's forking worker, forking from a parent whose runtime is already built (`--fork`)."""
 
     def main_work_horse(self, job: Job, queue: Queue):

@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from tests import samples
 from tests.factories import bearer, request_body
 from tests.fixtures.live import settings_environment
-from tests.fixtures.logs import keep_log
+from tests.fixtures.logs import keep_log, new_log_path
 
 
 def submitted(client, tenant, facility="tufts-mc", **changes) -> str:
@@ -39,6 +39,16 @@ def queued_jobs(settings, queue_name: str) -> list:
 
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def start_worker(settings, *, maintenance: bool = False) -> subprocess.Popen:
+    """A long-running `gateway worker [--maintenance]` (not burst) in a subprocess; the caller stops it."""
+    argv = [str(Path(sys.executable).parent / "gateway"), "worker", *(["--maintenance"] if maintenance else [])]
+    log = new_log_path("worker").open("wb")  # read at the end of the suite (tests/test_zz_logs_hold_no_phi.py)
+    try:
+        return subprocess.Popen(argv, env=worker_environment(settings), stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
 
 
 def worker_environment(settings) -> dict[str, str]:

@@ -5,14 +5,18 @@ A real `gateway worker --burst` in a subprocess works jobs put on the maintenanc
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
-from rq import Queue
+from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from gateway.adapters import build_redis
 from gateway.routing.queues import MAINTENANCE
-from tests.routing.helpers import run_worker
+from gateway.routing.workers import ABANDON_MARGIN, SWEEP_LOCK_TTL, GatewayQueue
+from tests.routing.helpers import run_worker, start_worker
 
 pytestmark = pytest.mark.one_database  # RQ and the process model; the database plays no part
 
@@ -66,3 +70,35 @@ def test_a_job_that_kills_the_process_stops_the_worker_loudly_and_its_job_stays_
     _, status = _status(queue, "crash")
     assert status == JobStatus.STARTED
     assert "crash" in queue.started_job_registry.get_job_ids()
+
+
+def test_an_idle_worker_brings_back_a_dead_workers_job_with_no_new_work_arriving(settings, queue, tmp_path):
+    """The job of a worker that died comes back once its timeout and the margin have passed, even when the
+    surviving worker has nothing else to do: RQ's idle worker sweeps only when its blocking dequeue returns,
+    which by RQ's default takes 405 s; ours returns every maintenance interval."""
+    marker = tmp_path / "crashed"
+    queue.enqueue(f"{JOBS}.crash_once", args=[str(marker)], job_timeout=1, retry=Retry(max=1), job_id="once")
+    crashed = run_worker(settings, maintenance=True, timeout=60)
+    assert crashed.returncode == 3 and marker.exists()
+    assert _status(queue, "once")[1] == JobStatus.STARTED
+
+    survivor = start_worker(dataclasses.replace(settings, worker_maintenance_interval=1), maintenance=True)
+    try:
+        # Patience well past the 1 + ABANDON_MARGIN seconds the job needs, far short of RQ's 405.
+        deadline = time.monotonic() + 1 + ABANDON_MARGIN + 50
+        while _status(queue, "once")[1] != JobStatus.FINISHED and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        survivor.terminate()
+        survivor.wait(timeout=30)
+    job, status = _status(queue, "once")
+    assert status == JobStatus.FINISHED and job.return_value() == "recovered"
+
+
+def test_a_sweepers_lock_outlives_it_by_seconds_not_fifteen_minutes(settings, queue):
+    """A worker killed mid-sweep leaves the queue's sweep lock behind; RQ's lived 899 s and stopped every
+    other worker from finding that queue's abandoned jobs for that long."""
+    gateway_queue = GatewayQueue(MAINTENANCE, connection=queue.connection, serializer=JSONSerializer)
+    assert gateway_queue.acquire_maintenance_lock()
+    assert not gateway_queue.acquire_maintenance_lock()  # still one sweeper at a time
+    assert 0 < queue.connection.ttl(gateway_queue.registry_cleaning_key) <= SWEEP_LOCK_TTL

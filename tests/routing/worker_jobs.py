@@ -25,3 +25,11 @@ def fail() -> None:
 def crash() -> None:
     """A job that takes its process down (as a segfault in a C extension would)."""
     os._exit(3)
+
+
+def crash_once(marker: str) -> str:
+    """A job whose first run takes its process down; a retry (by another worker) finishes it."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return "recovered"

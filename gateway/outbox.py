@@ -41,7 +41,8 @@ class OutboxMessage(Base):
     """Work or a notification to publish, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    # ix_outbox_sent: the relay's look for route jobs the broker lost walks sent rows by age (routing.reconcile).
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"), Index("ix_outbox_sent", "state", "sent_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)

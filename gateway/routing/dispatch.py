@@ -10,6 +10,8 @@ from typing import Protocol
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 # Seconds between a failed job's attempts; after the last it goes to the failed-job registry.
@@ -24,6 +26,9 @@ class DispatchUnavailable(Exception):
 class Dispatcher(Protocol):
     def enqueue(self, queue: str, function: str, args: list, *, job_id: str, at_front: bool = False) -> str:
         """Put a job on `queue`; returns its id."""
+
+    def lost(self, jobs: dict[str, str]) -> set[str]:
+        """Of these jobs ({id: queue}), the ones the broker holds nowhere (see `gateway.routing.reconcile`)."""
 
 
 class RqDispatcher:
@@ -44,6 +49,27 @@ class RqDispatcher:
         except redis.RedisError as error:
             raise DispatchUnavailable(type(error).__name__) from None
         return job.id
+
+    def lost(self, jobs: dict[str, str]) -> set[str]:
+        """Jobs with no hash, or "queued" or "started" while in neither their queue's list, its intermediate
+        list (taken by a single-queue worker) nor its started registry.  Scheduled (a retry waiting), deferred,
+        failed and finished jobs are held."""
+        try:
+            return {job_id for job_id, queue in jobs.items() if self._held_nowhere(job_id, queue)}
+        except redis.RedisError as error:
+            raise DispatchUnavailable(type(error).__name__) from None
+
+    def _held_nowhere(self, job_id: str, queue_name: str) -> bool:
+        try:
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return True
+        if job.get_status(refresh=False) not in (JobStatus.QUEUED, JobStatus.STARTED):
+            return False
+        queue = Queue(queue_name, connection=self.connection, serializer=JSONSerializer)
+        return (self.connection.lpos(queue.key, job_id) is None
+                and self.connection.lpos(queue.intermediate_queue_key, job_id) is None
+                and job_id not in queue.started_job_registry)
 
 
 def give_up_current_job() -> None:
@@ -68,3 +94,10 @@ class RecordingDispatcher:
             raise DispatchUnavailable("ConnectionError")
         self.jobs.append((queue, function, args, job_id, at_front))
         return job_id
+
+    def lost(self, jobs: dict[str, str]) -> set[str]:
+        """The jobs never recorded here (a test empties `jobs` to play a broker that lost them)."""
+        if self.fail:
+            raise DispatchUnavailable("ConnectionError")
+        recorded = {job_id for _queue, _function, _args, job_id, _front in self.jobs}
+        return set(jobs) - recorded

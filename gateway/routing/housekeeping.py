@@ -1,5 +1,5 @@
 """Periodic work the relay does between passes: due webhook deliveries and e-mails, the orphan sweep, the daily
-stale-work sweep, audit checkpoints."""
+stale-work sweep, audit checkpoints, and route jobs the broker lost published again (`reconcile`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.db import Database
 from gateway.routing.dispatch import Dispatcher, DispatchUnavailable
 from gateway.routing.queues import MAINTENANCE
+from gateway.routing.reconcile import LostRoutes
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.routing.housekeeping")
@@ -36,6 +37,7 @@ class Housekeeping:
         self._next_sweep = clock()
         self._next_webhooks = clock()
         self._stale_swept_on = None
+        self.lost_routes = LostRoutes(db, dispatcher, clock=clock)
 
     def tick(self) -> None:
         """Called by the relay between passes; never raises."""
@@ -59,6 +61,12 @@ class Housekeeping:
             pass  # Redis is down; the relay is already backing off
         except Exception as error:
             log.error("housekeeping failed", extra={"exception_type": type(error).__name__})
+        try:
+            self.lost_routes.tick()
+        except DispatchUnavailable:
+            pass
+        except Exception as error:
+            log.error("looking for lost route jobs failed", extra={"exception_type": type(error).__name__})
 
     def _webhook_deliveries(self) -> None:
         from gateway.db import utcnow

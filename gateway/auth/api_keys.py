@@ -14,7 +14,7 @@ import secrets
 import string
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import SCOPES, ApiKey, Organization
@@ -65,6 +65,11 @@ def authenticate_api_key(session: Session, presented: str, *, now: datetime | No
     return found[0] if found else None
 
 
+# Built once (every API call runs it): only the public id changes.
+_KEY_WITH_ORG = (select(ApiKey, Organization).outerjoin(Organization, Organization.id == ApiKey.org_id)
+                 .where(ApiKey.public_id == bindparam("public_id")))
+
+
 def authenticate_api_key_with_org(session: Session, presented: str, *, now: datetime | None = None
                                   ) -> tuple[ApiKey, Organization | None] | None:
     """The live key this credential proves and its organization, read in one query; None as above.
@@ -76,8 +81,7 @@ def authenticate_api_key_with_org(session: Session, presented: str, *, now: date
     if not match:
         return None
     public_id, secret = match.groups()
-    row = session.execute(select(ApiKey, Organization).outerjoin(Organization, Organization.id == ApiKey.org_id)
-                          .where(ApiKey.public_id == public_id)).one_or_none()
+    row = session.execute(_KEY_WITH_ORG, {"public_id": public_id}).one_or_none()
     key, org = row if row is not None else (None, None)
     # Compare even when the id is unknown, so timing does not reveal which ids exist.
     matches = hmac.compare_digest(hash_secret(secret), key.secret_hash if key else _DUMMY_HASH)

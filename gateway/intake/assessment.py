@@ -136,10 +136,11 @@ def assess(session: Session, body: dict, *, org: Organization, documents=(), on:
 
 
 def assess_request(session: Session, req: RecordsRequest, *, on: date,
-                   submitted_on: date | None = None) -> Assessment:
-    """Assess a stored request with its documents."""
+                   submitted_on: date | None = None, body: dict | None = None) -> Assessment:
+    """Assess a stored request with its documents (`body`: its `body_of`, when the caller has it already)."""
     org = session.get(Organization, req.org_id)
-    return assess(session, body_of(req), org=org, documents=req.documents, on=on, submitted_on=submitted_on)
+    return assess(session, body_of(req) if body is None else body, org=org, documents=req.documents, on=on,
+                  submitted_on=submitted_on)
 
 
 def resource(session: Session, req: RecordsRequest, *, on: date, viewer: Principal | None) -> dict:
@@ -149,7 +150,7 @@ def resource(session: Session, req: RecordsRequest, *, on: date, viewer: Princip
     """
     body = body_of(req)
     if req.status in LIVE_STATUSES:
-        live = assess_request(session, req, on=on)
+        live = assess_request(session, req, on=on, body=body)
         deficiencies, fee, due = live.deficiencies, live.fee_estimate, req.due_on
         required = live.required_documents
     else:

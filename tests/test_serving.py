@@ -143,3 +143,15 @@ def test_fifty_slow_connections_do_not_stop_other_clients(start_gateway, db):
         pump.join()
         for t in everyone:
             t.close()
+
+
+def test_served_workers_run_nicer_than_their_arbiter(start_gateway):
+    """What infra/gunicorn.conf.py's post_fork does, seen on a running gateway: the web workers yield the cores
+    to the relay and the RQ workers (started at the test process's priority) when both want them."""
+    import os
+
+    gateway = start_gateway(workers=2)
+    arbiter = os.getpriority(os.PRIO_PROCESS, gateway.process.pid)
+    workers = gateway.worker_pids()
+    assert len(workers) == 2
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in workers] == [min(19, arbiter + 5)] * 2

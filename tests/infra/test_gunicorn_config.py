@@ -17,6 +17,7 @@ def config(monkeypatch, tmp_path):
     # Named beforehand, so loading the file makes no private metrics folder for this test process.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.delenv("GATEWAY_WEB_NICE", raising=False)
     return runpy.run_path(str(GUNICORN_CONFIG))
 
 
@@ -27,7 +28,7 @@ def test_every_name_is_a_gunicorn_setting(config):
             if not name.startswith("_") and not isinstance(value, types.ModuleType)} - helpers
     assert {"workers", "threads", "max_requests_jitter", "graceful_timeout", "child_exit"} <= ours
     assert ours <= known, sorted(ours - known)  # a misspelt setting would be silently ignored by gunicorn
-    for hook in ("on_starting", "child_exit", "on_exit"):
+    for hook in ("on_starting", "post_fork", "child_exit", "on_exit"):
         assert callable(config[hook])
     assert config["worker_class"] == "gateway.serving.GatewayThreadWorker"
     assert config["max_requests"] > 0 and 0 < config["max_requests_jitter"] < config["max_requests"]
@@ -56,3 +57,23 @@ def test_the_metrics_folder_is_made_and_dead_workers_marked(config, tmp_path):
         pid = 999_999
 
     config["child_exit"](None, Gone())  # prometheus_client removes the live gauges of that pid; nothing to remove
+
+
+def _niceness_after_post_fork(config) -> int:
+    """post_fork run in a forked child, as gunicorn runs it; how much nicer the child became."""
+    base = os.nice(0)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, touch nothing else
+        try:
+            config["post_fork"](None, None)
+            os._exit(os.nice(0) - base)
+        except BaseException:
+            os._exit(99)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_web_workers_yield_the_cores_to_the_hand_over_path(config, monkeypatch):
+    assert _niceness_after_post_fork(config) == min(5, 19 - os.nice(0))
+    monkeypatch.setenv("GATEWAY_WEB_NICE", "0")
+    assert _niceness_after_post_fork(runpy.run_path(str(GUNICORN_CONFIG))) == 0

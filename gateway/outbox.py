@@ -35,14 +35,22 @@ ROUTE, NOTIFY = "route", "notify"
 # PostgreSQL channel a commit that wrote outbox rows notifies (relays LISTEN on it; see gateway.routing.relay).
 CHANNEL = "gateway_outbox"
 _NOTIFIED = "gateway.outbox_notified"  # session.info: the transaction that already notified
+# Sent routes not yet seen handed over (`sent_at` is set when, and only when, a row is marked sent).  Spelt
+# with literals, as the partial index is: a statement binding them as parameters may get a generic plan on
+# PostgreSQL, which cannot use the index.  No `state = 'sent'` term: SQLite's planner would take it to
+# ix_outbox_due and walk every sent row there is; `sent_at <= ?` in a look implies `sent_at IS NOT NULL`.
+_UNSETTLED = text("kind = 'route' AND settled_at IS NULL AND sent_at IS NOT NULL")
+UNSETTLED_ROUTE = text("outbox.kind = 'route' AND outbox.settled_at IS NULL AND outbox.sent_at IS NOT NULL")
 
 
 class OutboxMessage(Base):
     """Work or a notification to publish, written in the same transaction as the change that caused it."""
 
     __tablename__ = "outbox"
-    # ix_outbox_sent: the relay's look for route jobs the broker lost walks sent rows by age (routing.reconcile).
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"), Index("ix_outbox_sent", "state", "sent_at"))
+    # ix_outbox_unsettled: the relay's look for route jobs the broker lost reads only the routes it has not seen
+    # handed over yet (routing.reconcile), whatever the outbox's history holds.
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),
+                      Index("ix_outbox_unsettled", "id", postgresql_where=_UNSETTLED, sqlite_where=_UNSETTLED))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"), index=True)
@@ -61,6 +69,8 @@ class OutboxMessage(Base):
     job_id: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A sent route whose effect (its JobEffect) the relay's look has seen recorded: looked at no more.
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def step(self) -> str:

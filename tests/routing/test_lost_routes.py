@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from gateway.adapters import build_redis
-from gateway.outbox import OutboxMessage
+from gateway.outbox import UNSETTLED_ROUTE, OutboxMessage
 from gateway.routing import relay
 from gateway.routing.dispatch import RecordingDispatcher, RqDispatcher
 from gateway.routing.queues import MAINTENANCE
@@ -139,3 +139,53 @@ def test_a_job_that_turns_up_between_two_looks_is_not_published_again(client, db
     held = list(broker.jobs)
     looks.tick()
     assert broker.jobs == held and looks._suspects == set()
+
+
+def _sent_days_ago(db, outbox_id: int, days: int) -> None:
+    with db.transaction() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        message.sent_at -= timedelta(days=days)
+
+
+def test_a_route_lost_days_ago_is_published_again_too(client, db, redis_connection):
+    """No time window: a job Redis lost while no relay was looking (all of them down for days, say) is found."""
+    request_id = submitted(client, make_tenant(db), "melrosewakefield")
+    dispatcher = RqDispatcher(redis_connection)
+    while relay.publish_due(db, dispatcher, batch=100).published:
+        pass
+    route = _route_of(db, request_id)
+    _sent_days_ago(db, route.id, 3)
+    redis_connection.flushdb()  # Redis restarted without persistence
+    looks = LostRoutes(db, dispatcher, clock=Ticks(), lost_after=0, every=0, batch=100_000)
+    looks.tick()
+    looks.tick()
+    queue = Queue(route.queue, connection=redis_connection, serializer=JSONSerializer)
+    assert redis_connection.lrange(queue.key, 0, -1).count(route.job_id.encode()) == 1
+    assert Job.fetch(route.job_id, connection=redis_connection, serializer=JSONSerializer).args == \
+        [request_id, f"{route.queue}#{route.id}"]
+
+
+def test_a_look_settles_the_routes_handed_over_and_reads_only_the_rest(client, db):
+    """Settling is what keeps a look's cost to what is in flight or owed: a route seen handed over gets
+    `settled_at` and drops out of the partial index the looks read; one still owed stays."""
+    from gateway.routing.models import JobEffect
+
+    tenant = make_tenant(db)
+    handed, owed = submitted(client, tenant, "tufts-mc"), submitted(client, tenant, "lowell-general")
+    while relay.publish_due(db, RecordingDispatcher(), batch=100).published:
+        pass
+    handed_route, owed_route = _route_of(db, handed), _route_of(db, owed)
+    with db.transaction() as session:
+        session.add(JobEffect(request_id=handed, step=f"{handed_route.queue}#{handed_route.id}",
+                              receipt={"sink": "inbox"}))
+    looks = LostRoutes(db, RecordingDispatcher(), clock=Ticks(), lost_after=0, every=0, batch=100_000,
+                       settle_batch=100_000)
+    assert looks.settle() >= 1
+    assert _route_of(db, handed).settled_at is not None
+    assert _route_of(db, owed).settled_at is None
+    assert looks.settle() == 0  # nothing new handed over: nothing to settle
+    looks.tick()
+    assert owed_route.id in looks._suspects and handed_route.id not in looks._suspects
+    with db.transaction() as session:
+        unsettled = set(session.scalars(select(OutboxMessage.id).where(UNSETTLED_ROUTE)))
+    assert owed_route.id in unsettled and handed_route.id not in unsettled

@@ -47,6 +47,12 @@ IO_TIMEOUT = 30.0
 BODY_GRACE = 20.0
 BODY_MIN_RATE = 4096
 
+# Requests served on one kept-alive connection before the server closes it (after answering), as nginx's
+# `keepalive_requests` does.  A connection stays with the process that accepted it, so a few busy clients (an
+# integration, a load balancer's pooled connections) could otherwise load one process while another idles;
+# reconnecting every few hundred requests spreads them again.  A client reopens as HTTP/1.1 allows.
+KEEPALIVE_REQUESTS = 200
+
 # The blank line after the last field (leading empty lines, which RFC 9112 lets a server skip, never end a head).
 _HEAD_END = re.compile(rb"[^\r\n]\r?\n\r?\n")
 _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,15})[ \t]*\r?$", re.I | re.M)
@@ -219,6 +225,13 @@ class GatewayThreadWorker(ThreadWorker):
             if deadline > now:
                 break
             self._drop(conn)
+
+    def handle_request(self, req, conn):
+        """gthread's, closing the connection after its KEEPALIVE_REQUESTS-th request (`Connection: close`)."""
+        conn.requests_served = getattr(conn, "requests_served", 0) + 1
+        if conn.requests_served >= KEEPALIVE_REQUESTS:
+            req.must_close = True
+        return super().handle_request(req, conn)
 
     def handle(self, conn):
         """In the thread: hand the bytes read by the main loop to gunicorn's parser, then serve."""

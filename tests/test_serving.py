@@ -155,3 +155,26 @@ def test_served_workers_run_nicer_than_their_arbiter(start_gateway):
     workers = gateway.worker_pids()
     assert len(workers) == 2
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in workers] == [min(19, arbiter + 5)] * 2
+
+
+def test_a_kept_alive_connection_is_closed_after_its_quota_of_requests(start_gateway):
+    """A connection stays with the process that accepted it; closing it after KEEPALIVE_REQUESTS lets a busy
+    client's next connection land on another process (nginx's keepalive_requests)."""
+    import http.client
+
+    gateway = start_gateway(workers=2)
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    local_ports = set()
+    try:
+        for served in range(1, serving.KEEPALIVE_REQUESTS + 2):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            local_ports.add(connection.sock.getsockname()[1] if connection.sock else None)
+            closing = response.getheader("Connection", "").lower() == "close"
+            assert closing == (served == serving.KEEPALIVE_REQUESTS), served
+    finally:
+        connection.close()
+    # The 201st request went on a new connection (http.client reopens after "Connection: close").
+    assert len(local_ports - {None}) == 2

@@ -362,11 +362,26 @@ class Profiler:
 
 # --- the run --------------------------------------------------------------------------------
 
-def handed_over(stack: BenchStack, submitted: dict[str, datetime], drain: float
-                ) -> tuple[list[float], list[float], int, float]:
+def waiting_work(stack: BenchStack) -> tuple[int, int]:
+    """Outbox rows not yet relayed and notification e-mails not yet sent, now."""
+    from sqlalchemy import func
+
+    from gateway.mail.models import MailNotification
+    from gateway.outbox import OutboxMessage
+
+    with stack.db.transaction() as session:
+        outbox = session.scalar(select(func.count()).select_from(OutboxMessage)
+                                .where(OutboxMessage.state.in_(("pending", "claimed"))))
+        mails = session.scalar(select(func.count()).select_from(MailNotification)
+                               .where(MailNotification.state == "pending"))
+    return outbox, mails
+
+
+def handed_over(stack: BenchStack, submitted: dict[str, datetime], drain: float, stopped_at: datetime
+                ) -> tuple[list[float], list[float], int, float, int]:
     """Wait up to `drain` s for every request's handed_over event; the latencies (ms) submit → routed (the relay's
     part: the `routed` event is written when the relay marks the job enqueued) and submit → handed over, the count
-    missing, and the seconds waited."""
+    missing, the seconds waited, and how many were handed over only after `stopped_at` (the load's end)."""
     started = time.monotonic()
     ids = list(submitted)
     found: dict[str, datetime] = {}
@@ -389,7 +404,8 @@ def handed_over(stack: BenchStack, submitted: dict[str, datetime], drain: float
     def since_submit(events: dict[str, datetime]) -> list[float]:
         return [(at.replace(tzinfo=UTC) - submitted[i]).total_seconds() * 1e3 for i, at in events.items()]
 
-    return since_submit(routed), since_submit(found), len(ids) - len(found), time.monotonic() - started
+    late = sum(1 for at in found.values() if at.replace(tzinfo=UTC) > stopped_at)
+    return since_submit(routed), since_submit(found), len(ids) - len(found), time.monotonic() - started, late
 
 
 def spread(values: list[float]) -> str:
@@ -472,6 +488,11 @@ class GatewayRun:
     waited: float
     profile: list[str]
     mails: int = 0  # notification e-mails the local SMTP server accepted during the run
+    # Left behind when the load stopped: outbox rows not relayed, e-mails not sent, and requests handed over
+    # only after it (a closed loop can look faster by leaving the pipeline's work for later).
+    outbox_left: int = 0
+    mails_left: int = 0
+    handed_late: int = 0
 
 
 def run_gateway(stack: BenchStack, args) -> GatewayRun:
@@ -490,7 +511,10 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         with Profiler(gateway.worker_pids(), args.profile) as profiler, CpuMeter(pids) as cpu:
             run_clients(args.threads, args.duration, lambda t, i, r: full_submission(clients[t], i, form, samples, r),
                         samples)
-        routed, latencies, missing, waited = handed_over(stack, samples.submitted, args.drain)
+        stopped_at = datetime.now(UTC)
+        outbox_left, mails_left = waiting_work(stack)
+        routed, latencies, missing, waited, handed_late = handed_over(stack, samples.submitted, args.drain,
+                                                                      stopped_at)
     finally:
         for client in clients:
             client.close()
@@ -503,7 +527,8 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         redis.close()
         stack.empty_bucket()
     return GatewayRun(samples, cpu.used, routed, latencies, missing, waited,
-                      profiler.summary() if args.profile else [], stack.mail.accepted)
+                      profiler.summary() if args.profile else [], stack.mail.accepted, outbox_left, mails_left,
+                      handed_late)
 
 
 def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -> None:
@@ -540,6 +565,10 @@ def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -
         print(f"submit → handed over p99 {percentile(run.handover_ms, 99):.0f} ms "
               f"(target ≤ {TARGET_HANDOVER_P99_MS:g} ms)")
     print(f"notification e-mails accepted by the local SMTP server: {run.mails}")
+    # What the closed loop left for later: a run is only a capacity if this stays small.
+    print(f"left behind when the load stopped: {run.handed_late} of {len(run.handover_ms) + run.missing} "
+          f"submissions not yet handed over, {run.outbox_left} outbox rows not relayed, {run.mails_left} "
+          "e-mails not sent")
     if gw.errors or floor.errors:
         print(f"errors: gateway {dict(gw.errors)}; floor {dict(floor.errors)}")
     if full:

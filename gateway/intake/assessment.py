@@ -135,10 +135,12 @@ def assess(session: Session, body: dict, *, org: Organization, documents=(), on:
         due_on=basis.due_on if basis else None, due_basis=basis)
 
 
-def assess_request(session: Session, req: RecordsRequest, *, on: date,
-                   submitted_on: date | None = None, body: dict | None = None) -> Assessment:
-    """Assess a stored request with its documents (`body`: its `body_of`, when the caller has it already)."""
-    org = session.get(Organization, req.org_id)
+def assess_request(session: Session, req: RecordsRequest, *, on: date, submitted_on: date | None = None,
+                   body: dict | None = None, org: Organization | None = None) -> Assessment:
+    """Assess a stored request with its documents (`body`: its `body_of`, `org`: its organization, when the
+    caller has them already; the session's identity map holds rows weakly, so a row read here and dropped is
+    read again by the next `session.get`)."""
+    org = org or session.get(Organization, req.org_id)
     return assess(session, body_of(req) if body is None else body, org=org, documents=req.documents, on=on,
                   submitted_on=submitted_on)
 

@@ -75,12 +75,12 @@ def _submit(db: Database, *, principal: Principal, request_id: str, clock: Clock
             raise _ReadingPending()
         lifecycle.allowed(req, "submitted")
         today = clock.today()
-        assessment = assess_request(session, req, on=today, submitted_on=today)
+        org = session.get(Organization, req.org_id)  # held here: the assessment and the route both need it
+        assessment = assess_request(session, req, on=today, submitted_on=today, org=org)
         if assessment.deficiencies:
             raise RequestDeficient(
                 f"The request has {len(assessment.deficiencies)} problem(s) a records team would send back; "
                 "see errors.", errors=[FieldError(**d) for d in assessment.deficiencies])
-        org = session.get(Organization, req.org_id)
         route = route_for(req, org.kind)
         cured = req.submitted_at is not None
         if not cured:  # a cured request keeps its first submission, its due date and its place in the queue

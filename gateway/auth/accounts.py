@@ -99,11 +99,10 @@ def _snapshot(user: User) -> dict:
     return {"roles": sorted(user.roles or ()), "facilities": sorted(user.facilities or ()), "active": user.active}
 
 
-def _audit_change(session: Session, *, principal: Principal, user: User, action: str, before: dict,
-                  audit_ctx: dict) -> None:
-    event = record(session, actor=principal.audit_actor, org_id=user.org_id, action=action, object_type="user",
+def _audit_change(session: Session, *, actor: str, user: User, action: str, before: dict, audit_ctx: dict) -> None:
+    event = record(session, actor=actor, org_id=user.org_id, action=action, object_type="user",
                    object_id=user.id, immediately=True, **audit_ctx)  # the change names its audit entry
-    session.add(AccountChange(actor=principal.audit_actor, user_id=user.id, action=action, before=before,
+    session.add(AccountChange(actor=actor, user_id=user.id, action=action, before=before,
                               after=_snapshot(user), audit_seq=event.seq, at=utcnow()))
 
 
@@ -111,8 +110,6 @@ def _audit_change(session: Session, *, principal: Principal, user: User, action:
 
 def deactivate(db: Database, *, principal: Principal, user_id: str, audit_ctx: dict) -> Outcome:
     """Deactivate a user: every token and portal session stops working at once, and sign-in is refused."""
-    from gateway.auth.models import PasswordReset
-
     with db.write_transaction() as session:
         user = _locked_user(session, user_id)
         ensure_may_manage(principal, user)
@@ -120,17 +117,65 @@ def deactivate(db: Database, *, principal: Principal, user_id: str, audit_ctx: d
         if not user.active:
             return Outcome(user, False)
         _ensure_other_active_admin(session, user)
-        before = _snapshot(user)
-        now = utcnow()
-        user.active, user.deactivated_at = False, now
-        user.credentials_epoch = (user.credentials_epoch or 0) + 1
-        # A reset link already on its way must not bring the account back to life after reactivation.
-        for reset in session.scalars(select(PasswordReset).where(PasswordReset.user_id == user.id,
-                                                                 PasswordReset.used_at.is_(None))):
-            reset.used_at = now
-        _audit_change(session, principal=principal, user=user, action="user.deactivate", before=before,
-                      audit_ctx=audit_ctx)
+        _end_account(session, user, actor=principal.audit_actor, audit_ctx=audit_ctx)
         return Outcome(user, True)
+
+
+def _end_account(session: Session, user: User, *, actor: str, audit_ctx: dict) -> None:
+    from gateway.auth.models import PasswordReset
+
+    before = _snapshot(user)
+    now = utcnow()
+    user.active, user.deactivated_at = False, now
+    user.credentials_epoch = (user.credentials_epoch or 0) + 1
+    # A reset link already on its way must not bring the account back to life after reactivation.
+    for reset in session.scalars(select(PasswordReset).where(PasswordReset.user_id == user.id,
+                                                             PasswordReset.used_at.is_(None))):
+        reset.used_at = now
+    _audit_change(session, actor=actor, user=user, action="user.deactivate", before=before, audit_ctx=audit_ctx)
+
+
+@dataclass(frozen=True)
+class ConsoleOutcome:
+    """What `gateway users deactivate|reactivate` did to one account."""
+
+    user_id: str
+    changed: bool
+    org_without_admin: bool = False  # the organization has no active admin left (its operators must name one)
+
+
+def set_active_from_console(db: Database, *, email: str, active: bool, actor: str) -> ConsoleOutcome | None:
+    """The operators' console (`gateway users deactivate|reactivate --email`): any account, at once (None when
+    no account has that address).
+
+    This is the break-glass path for an account that must stop now — a compromised password, a person who
+    left — when nobody who may manage it through the API can act: so none of the API's who-manages-whom rules
+    apply, not even the last-admin one (the answer says when an organization is left without an active admin).
+    Deactivation ends the account's tokens and portal sessions as the API's does; both are audited under the
+    console's actor, with the before and after kept in `account_changes`."""
+    from gateway.auth.service import find_user_by_email
+
+    with db.write_transaction() as session:
+        found = find_user_by_email(session, email)
+        if found is None:
+            return None
+        user = _locked_user(session, found.id)
+        if user.active == active:
+            return ConsoleOutcome(user.id, False)
+        if not active:
+            _end_account(session, user, actor=actor, audit_ctx={})
+            return ConsoleOutcome(user.id, True, _org_without_admin(session, user))
+        before = _snapshot(user)
+        user.active, user.deactivated_at = True, None
+        _audit_change(session, actor=actor, user=user, action="user.reactivate", before=before, audit_ctx={})
+        return ConsoleOutcome(user.id, True)
+
+
+def _org_without_admin(session: Session, user: User) -> bool:
+    if user.org_id is None or ORG_ADMIN not in (user.roles or ()):
+        return False
+    others = session.scalars(select(User.roles).where(User.org_id == user.org_id, User.active.is_(True)))
+    return not any(ORG_ADMIN in (roles or ()) for roles in others)
 
 
 def reactivate(db: Database, *, principal: Principal, user_id: str, audit_ctx: dict) -> Outcome:
@@ -143,7 +188,7 @@ def reactivate(db: Database, *, principal: Principal, user_id: str, audit_ctx: d
             return Outcome(user, False)
         before = _snapshot(user)
         user.active, user.deactivated_at = True, None
-        _audit_change(session, principal=principal, user=user, action="user.reactivate", before=before,
+        _audit_change(session, actor=principal.audit_actor, user=user, action="user.reactivate", before=before,
                       audit_ctx=audit_ctx)
         return Outcome(user, True)
 
@@ -202,7 +247,7 @@ def update_roles(db: Database, *, principal: Principal, user_id: str, roles: lis
                 raise Forbidden("An organization's admins decide who else is an admin.")
         before = _snapshot(user)
         user.roles, user.facilities = new_roles, new_facilities
-        _audit_change(session, principal=principal, user=user, action="user.roles_change", before=before,
+        _audit_change(session, actor=principal.audit_actor, user=user, action="user.roles_change", before=before,
                       audit_ctx=audit_ctx)
         return Outcome(user, True)
 

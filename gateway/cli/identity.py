@@ -79,7 +79,7 @@ def _create_user(ctx: Context, as_json: bool, *, email, password, roles, org_id=
 
 @main.group()
 def users():
-    """Requester organizations' portal users."""
+    """Portal users: create a requester organization's; deactivate, reactivate or reset anyone's."""
 
 
 @users.command("create")
@@ -110,6 +110,39 @@ def users_mfa_reset(ctx, email, as_json):
         removed = mfa.reset(session, user_id=user.id, audit={"actor": _cli_actor(), "org_id": user.org_id})
         data = {"id": user.id, "removed": removed}
     emit(data, as_json, f"two-step sign-in {'removed' if removed else 'was not set up'} for user {data['id']}")
+
+
+def _set_active(ctx: Context, email: str, as_json: bool, *, active: bool) -> None:
+    from gateway.auth.accounts import set_active_from_console
+
+    outcome = set_active_from_console(ctx.db, email=email, active=active, actor=_cli_actor())
+    if outcome is None:
+        fail("no such user", as_json, "NOT_FOUND", 2)
+    state = "active" if active else "deactivated"
+    data = {"id": outcome.user_id, "active": active, "changed": outcome.changed,
+            "org_without_admin": outcome.org_without_admin}
+    text = f"user {outcome.user_id} {state}" if outcome.changed else f"user {outcome.user_id} was already {state}"
+    if outcome.org_without_admin:
+        text += "; their organization has no active admin now: make someone its admin"
+    emit(data, as_json, text)
+
+
+@users.command("deactivate")
+@click.option("--email", required=True, help="The person's e-mail address (any role).")
+@json_option
+@pass_context
+def users_deactivate(ctx, email, as_json):
+    """Deactivate an account at once (any role): its tokens and portal sessions stop working. Audited."""
+    _set_active(ctx, email, as_json, active=False)
+
+
+@users.command("reactivate")
+@click.option("--email", required=True, help="The person's e-mail address (any role).")
+@json_option
+@pass_context
+def users_reactivate(ctx, email, as_json):
+    """Let a deactivated account sign in again (its old tokens and sessions stay ended). Audited."""
+    _set_active(ctx, email, as_json, active=True)
 
 
 @main.group()

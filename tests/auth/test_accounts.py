@@ -97,6 +97,44 @@ def test_deactivation_ends_tokens_and_sessions_at_once_and_reactivation_restores
          {"roles": ["requester"], "facilities": [], "active": True})]
 
 
+def test_an_operator_deactivates_any_account_from_the_console_at_once(app, client, db, settings):
+    """`gateway users deactivate --email`: the break-glass path when nobody who may manage the account through
+    the API can act (a compromised password, a person who left), even an organization's last admin."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gateway.cli import identity, main  # noqa: F401 (identity registers the users commands)
+    from tests.fixtures.live import settings_environment
+
+    firm = make_tenant(db)
+    token = sign_in(client, firm.admin_email)
+    browser = portal_client(app)
+    portal_sign_in(browser, firm.admin_email)
+
+    def console(*args):
+        result = CliRunner().invoke(main, ["users", *args, "--json"], env=settings_environment(settings))
+        return result.exit_code, json.loads(result.stdout if result.exit_code == 0 else result.stderr)
+
+    assert console("deactivate", "--email", firm.admin_email.upper()) == (0, {
+        "id": firm.admin_id, "active": False, "changed": True, "org_without_admin": True})
+    assert client.get("/v1/me", headers=token).status_code == 401  # the very next call
+    assert ended_because(portal_page(browser)) == "deactivated"
+    assert refused_sign_in(client, firm.admin_email) == refused_sign_in(client, firm.admin_email, "wrong!")
+    assert console("deactivate", "--email", firm.admin_email) == (0, {
+        "id": firm.admin_id, "active": False, "changed": False, "org_without_admin": False})
+    code, body = console("deactivate", "--email", "nobody@example.test")
+    assert code == 2 and body["error"]["code"] == "NOT_FOUND"
+
+    assert console("reactivate", "--email", firm.admin_email)[1]["changed"] is True
+    assert client.get("/v1/me", headers=token).status_code == 401  # old credentials stay ended
+    assert client.get("/v1/me", headers=sign_in(client, firm.admin_email)).status_code == 200
+
+    actor = [a[2] for a in audit_actions(db, firm.admin_id) if a[0] == "user.deactivate"]
+    assert len(actor) == 1 and actor[0].startswith("cli:")
+    assert [c[0] for c in changes(db, firm.admin_id)] == ["user.deactivate", "user.reactivate"]
+
+
 def test_who_may_deactivate_whom(client, db):
     firm, other = make_tenant(db), make_tenant(db, "insurer")
     admin, operator = sign_in(client, firm.admin_email), sign_in(client, make_user(db, ["gateway_admin"]))

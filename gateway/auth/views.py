@@ -6,8 +6,7 @@ from flask import current_app, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from gateway.audit.service import record
-from gateway.auth import api_keys, login, rights, service
+from gateway.auth import login, org_admin, rights, service
 from gateway.auth.models import ROLES, SCOPES, ApiKey, Organization, User
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, remember_credential, requires
@@ -198,14 +197,9 @@ def _visible_org(org_id: str) -> Organization:
 def create_api_key(body, org_id):
     """Create an API key for the organization's systems (its admins only); the key is in this response only."""
     org = _visible_org(org_id)
-    principal, session = current_principal(), db_session()
-    rights.ensure_manages_credentials(principal, org.id)
-    key, plaintext = api_keys.create_api_key(session, org_id=org.id, scopes=body["scopes"], name=body["name"],
-                                             expires_in_days=body["expires_in_days"],
-                                             created_by=principal.audit_actor)
-    record(session, actor=principal.audit_actor, org_id=org.id, action="api_key.create",
-           object_type="api_key", object_id=key.id, **audit_context())
-    session.commit()
+    key, plaintext = org_admin.issue_api_key(adapters().db, current_principal(), org.id, scopes=body["scopes"],
+                                             name=body["name"], expires_in_days=body["expires_in_days"],
+                                             audit_ctx=audit_context())
     remember_credential(plaintext)
     key.key = plaintext
     return key, 201, {"Location": url_for("auth.get_api_key", org_id=org.id, key_id=key.id)}
@@ -237,11 +231,7 @@ def get_api_key(org_id, key_id):
 def revoke_api_key(org_id, key_id):
     """Revoke an API key; it stops working at once."""
     key = _org_key(org_id, key_id)
-    principal, session = current_principal(), db_session()
-    if api_keys.revoke_api_key(key):
-        record(session, actor=principal.audit_actor, org_id=key.org_id, action="api_key.revoke",
-               object_type="api_key", object_id=key.id, **audit_context())
-        session.commit()
+    org_admin.revoke_api_key(adapters().db, current_principal(), key.id, audit_ctx=audit_context())
 
 
 def _org_key(org_id: str, key_id: str) -> ApiKey:
@@ -260,18 +250,12 @@ def _org_key(org_id: str, key_id: str) -> ApiKey:
 def create_org_user(body, org_id):
     """Add a portal user to the organization: its admins add requesters and admins; operators its first admin."""
     org = _visible_org(org_id)
-    principal, session = current_principal(), db_session()
-    rights.ensure_may_add_user(session, principal, org, body["role"])
     try:
-        user = service.create_user(session, email=body["email"], password=body["password"],
-                                   roles=[body["role"]], org_id=org.id)
+        return org_admin.add_user(adapters().db, current_principal(), org.id, email=body["email"],
+                                  password=body["password"], role=body["role"], audit_ctx=audit_context())
     except service.ProvisioningError as error:
         raise Unprocessable(str(error), code=error.code,
                             errors=[FieldError(error.code, error.field, str(error))]) from None
-    record(session, actor=principal.audit_actor, org_id=org.id, action="user.create",
-           object_type="user", object_id=user.id, **audit_context())
-    session.commit()
-    return user
 
 
 @blp.route("/v1/orgs/<org_id>/users", methods=["GET"])

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from gateway.audit.service import AuditUnavailable, record, record_now
 from gateway.auth import api_keys as keys_service
-from gateway.auth import rights
+from gateway.auth import org_admin, rights
 from gateway.auth.models import SCOPES, ApiKey, Organization
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.views import ApiKeyCreateSchema
@@ -116,17 +116,12 @@ def create_api_key():
         loaded = ApiKeyCreateSchema().load(body)
     except ValidationError as error:
         return _keys_page(status=422, values=values, errors=_plain_errors(error.messages, KEY_FIELD_MESSAGES))
-    org, principal, session = _org(), g.principal, db_session()
     try:
-        key, plaintext = keys_service.create_api_key(session, org_id=org.id, scopes=loaded["scopes"],
-                                                     name=loaded["name"], expires_in_days=loaded["expires_in_days"],
-                                                     created_by=principal.audit_actor)
+        key, plaintext = org_admin.issue_api_key(adapters().db, g.principal, _org().id, scopes=loaded["scopes"],
+                                                 name=loaded["name"], expires_in_days=loaded["expires_in_days"],
+                                                 audit_ctx=audit_context())
     except keys_service.InvalidScopes:
-        session.rollback()
         return _keys_page(status=422, values=values, errors=_plain_errors({"scopes": []}, KEY_FIELD_MESSAGES))
-    record(session, actor=principal.audit_actor, org_id=org.id, action="api_key.create",
-           object_type="api_key", object_id=key.id, **audit_context())
-    session.commit()
     remember_credential(plaintext)  # usable at once, even from an address over its failure limit
     return _page("portal/api_key_created.html", 201, key=key, plaintext=plaintext, scope_labels=SCOPE_LABELS)
 
@@ -139,10 +134,7 @@ def revoke_api_key(key_id):
     key = get_visible(session, principal, ApiKey, key_id, db=adapters().db, audit_context=audit_context())
     if key.org_id != org.id:  # the guard already says so for admins; keys are addressed under their org
         raise NotFound()
-    if keys_service.revoke_api_key(key):
-        record(session, actor=principal.audit_actor, org_id=key.org_id, action="api_key.revoke",
-               object_type="api_key", object_id=key.id, **audit_context())
-        session.commit()
+    org_admin.revoke_api_key(adapters().db, principal, key.id, audit_ctx=audit_context())
     return redirect(url_for("portal.api_keys", revoked=1), code=303)
 
 

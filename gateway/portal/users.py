@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from flask import g, redirect, request, url_for
 
-from gateway.audit.service import record
-from gateway.auth import accounts, rights, service
+from gateway.auth import accounts, org_admin, rights, service
 from gateway.auth.models import Organization, User
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, requires
@@ -68,22 +67,16 @@ def create_user():
     password = form.get("password") or ""
     if values["role"] not in ROLE_LABELS:
         return _users_page(status=422, values=values, errors=[FieldError("ROLES_INVALID", "role", "Role: choose one.")])
-    org, principal, session = _org(), g.principal, db_session()
-    rights.ensure_may_add_user(session, principal, org, values["role"])
     try:
-        user = service.create_user(session, email=values["email"], password=password[:257], roles=[values["role"]],
-                                   org_id=org.id)
+        org_admin.add_user(adapters().db, g.principal, _org().id, email=values["email"], password=password[:257],
+                           role=values["role"], audit_ctx=audit_context())
     except service.ProvisioningError as error:
-        session.rollback()
         field = {"EMAIL_INVALID": "email", "EMAIL_EXISTS": "email", "PASSWORD_WEAK": "password"}.get(error.code)
         wording = {"EMAIL_INVALID": "E-mail address: enter a valid address.",
                    "EMAIL_EXISTS": "E-mail address: someone already signs in with it.",
                    "PASSWORD_WEAK": "Password: use 12 to 256 characters."}
         return _users_page(status=422, values=values,
                            errors=[FieldError(error.code, field, wording.get(error.code, str(error)))])
-    record(session, actor=principal.audit_actor, org_id=org.id, action="user.create", object_type="user",
-           object_id=user.id, **audit_context())
-    session.commit()
     return redirect(url_for("portal.users", done="added"), code=303)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from flask import g, redirect, request, url_for
 from marshmallow import ValidationError
 
-from gateway.audit.service import AuditUnavailable, record, record_now
 from gateway.auth import api_keys as keys_service
 from gateway.auth import org_admin, rights
 from gateway.auth.models import SCOPES, ApiKey, Organization
@@ -179,25 +178,15 @@ def create_webhook():
         return _webhooks_page(status=422, values=values,
                               errors=_plain_errors(error.messages, WEBHOOK_FIELD_MESSAGES))
     _org()  # the admin's organization, read through the guard as the other pages do
-    principal, session = g.principal, db_session()
-    try:
-        webhook, secret = webhooks_service.create_webhook(session, principal=principal, url=loaded["url"],
-                                                          events=loaded["events"], settings=settings())
+    try:  # as the API: a URL the SSRF guard refuses is audited `blocked` by the service
+        webhook, secret = webhooks_service.register_webhook(adapters().db, principal=g.principal, url=loaded["url"],
+                                                            events=loaded["events"], settings=settings(),
+                                                            audit_ctx=audit_context())
     except WebhookUrlForbidden as refused:
-        session.rollback()
-        try:  # as the API: an attempt to aim the gateway at an internal address is worth an auditor's eye
-            record_now(adapters().db, actor=principal.audit_actor, org_id=principal.org_id,
-                       action="webhook.create", result="blocked", object_type="webhook", **audit_context())
-        except AuditUnavailable:
-            pass  # the refusal stands without its audit entry
         return _webhooks_page(status=422, values=values, errors=refused.errors)
     except Unprocessable as refused:  # too many webhooks, unknown events: the service's own words
-        session.rollback()
         return _webhooks_page(status=422, values=values,
                               errors=refused.errors or [FieldError(refused.code, None, refused.detail)])
-    record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.create",
-           object_type="webhook", object_id=webhook.id, **audit_context())
-    session.commit()
     return _page("portal/webhook_created.html", 201, webhook=webhook, secret=secret, event_labels=EVENT_TYPE_LABELS)
 
 
@@ -205,12 +194,10 @@ def create_webhook():
 @requires(rights.ORG_ADMIN)
 def delete_webhook(webhook_id):
     """Delete a webhook (as DELETE /v1/webhooks/<id> does): nothing more is sent, pending deliveries stop."""
-    org, principal, session = _org(), g.principal, db_session()
+    org, principal = _org(), g.principal
     webhook = visible_webhook(webhook_id)  # a deleted one is gone, as in the API
     if webhook.org_id != org.id:
         raise NotFound()
-    webhooks_service.deactivate_webhook(session, webhook)
-    record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.delete",
-           object_type="webhook", object_id=webhook.id, **audit_context())
-    session.commit()
+    webhooks_service.delete_webhook(adapters().db, principal=principal, webhook_id=webhook.id,
+                                    audit_ctx=audit_context())
     return redirect(url_for("portal.webhooks", deleted=1), code=303)

@@ -84,6 +84,41 @@ def create_webhook(session: Session, *, principal: Principal, url: str, events: 
     return webhook, secret
 
 
+def register_webhook(db: Database, *, principal: Principal, url: str, events: list[str], settings: Settings,
+                     audit_ctx: dict) -> tuple[Webhook, str]:
+    """`create_webhook` in a transaction of its own with its audit entry (the API and the portal call this).
+
+    A URL the SSRF guard refuses is audited `blocked` (an attempt to aim the gateway at an internal address is
+    worth an auditor's eye; the refusal stands should the audit be unavailable) and raised."""
+    from gateway.audit.service import AuditUnavailable, record, record_now
+    from gateway.webhooks.ssrf import WebhookUrlForbidden
+
+    try:
+        with db.transaction() as session:
+            webhook, secret = create_webhook(session, principal=principal, url=url, events=events, settings=settings)
+            record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.create",
+                   object_type="webhook", object_id=webhook.id, **audit_ctx)
+    except WebhookUrlForbidden:
+        try:
+            record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="webhook.create",
+                       result="blocked", object_type="webhook", **audit_ctx)
+        except AuditUnavailable:
+            pass
+        raise
+    return webhook, secret
+
+
+def delete_webhook(db: Database, *, principal: Principal, webhook_id: str, audit_ctx: dict) -> None:
+    """Stop a webhook (the caller found it through the tenant guard) and audit it, in one transaction."""
+    from gateway.audit.service import record
+
+    with db.write_transaction() as session:
+        webhook = session.get(Webhook, webhook_id)
+        deactivate_webhook(session, webhook)
+        record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.delete",
+               object_type="webhook", object_id=webhook.id, **audit_ctx)
+
+
 def deactivate_webhook(session: Session, webhook: Webhook, *, now: datetime | None = None) -> int:
     """Stop a webhook: no new deliveries, and its pending ones are abandoned; returns how many were."""
     now = now or utcnow()

@@ -8,7 +8,6 @@ from flask import current_app, make_response, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from gateway.audit.service import AuditUnavailable, record, record_now
 from gateway.auth.tenancy import get_visible, visible_select
 from gateway.auth.web import audit_context, current_principal, requires
 from gateway.errors import NotFound
@@ -17,7 +16,6 @@ from gateway.schemas import Timestamp
 from gateway.web import IDEMPOTENCY_HEADER, adapters, db_session, run_idempotently, settings
 from gateway.webhooks import service
 from gateway.webhooks.models import DELIVERY_STATES, Webhook, WebhookDelivery
-from gateway.webhooks.ssrf import WebhookUrlForbidden
 
 DESCRIPTION = """Requester organizations' webhooks (requester admins only; not API keys).
 
@@ -133,21 +131,8 @@ def visible_webhook(webhook_id: str) -> Webhook:
                                    "resolves to a loopback, private, link-local or metadata address")
 def create_webhook(body):
     """Register a webhook for your organization; the signing secret is in this response only."""
-    principal, session = current_principal(), db_session()
-    try:
-        webhook, secret = service.create_webhook(session, principal=principal, url=body["url"],
-                                                 events=body["events"], settings=settings())
-    except WebhookUrlForbidden:
-        session.rollback()
-        try:  # an attempt to aim the gateway at an internal address is worth an auditor's eye
-            record_now(adapters().db, actor=principal.audit_actor, org_id=principal.org_id,
-                       action="webhook.create", result="blocked", object_type="webhook", **audit_context())
-        except AuditUnavailable:
-            pass  # the refusal stands without its audit entry
-        raise
-    record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.create",
-           object_type="webhook", object_id=webhook.id, **audit_context())
-    session.commit()
+    webhook, secret = service.register_webhook(adapters().db, principal=current_principal(), url=body["url"],
+                                               events=body["events"], settings=settings(), audit_ctx=audit_context())
     webhook.secret = secret
     return webhook, 201, {"Location": url_for("webhooks.get_webhook", webhook_id=webhook.id)}
 
@@ -177,11 +162,8 @@ def get_webhook(webhook_id):
 def delete_webhook(webhook_id):
     """Delete a webhook: nothing more is sent to it, and its pending deliveries are abandoned."""
     webhook = visible_webhook(webhook_id)
-    principal, session = current_principal(), db_session()
-    service.deactivate_webhook(session, webhook)
-    record(session, actor=principal.audit_actor, org_id=webhook.org_id, action="webhook.delete",
-           object_type="webhook", object_id=webhook.id, **audit_context())
-    session.commit()
+    service.delete_webhook(adapters().db, principal=current_principal(), webhook_id=webhook.id,
+                           audit_ctx=audit_context())
 
 
 @blp.route("/<webhook_id>/deliveries", methods=["GET"])

@@ -18,7 +18,9 @@ database), then in the same run:
    (POST /v1/requests), upload a 1-page authorization PDF (multipart), submit.
    Every step is timed; a full submission is the three together.  After the
    load, the bench waits up to --drain seconds for the hand-overs and reads
-   each request's `handed_over` event: submit's 202 → handed over.
+   each request's `handed_over` event: submit's 202 → handed over; and each
+   route job's `enqueued_at` in RQ: submit's 202 → enqueued (the relay's
+   target), as bench/relay.py measures it.
 
 Each client thread keeps one keep-alive connection (http.client), like a
 law-firm integration would.  The ratio columns set each step beside one floor
@@ -377,6 +379,34 @@ def waiting_work(stack: BenchStack) -> tuple[int, int]:
     return outbox, mails
 
 
+def enqueued_ms(stack: BenchStack, redis, submitted: dict[str, datetime]) -> list[float]:
+    """Submit's 202 → its route job's `enqueued_at` in RQ (issue 18's "submit → enqueued"), in ms: the relay's
+    part up to the broker; `routed` comes later, when the relay's marking transaction records it."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from gateway.outbox import ROUTE, OutboxMessage
+
+    first_job: dict[str, str] = {}
+    with stack.db.transaction() as session:
+        ids = list(submitted)
+        for start in range(0, len(ids), 500):
+            for request_id, job_id in session.execute(
+                    select(OutboxMessage.request_id, OutboxMessage.job_id)
+                    .where(OutboxMessage.request_id.in_(ids[start:start + 500]), OutboxMessage.kind == ROUTE,
+                           OutboxMessage.job_id.is_not(None)).order_by(OutboxMessage.id)).all():
+                first_job.setdefault(request_id, job_id)
+    job_ids = list(first_job.values())
+    enqueued: dict[str, datetime] = {}
+    for start in range(0, len(job_ids), 500):
+        for job in Job.fetch_many(job_ids[start:start + 500], connection=redis, serializer=JSONSerializer):
+            if job is not None and job.enqueued_at is not None:
+                at = job.enqueued_at
+                enqueued[job.id] = at if at.tzinfo else at.replace(tzinfo=UTC)
+    return [(enqueued[job_id] - submitted[request_id]).total_seconds() * 1e3
+            for request_id, job_id in first_job.items() if job_id in enqueued]
+
+
 def handed_over(stack: BenchStack, submitted: dict[str, datetime], drain: float, stopped_at: datetime
                 ) -> tuple[list[float], list[float], int, float, int]:
     """Wait up to `drain` s for every request's handed_over event; the latencies (ms) submit → routed (the relay's
@@ -493,6 +523,7 @@ class GatewayRun:
     outbox_left: int = 0
     mails_left: int = 0
     handed_late: int = 0
+    enqueued_ms: list[float] = field(default_factory=list)  # submit's 202 → the route job's enqueued_at in RQ
 
 
 def run_gateway(stack: BenchStack, args) -> GatewayRun:
@@ -515,6 +546,7 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         outbox_left, mails_left = waiting_work(stack)
         routed, latencies, missing, waited, handed_late = handed_over(stack, samples.submitted, args.drain,
                                                                       stopped_at)
+        enqueued = enqueued_ms(stack, redis, samples.submitted)
     finally:
         for client in clients:
             client.close()
@@ -528,7 +560,7 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         stack.empty_bucket()
     return GatewayRun(samples, cpu.used, routed, latencies, missing, waited,
                       profiler.summary() if args.profile else [], stack.mail.accepted, outbox_left, mails_left,
-                      handed_late)
+                      handed_late, enqueued)
 
 
 def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -> None:
@@ -554,6 +586,7 @@ def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -
             continue
         print(f"{label:<26} {len(values):6d} {len(values) / args.duration:7.1f} {spread(values)} "
               f"{percentile(values, 50) / f50:8.1f} {percentile(values, 99) / f99:8.1f}")
+    print(f"{'submit → enqueued (relay)':<26} {len(run.enqueued_ms):6d} {'':>7} {spread(run.enqueued_ms)}")
     print(f"{'submit → routed (relay)':<26} {len(run.routed_ms):6d} {'':>7} {spread(run.routed_ms)}")
     print(f"{'submit → handed over':<26} {len(run.handover_ms):6d} {'':>7} {spread(run.handover_ms)}"
           f"   ({run.missing} not handed over {run.waited:.0f} s after the load)")
@@ -561,6 +594,9 @@ def print_report(args, floor_duration: float, floor: Samples, run: GatewayRun) -
           f"{'yes' if rate >= TARGET_RATE and full and percentile(full, 99) <= TARGET_P99_MS else 'NO'}); "
           f"HTTP calls/s {3 * rate:.1f} vs floor {floor_rate:.1f} requests/s = "
           f"{floor_rate / max(3 * rate, 1e-9):.1f}× the gateway's per-call throughput")
+    if run.enqueued_ms:
+        print(f"submit → enqueued p50 {percentile(run.enqueued_ms, 50):.0f} ms, p99 "
+              f"{percentile(run.enqueued_ms, 99):.0f} ms (target on PostgreSQL ≤ 20 and ≤ 100 ms)")
     if run.handover_ms:
         print(f"submit → handed over p99 {percentile(run.handover_ms, 99):.0f} ms "
               f"(target ≤ {TARGET_HANDOVER_P99_MS:g} ms)")

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.factories import facility_today, make_tenant, make_user
 from tests.portal.test_browser import fill_request, sign_in
@@ -33,7 +34,11 @@ def axe_source():
 
 
 def audit(page, axe_source: str, name: str) -> None:
-    """Run axe on the current page (through DevTools, so the page's CSP stays as it is)."""
+    """Run axe on the current page (through DevTools, so the page's CSP stays as it is).
+
+    A click that submits a form returns before the next page has loaded; axe run on a page being
+    replaced finds no document, so the audit waits for the load to end first."""
+    page.wait_for_load_state("load")
     page.evaluate(axe_source)
     violations = page.evaluate(RUN_AXE)
     assert violations == [], f"{name}: " + json.dumps(violations, indent=1)
@@ -47,6 +52,7 @@ def test_main_pages_pass_an_automated_wcag_audit(portal_site, new_page, db, axe_
     page.get_by_label("Email address").fill(firm.admin_email)
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="You could not be signed in")).to_be_visible()
     audit(page, axe_source, "sign-in with an error")
     sign_in(page, firm.admin_email)
     audit(page, axe_source, "request list")
@@ -55,8 +61,10 @@ def test_main_pages_pass_an_automated_wcag_audit(portal_site, new_page, db, axe_
                  expires_on=today - timedelta(days=2))
     audit(page, axe_source, "new request, authorization step with a live deficiency")
     page.get_by_role("button", name="Save and add documents").click()
+    expect(page.get_by_role("button", name="Submit request")).to_be_visible()
     audit(page, axe_source, "draft request page")
     page.get_by_role("button", name="Submit request").click()
+    expect(page.locator("#submit-errors")).to_be_visible()
     audit(page, axe_source, "refused submit")
     page.goto(page.url.split("#")[0] + "/edit")
     audit(page, axe_source, "edit form with deficiencies beside fields")

@@ -111,6 +111,7 @@ def test_password_change_sessions_and_a_forgotten_password(site, new_page, db, a
 
     # Forgotten: the sign-in page's link, the e-mail through SMTP, its link, a new password.
     page.get_by_role("link", name="Forgot your password?").click()
+    expect(page.get_by_role("heading", name="Forgot your password?")).to_be_visible()
     audit(page, axe_source, "forgot password")
     page.get_by_label("Email address").fill(firm.requester_email)
     page.get_by_role("button", name="E-mail me a link").click()

@@ -71,6 +71,7 @@ def test_a_clerk_sets_up_two_step_sign_in_and_signs_in_with_a_code_then_a_recove
 
     _password_step(page, clerk)
     page.get_by_role("link", name="Lost your phone? Use a recovery code").click()
+    expect(page.get_by_label("Recovery code")).to_be_visible()
     audit(page, axe_source, "sign-in, recovery code step")
     page.get_by_label("Recovery code").fill(recovery_codes[0])
     page.get_by_role("button", name="Sign in").click()

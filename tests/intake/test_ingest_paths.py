@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -87,3 +88,55 @@ def test_unstored_types_are_still_hashed_and_scanned_in_full():
     ingested = uploads.ingest(_chunks(data), scanner=FakeScanner(), store=store, max_bytes=10 * MIB)
     assert ingested.storage_key is None and ingested.sha256 == hashlib.sha256(data).hexdigest()
     assert store.objects == {}
+
+
+def _stored_so_far(store: InMemoryDocumentStore) -> int:
+    return sum(len(chunk) for upload in store.uploads.values() for chunk in upload.chunks)
+
+
+def test_s3_waits_for_the_end_of_a_body_the_worker_is_taking_as_fast_as_it_comes(tmp_path, monkeypatch):
+    """A fast body is the critical path (clamd scans after its last byte): S3 takes the spool only after it."""
+    monkeypatch.setattr(uploads, "SLOW_BODY_AFTER_S", 60.0)  # however slow this machine, the body counts as fast
+    data, store = _pdf(3 * MIB), InMemoryDocumentStore()
+    before_last = []
+
+    def fast_then_a_pause():
+        pieces = list(_chunks(data))
+        yield from pieces[:-1]
+        time.sleep(0.3)  # long enough for a lane that was taking the spool to have taken most of it
+        before_last.append(_stored_so_far(store))
+        yield pieces[-1]
+
+    ingested = uploads.ingest(fast_then_a_pause(), scanner=FakeScanner(), store=store, max_bytes=10 * MIB,
+                              spool_dir=str(tmp_path))
+    try:
+        assert before_last == [0]
+        assert store.objects[ingested.storage_key].data == data
+    finally:
+        ingested.discard_spool()
+
+
+def test_s3_keeps_pace_with_a_body_the_client_sends_slowly(tmp_path, monkeypatch):
+    """A body slower than the worker (a client's uplink) leaves CPU to spare: S3 takes the spool as it grows."""
+    monkeypatch.setattr(uploads, "SLOW_BODY_AFTER_S", 0.1)
+    data, store = _pdf(3 * MIB), InMemoryDocumentStore()
+    before_last = []
+
+    def slow():
+        pieces = list(_chunks(data))
+        for piece in pieces[:-1]:
+            time.sleep(0.03)  # ~8 MiB/s, under SLOW_BODY_BYTES_PER_S
+            yield piece
+        deadline = time.monotonic() + 5
+        while _stored_so_far(store) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before_last.append(_stored_so_far(store))
+        yield pieces[-1]
+
+    ingested = uploads.ingest(slow(), scanner=FakeScanner(), store=store, max_bytes=10 * MIB,
+                              spool_dir=str(tmp_path))
+    try:
+        assert before_last[0] > 0
+        assert store.objects[ingested.storage_key].data == data
+    finally:
+        ingested.discard_spool()

@@ -10,7 +10,7 @@ Three kinds:
   between scrapes.
 
 Under gunicorn every worker process keeps its own counters; with PROMETHEUS_MULTIPROC_DIR set
-(infra/gunicorn.conf.py sets it, and `gateway worker --metrics-port` for RQ workers) each process
+(infra/gunicorn.conf.py sets it, and `--metrics-port` of `gateway worker` and `gateway outbox relay`) each process
 writes its values to files in that folder and a scrape sums them (prometheus_client's multiprocess
 mode).  The variable must be in the environment before prometheus_client is imported.
 
@@ -59,6 +59,11 @@ UPLOAD_BYTES = Counter("gateway_upload_bytes", "Bytes of uploaded files received
 SCAN_SECONDS = Histogram(
     "gateway_scan_seconds", "Time from opening a clamd stream to its verdict, by verdict",
     ["outcome"], buckets=SCAN_BUCKETS, registry=DOMAIN)
+# Counted by the relay (`gateway outbox relay --metrics-port`): any increase means Redis lost queued work
+# (restarted without persistence, evicted, or a worker killed between taking a job and starting it).
+ROUTES_REPUBLISHED = Counter(
+    "gateway_route_jobs_republished", "Route jobs the queue broker lost, published again by the relay",
+    registry=DOMAIN)
 
 
 def multiprocess_dir() -> str | None:
@@ -233,7 +238,7 @@ class Metrics:
 
 
 def exporter_registry() -> CollectorRegistry:
-    """What an RQ worker's own exporter serves (`gateway worker --metrics-port`)."""
+    """What a worker's or the relay's own exporter serves (their `--metrics-port`)."""
     if multiprocess_dir():
         registry = CollectorRegistry()
         registry.register(_CompactingCollector(multiprocess_dir()))

@@ -300,7 +300,7 @@ def compose_policies(compose: Path = COMPOSE) -> list[str]:
                for s in gateway_services.values() if s.get("command", [])[:2] == ["gateway", "worker"]}
     if classes != {("--review",), ("--all-facilities",), ("--maintenance",)}:
         problems.append(f"one worker per queue class expected, found {sorted(classes)}")
-    if not any(s.get("command") == ["gateway", "outbox", "relay"] for s in gateway_services.values()):
+    if not any(s.get("command", [])[:3] == ["gateway", "outbox", "relay"] for s in gateway_services.values()):
         problems.append("no outbox relay service")
     try:
         environ = {k: _interpolate(str(v), DUMMY_SECRETS)

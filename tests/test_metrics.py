@@ -177,3 +177,27 @@ def test_files_of_finished_processes_are_folded_without_changing_any_sum(tmp_pat
     assert value(after, "gateway_handover_seconds_count", queue=QUEUE) == 3
     assert value(after, "gateway_handover_seconds_sum", queue=QUEUE) == pytest.approx(4.4)
     assert compact_dead_processes(str(tmp_path)) == 0  # the archives themselves are never folded
+
+
+def test_the_relay_exports_route_jobs_published_again(settings, tmp_path):
+    """`gateway outbox relay --metrics-port`: the counter dashboards alert on, from the relay's own port
+    (its increments are proved in tests/routing/test_lost_routes.py)."""
+    port = find_free_port()
+    env = {**os.environ, **settings_environment(settings), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    log_path = new_log_path("metrics-relay", tmp_path)
+    with log_path.open("wb") as log:
+        relay_process = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "outbox", "relay",
+                                          "--metrics-port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            exported, deadline = None, time.monotonic() + 60
+            while exported is None and time.monotonic() < deadline and relay_process.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                        exported = samples(response.read().decode())
+                except OSError:
+                    time.sleep(0.3)
+        finally:
+            relay_process.send_signal(signal.SIGTERM)
+            relay_process.wait(timeout=30)
+    assert exported is not None, log_path.read_text()[-2000:]
+    assert exported.get(("gateway_route_jobs_republished_total", ())) == 0  # exported from the start, at 0

@@ -158,7 +158,7 @@ def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, all_fac
     Deployments run one worker class per kind of queue (review, facilities, maintenance) and scale each
     on its own queue length (infra/k8s/, docker-compose.yml)."""
     if metrics_port is not None:
-        serve_worker_metrics(metrics_port)
+        serve_process_metrics(metrics_port)
     from gateway.facilities.service import list_facilities
     from gateway.intake.routing_policy import REVIEW_QUEUES
     from gateway.routing import queues
@@ -180,8 +180,10 @@ def worker(ctx: Context, facilities: tuple[str, ...], maintenance: bool, all_fac
     run_worker(ctx.settings, names or queues.all_queues(known), burst=burst, fork=fork)
 
 
-def serve_worker_metrics(port: int) -> None:
-    """Export what jobs observe, from this worker's own port (its jobs may run in forked work horses).
+def serve_process_metrics(port: int) -> None:
+    """Export what this worker's jobs (or this relay) observe, from the process's own port.
+
+    A worker's jobs may run in forked work horses.
 
     A work horse's values die with it unless they are written to files: multiprocess mode needs
     PROMETHEUS_MULTIPROC_DIR before prometheus_client is first imported, so a private folder is made
@@ -192,7 +194,7 @@ def serve_worker_metrics(port: int) -> None:
 
     if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         fail("prometheus_client was imported before the metrics folder was set", False, "METRICS_SETUP", 2)
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gateway-worker-metrics-"))
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gateway-metrics-"))
     from prometheus_client import start_http_server
 
     from gateway.metrics import exporter_registry

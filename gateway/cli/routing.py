@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from gateway.cli import Context, emit, fail, json_option, main, pass_context
+from gateway.cli import Context, emit, fail, json_option, main, pass_context, serve_process_metrics
 
 
 def _queues(ctx: Context) -> list[str]:
@@ -25,10 +25,14 @@ def outbox():
 
 @outbox.command("relay")
 @click.option("--once", is_flag=True, help="Publish what is due once and exit.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve the relay's Prometheus metrics (route jobs published again) on this port.")
 @json_option
 @pass_context
-def outbox_relay(ctx, once, as_json):
+def outbox_relay(ctx, once, metrics_port, as_json):
     """Publish routed work to RQ until stopped (SIGTERM/SIGINT finish the batch in hand)."""
+    if metrics_port is not None and not once:
+        serve_process_metrics(metrics_port)
     from gateway.adapters import build_checkpoint_store, build_redis
     from gateway.audit.checkpointer import Checkpointer
     from gateway.routing import relay

@@ -32,6 +32,7 @@ from datetime import timedelta
 
 from sqlalchemy import String, cast, exists, select, update
 
+from gateway import metrics
 from gateway.db import Database, utcnow
 from gateway.outbox import UNSETTLED_ROUTE, OutboxMessage
 from gateway.routing.dispatch import Dispatcher
@@ -81,6 +82,7 @@ class LostRoutes:
             self.dispatcher.enqueue(route.queue, ROUTE_JOB, [route.request_id, route.step], job_id=route.job_id,
                                     at_front=True)
             log.warning("route job lost by the queue broker; published again", extra={"job_id": route.job_id})
+            metrics.ROUTES_REPUBLISHED.inc()
             republished += 1
         self._suspects = held_nowhere - self._suspects
         return republished

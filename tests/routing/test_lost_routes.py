@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from gateway.adapters import build_redis
+from gateway.metrics import DOMAIN
 from gateway.outbox import UNSETTLED_ROUTE, OutboxMessage
 from gateway.routing import relay
 from gateway.routing.dispatch import RecordingDispatcher, RqDispatcher
@@ -41,6 +42,10 @@ def _route_of(db, request_id) -> OutboxMessage:
                                                                   OutboxMessage.kind == "route")).all()
         session.expunge(message)
         return message
+
+
+def republished_count() -> float:
+    return DOMAIN.get_sample_value("gateway_route_jobs_republished_total") or 0.0
 
 
 class Ticks:
@@ -99,13 +104,17 @@ def test_a_route_job_a_dead_worker_popped_is_published_again_at_the_second_look_
     redis_connection.lrem(queue.key, 1, route.job_id)  # a multi-queue worker's BLPOP, then SIGKILL
     looks.tick()  # the first look that misses it only suspects it (a live worker may be about to start it)
     assert redis_connection.lpos(queue.key, route.job_id) is None
-    looks.tick()  # the second publishes it again, at the front of its queue, under its own id
+    counted = republished_count()
+    published = looks.tick()  # the second publishes it again, at the front of its queue, under its own id
     assert redis_connection.lrange(queue.key, 0, -1).count(route.job_id.encode()) == 1
+    # Counted for the relay's exporter: this job and whatever other tests left owed, each once.
+    assert published >= 1 and republished_count() - counted == published
     job = Job.fetch(route.job_id, connection=redis_connection, serializer=JSONSerializer)
     assert job.args == [request_id, f"{route.queue}#{route.id}"] and job.get_status() == JobStatus.QUEUED
     looks.tick()
     looks.tick()  # held again: not published a second time
     assert redis_connection.lrange(queue.key, 0, -1).count(route.job_id.encode()) == 1
+    assert republished_count() - counted == published
 
     # Only this test's job goes to the worker: the looks also published again the rows other tests left owed
     # (their jobs went with earlier flushes), and handing those over is not this test's business.

@@ -234,10 +234,14 @@ class BearerGuard:
     def refusal(self, address: str | None, credential: str) -> int | None:
         """Seconds to wait when this address is over its failure limit and the credential is not known good."""
         address = normalize_address(address)
+        fp = self.fingerprint(credential)
+        # A credential this process saw authenticate is never held back (as below, past the limit): asking Redis
+        # for the address's failures first would only cost every ordinary request a round trip.
+        if self._known_here(fp):
+            return None
         stats = self._run(lambda b: b.windows.get_window_stats(self.policy.limit, "bearer-failures", address))
         if stats.remaining > 0:
             return None
-        fp = self.fingerprint(credential)
         if self._known_good(fp):
             return None
         now = self.clock()
@@ -246,12 +250,17 @@ class BearerGuard:
         self._run(lambda b: b.note(address, None, first=0, policy=self.policy, window=window, now=now))
         return max(1, int(stats.reset_time - now + 0.999))
 
-    def _known_good(self, fp: str) -> bool:
+    def _known_here(self, fp: str) -> bool:
+        """Known good in this process's own cache (no Redis)."""
         now = self.clock()
         with self._known_lock:
             entry = self._known.get(fp)
-            if entry is not None and entry[0] > now:
-                return True
+            return entry is not None and entry[0] > now
+
+    def _known_good(self, fp: str) -> bool:
+        now = self.clock()
+        if self._known_here(fp):
+            return True
         if self._alive():
             known = self._run(lambda b: b.is_known(fp))
             if known:

@@ -66,3 +66,29 @@ def test_fingerprints_are_keyed_and_never_the_credential(storage):
     credential = "rgw_abcdefghijklmnop_" + "A" * 40
     assert guard.fingerprint(credential) != other.fingerprint(credential)
     assert credential not in guard.fingerprint(credential) and len(guard.fingerprint(credential)) == 64
+
+
+def test_a_credential_this_process_saw_authenticate_costs_no_failure_lookup(storage):
+    """The address's failure window is read only for credentials not known here: an API client's ordinary
+    request makes no round trip for it, and a credential that then fails is looked up again."""
+    guard = _guard(storage, Clock(1000.0))
+    reads = []
+    backend = guard._primary if guard._primary is not None else guard._memory
+    windows = backend.windows
+    original = windows.get_window_stats
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return original(*args, **kwargs)
+
+    windows.get_window_stats = counted
+    credential = "rgw_known_" + "B" * 40
+    assert guard.refusal("192.0.2.10", credential) is None
+    assert len(reads) == 1  # not known yet: the window is read
+    guard.succeeded(credential)
+    for _ in range(5):
+        assert guard.refusal("192.0.2.10", credential) is None
+    assert len(reads) == 1
+    guard.failed("192.0.2.10", credential)  # revoked since, say: forgotten as known good
+    assert guard.refusal("192.0.2.10", credential) is None
+    assert len(reads) == 2

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
@@ -21,6 +22,8 @@ from sqlalchemy.types import TypeDecorator
 
 from gateway import clock
 from gateway.sqlite_turns import WriterTurns
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -115,17 +118,20 @@ def _take_turns_to_write(engine: Engine, turns: WriterTurns) -> None:
     dialect = engine.dialect  # this engine's own dialect object: wrapping its methods touches no other engine
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
-    def do_commit(dbapi_connection) -> None:
+    # SQLAlchemy hands do_commit/do_rollback the pool's proxy of the connection, while statements (and so
+    # the turns) see the DB-API connection itself: the turn is keyed on the latter.  Unwrapped, the turn
+    # would stay held after COMMIT until the pool took the connection back.
+    def do_commit(connection) -> None:
         try:
-            commit(dbapi_connection)
+            commit(connection)
         finally:
-            turns.release(dbapi_connection)
+            turns.release(getattr(connection, "dbapi_connection", connection))
 
-    def do_rollback(dbapi_connection) -> None:
+    def do_rollback(connection) -> None:
         try:
-            rollback(dbapi_connection)
+            rollback(connection)
         finally:
-            turns.release(dbapi_connection)
+            turns.release(getattr(connection, "dbapi_connection", connection))
 
     dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
     for pool_event in ("checkin", "close", "invalidate"):  # never left held by a connection that went away
@@ -146,6 +152,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 # Where a session carries the audit chain key (gateway.audit.service reads it); sessions from a
 # Database built without the key cannot append to the audit trail.
 AUDIT_CHAIN_KEY_INFO = "gateway.audit_chain_key"
+
+
+def commit_then(session: Session, read: Callable[..., T], *args) -> T:
+    """Commit the caller's changes now, then `read(session, *args)` in a new transaction of the same session.
+
+    For a service that answers a change with the changed object as it now stands: building that answer
+    (the rules' assessment, the fee, the documents) reads a good deal, and inside the writing transaction it
+    would keep SQLite's one write lock (every writer of the file waits) or PostgreSQL's row lock held the
+    while.  Committed first, the lock is given back and the answer is read without one; the objects stay
+    loaded (the sessions do not expire them on commit).  The caller's transaction block then commits an
+    empty read.
+    """
+    session.commit()
+    return read(session, *args)
 
 
 class Database:

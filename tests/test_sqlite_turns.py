@@ -121,3 +121,22 @@ def test_concurrent_writers_through_the_gateways_database_all_commit(tmp_path):
     assert not turns._by_connection  # every turn given back
     for db in dbs:
         db.dispose()
+
+
+def test_the_turn_is_given_back_at_commit_not_when_the_connection_goes_back_to_the_pool(tmp_path):
+    """SQLAlchemy commits through the pool's proxy of the connection; the turn is keyed on the DB-API
+    connection itself, and must be free as soon as COMMIT returns (another writer can go while this
+    connection still does its reads or waits to be returned)."""
+    path = tmp_path / "gateway.db"
+    db = Database(f"sqlite:///{path}")
+    turns = WriterTurns.for_database(str(path.resolve()))
+    with db.engine.connect() as connection:
+        connection.execute(text("CREATE TABLE t (n INTEGER)"))
+        assert turns._by_connection  # the first write took the turn
+        connection.commit()
+        assert not turns._by_connection  # given back at COMMIT, the connection still checked out
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        assert turns._by_connection
+        connection.rollback()
+        assert not turns._by_connection  # and at ROLLBACK
+    db.dispose()

@@ -95,8 +95,7 @@ def add_route(session: Session, *, request_id: str, queue: str, at_front: bool =
     """Queue routing work for a request inside the caller's transaction."""
     message = OutboxMessage(request_id=request_id, kind=ROUTE, queue=queue, at_front=at_front, state="pending",
                             next_attempt_at=utcnow())
-    session.add(message)
-    session.flush()
+    session.add(message)  # inserted with the transaction's other rows, by the flush before its commit
     wake_relays(session)
     return message
 
@@ -111,11 +110,13 @@ def add_notification(session: Session, *, request_id: str, org_id: str, event_ty
     payload = {"org_id": org_id, "type": event_type, "data": data, **({"actor": actor} if actor else {})}
     message = OutboxMessage(request_id=request_id, kind=NOTIFY, payload=payload,
                             state="pending", next_attempt_at=utcnow())
+    # Inserted with the transaction's other rows, by the flush before its commit (the ORM keeps the order
+    # rows were added in, so a request's events keep theirs): a flush of its own took a unit of work's
+    # bookkeeping per notification, on SQLite while every other writer waits.
     session.add(message)
     # No NOTIFY: notifications are fanned out by the relay's polling companion (a webhook or an e-mail a
     # poll interval later is on time), and a NOTIFY per notification would wake the route loop for rows it
     # does not take — three empty claims per submission under load.
-    session.flush()
     return message
 
 

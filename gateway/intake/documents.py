@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from gateway import metrics
 from gateway.audit.service import record
 from gateway.auth.principal import Principal
-from gateway.db import Database, utcnow
+from gateway.db import Database, new_id, utcnow
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, UnsupportedMediaType
 from gateway.intake import lifecycle, readings
 from gateway.intake.models import DOCUMENT_KINDS, Document, RecordsRequest, RejectedUpload
@@ -226,14 +226,15 @@ class DocumentUpload:
         with lifecycle.locked_request(self.db, principal, self.request_id, audit_ctx=self.audit_ctx) as (session, req):
             check_kind(principal, req, kind)  # the request may have moved on while the file streamed
             verdict = ingested.verdict
+            # Its id given here, not by the flush: the event and the audit entry name it, and the row goes in
+            # with them at the commit (one flush, while every other SQLite writer waits).
             document = Document(
-                request_id=req.id, kind=kind, filename=sanitise_filename(self.filename or ""),
+                id=new_id(), request_id=req.id, kind=kind, filename=sanitise_filename(self.filename or ""),
                 content_type=ingested.content_type, size=ingested.size, sha256=ingested.sha256, pages=pages,
                 storage_key=ingested.storage_key, scan_status="clean", scan_engine=verdict.engine,
                 scan_signature_version=verdict.signature_version, scanned_at=verdict.scanned_at,
                 uploaded_at=utcnow(), uploaded_by=principal.audit_actor)
             session.add(document)
-            session.flush()
             if self._reads(kind):
                 if self._first_look is not None:
                     readings.apply(session, req, document, self._first_look, self.reading.thresholds)

@@ -142,6 +142,16 @@ def lock_in(session: Session, request_id: str) -> RecordsRequest | None:
     return _locked_row(session, select(RecordsRequest).where(RecordsRequest.id == request_id))
 
 
+def lock_many(session: Session, request_ids) -> dict[str, RecordsRequest]:
+    """Lock several requests inside an open write transaction, in one statement; {id: request} of those found.
+
+    In id order (PostgreSQL locks the rows as the sorted scan returns them), as every caller that holds more
+    than one request does, so two such transactions cannot deadlock."""
+    query = (select(RecordsRequest).where(RecordsRequest.id.in_(sorted(set(request_ids))))
+             .order_by(RecordsRequest.id).with_for_update(of=RecordsRequest, key_share=True))
+    return {req.id: req for req in session.scalars(query)}
+
+
 def touch(req: RecordsRequest) -> None:
     """Count a change to the request (body, documents, assignment): +1 version, updated now."""
     req.version = (req.version or 0) + 1

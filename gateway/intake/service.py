@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, joinedload
 from gateway.audit.service import record, record_many, record_now
 from gateway.auth.principal import Principal
 from gateway.auth.tenancy import get_visible, visible_select
-from gateway.db import Database, new_id
+from gateway.db import Database, commit_then, new_id
 from gateway.errors import BadRequest, Conflict, Forbidden, Unprocessable, flatten_messages
 from gateway.intake import (
     access,  # noqa: F401  (registers the tenant rules)
@@ -65,12 +65,12 @@ def load_group_body(data) -> dict:
 
 def create_request(db: Database, *, principal: Principal, body: dict, audit_ctx: dict,
                    present: Callable[[Session, RecordsRequest], T] | None = None) -> str | T:
-    """Store a new draft from a validated create body; returns its id, or what `present` (called with the new
-    draft inside the transaction, so the response needs no second read) makes of it."""
+    """Store a new draft from a validated create body; returns its id, or what `present` makes of it (called
+    with the new draft right after the commit, in the same session: no second read of the row)."""
     require_requester(principal)
     with db.transaction() as session:
         req = add_request(session, principal=principal, body=body, audit_ctx=audit_ctx)
-        return req.id if present is None else present(session, req)
+        return req.id if present is None else commit_then(session, present, req)
 
 
 def require_requester(principal: Principal) -> None:

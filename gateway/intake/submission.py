@@ -23,7 +23,7 @@ from gateway import outbox
 from gateway.auth.models import Organization
 from gateway.auth.principal import Principal
 from gateway.clock import Clock
-from gateway.db import Database, utcnow
+from gateway.db import Database, commit_then, utcnow
 from gateway.errors import FieldError, Forbidden, Unprocessable
 from gateway.intake import lifecycle, readings
 from gateway.intake.assessment import assess_request
@@ -46,8 +46,8 @@ def submit(db: Database, *, principal: Principal, request_id: str, clock: Clock,
 
     A signed form still being read is waited for, at most `reading_wait` seconds and without the lock (the
     reading job needs it to record its outcome); then the rules judge what is known.
-    `present`, when given, is called with the submitted request inside the transaction (the facts the check
-    just read are still at hand) and what it returns is returned instead of the route.
+    `present`, when given, is called with the submitted request right after the commit (in the same session,
+    without the lock) and what it returns is returned instead of the route.
     """
     if not principal.is_requester:
         raise Forbidden("Only the requesting organization submits a request.")
@@ -94,7 +94,7 @@ def _submit(db: Database, *, principal: Principal, request_id: str, clock: Clock
         lifecycle.add_event(session, req, "routing_decided", "gateway", queue=route.first, path=list(route.path),
                             at_front=route.at_front)
         outbox.add_route(session, request_id=req.id, queue=route.first, at_front=route.at_front)
-        return route if present is None else present(session, req)
+        return route if present is None else commit_then(session, present, req)
 
 
 def enter_queue(session: Session, req: RecordsRequest | None, queue: str) -> RecordsRequest | None:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway import outbox
 from gateway.db import Database
-from gateway.intake.lifecycle import lock_in
+from gateway.intake.lifecycle import lock_many
 from gateway.intake.submission import enter_queue
 from gateway.routing.dispatch import Dispatcher, DispatchUnavailable
 
@@ -121,11 +121,10 @@ def mark_published(db: Database, published: list[tuple[outbox.Claimed, str]]) ->
 
 def _mark(db: Database, published: list[tuple[outbox.Claimed, str]]) -> None:
     with db.write_transaction() as session:
-        locked = {request_id: lock_in(session, request_id)
-                  for request_id in sorted({message.request_id for message, _ in published})}
+        locked = lock_many(session, (message.request_id for message, _ in published))
         outbox.mark_all_sent(session, {message.id: job_id for message, job_id in published})
         for message, _job_id in published:
-            enter_queue(session, locked[message.request_id], message.queue)
+            enter_queue(session, locked.get(message.request_id), message.queue)
 
 
 def fan_out_all(db: Database, messages: list[outbox.Claimed]) -> None:

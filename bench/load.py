@@ -20,7 +20,9 @@ database), then in the same run:
    load, the bench waits up to --drain seconds for the hand-overs and reads
    each request's `handed_over` event: submit's 202 → handed over; and each
    route job's `enqueued_at` in RQ: submit's 202 → enqueued (the relay's
-   target), as bench/relay.py measures it.
+   target), as bench/relay.py measures it.  The submit commits before it
+   builds its answer (gateway.db.commit_then), so the relay can enqueue the
+   job before the 202 reaches the client: a negative figure means it did.
 
 Each client thread keeps one keep-alive connection (http.client), like a
 law-firm integration would.  The ratio columns set each step beside one floor

@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import urllib3.exceptions
@@ -42,8 +42,20 @@ from gateway.storage.store import (
     check_sha256_hex,
 )
 
-if TYPE_CHECKING:
-    from gateway.storage.s3 import S3DocumentStore
+
+class UploadTarget(Protocol):
+    """What a staged upload needs of its store (gateway.storage.s3.S3DocumentStore is the one there is)."""
+
+    client: Any
+    bucket: str
+    part_size: int
+    max_parts_in_flight: int
+
+    def encryption_args(self) -> dict[str, Any]: ...
+
+    def abort_multipart(self, key: str, upload_id: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
 
 MAX_PARTS = 10_000
 # Per-part transit checksum of multipart uploads (see the module docstring for why not SHA-256).
@@ -97,7 +109,7 @@ class S3StagedUpload:
     after any exception the caller must call ``abort``.
     """
 
-    def __init__(self, store: S3DocumentStore, key: str, content_type: str, content_disposition: str) -> None:
+    def __init__(self, store: UploadTarget, key: str, content_type: str, content_disposition: str) -> None:
         self._store = store
         self._client = store.client
         self._key = key

@@ -81,14 +81,18 @@ def wants_mail(event_type: str, data: dict) -> bool:
 
 def queue_for_event(session: Session, *, event_id: str, event_type: str, org_id: str, request_id: str,
                     data: dict, label: RequestLabel, actor: str | None = None,
-                    users: list[User] | None = None) -> list[MailNotification]:
-    """One pending e-mail per recipient of this event, in the caller's (the fan-out's) transaction."""
+                    users: list[User] | None = None, already: set[str] | None = None) -> list[MailNotification]:
+    """One pending e-mail per recipient of this event, in the caller's (the fan-out's) transaction.
+
+    `already` (the users e-mailed about this event before, from `mailed_events`) saves that look; the rows
+    go in with the caller's next flush (its commit at the latest)."""
     if not wants_mail(event_type, data):
         return []
     users = recipients(session, org_id, actor=actor, users=users)
     if not users:
         return []
-    already = set(session.scalars(select(MailNotification.user_id).where(MailNotification.event_id == event_id)))
+    if already is None:
+        already = mailed_events(session, [event_id]).get(event_id, set())
     context = {"reference": label.reference, "facility": label.facility,
                **{key: str(data[key]) for key in CONTEXT_KEYS if data.get(key) is not None}}
     now = utcnow()
@@ -97,8 +101,16 @@ def queue_for_event(session: Session, *, event_id: str, event_type: str, org_id:
                              next_attempt_at=now, created_at=now)
             for u in users if u.id not in already]
     session.add_all(rows)
-    session.flush()
     return rows
+
+
+def mailed_events(session: Session, event_ids: list[str]) -> dict[str, set[str]]:
+    """{event id: ids of the users it has been queued for already}, for the events that have any."""
+    found: dict[str, set[str]] = {}
+    for event_id, user_id in session.execute(select(MailNotification.event_id, MailNotification.user_id)
+                                             .where(MailNotification.event_id.in_(event_ids))):
+        found.setdefault(event_id, set()).add(user_id)
+    return found
 
 
 def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:

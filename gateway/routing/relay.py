@@ -182,24 +182,34 @@ class _Audience:
 
 
 def fan_out_batch(session, messages: list[outbox.Claimed]) -> None:
-    """Fan out notify rows in the caller's transaction and mark them sent (one statement for the lot)."""
-    from gateway.mail.service import queue_for_event, wants_mail
-    from gateway.webhooks.service import emit
+    """Fan out notify rows in the caller's transaction and mark them sent (one statement for the lot).
+
+    Everything the batch reads is read before its first write: on SQLite the write lock is taken at the first
+    write and every other writer waits from then to the commit, so only the inserts and the marking fall
+    inside it."""
+    from gateway.mail.service import mailed_events, queue_for_event, wants_mail
+    from gateway.webhooks.service import delivered_events, emit
 
     audience = _Audience(session)
-    for message in messages:
-        payload = message.payload or {}
+    events = [(message, message.payload or {}, f"evt-{message.id}") for message in messages]
+    for message, payload, _event_id in events:  # the audience of every event, read once per organization
+        data = payload.get("data") or {}
+        audience.webhooks(payload["org_id"])
+        if wants_mail(payload["type"], data) and audience.users(payload["org_id"]):
+            audience.label(message.request_id)
+    event_ids = [event_id for _message, _payload, event_id in events]
+    delivered, mailed = delivered_events(session, event_ids), mailed_events(session, event_ids)
+    for message, payload, event_id in events:
         org_id, event_type, data = payload["org_id"], payload["type"], payload.get("data") or {}
-        event_id = f"evt-{message.id}"
         emit(session, org_id=org_id, event_type=event_type, data=data, event_id=event_id,
-             webhooks=audience.webhooks(org_id))
+             webhooks=audience.webhooks(org_id), already=delivered.get(event_id, set()))
         if not wants_mail(event_type, data) or not audience.users(org_id):
             continue
         label = audience.label(message.request_id)
         if label is not None:
             queue_for_event(session, event_id=event_id, event_type=event_type, org_id=org_id,
                             request_id=message.request_id, data=data, label=label, actor=payload.get("actor"),
-                            users=audience.users(org_id))
+                            users=audience.users(org_id), already=mailed.get(event_id, set()))
     outbox.mark_all_sent(session, {message.id: None for message in messages})
 
 

@@ -162,12 +162,15 @@ def active_webhooks(session: Session, org_id: str) -> list[Webhook]:
 
 
 def emit(session: Session, *, org_id: str, event_type: str, data: dict,
-         event_id: str | None = None, webhooks: list[Webhook] | None = None) -> list[WebhookDelivery]:
+         event_id: str | None = None, webhooks: list[Webhook] | None = None,
+         already: set[str] | None = None) -> list[WebhookDelivery]:
     """Queue one event for every active webhook of `org_id` subscribed to it, in the caller's transaction.
 
     `data` may hold only DATA_KEYS, as ids, statuses and codes (ValueError
     otherwise).  Passing the same `event_id` again queues nothing twice.  `webhooks` (the organization's
-    `active_webhooks`, read once by a caller fanning out many events) saves reading them per event.
+    `active_webhooks`, read once by a caller fanning out many events) saves reading them per event, and
+    `already` (the webhook ids that have this event, from `delivered_events`) the look for earlier deliveries.
+    The rows go in with the caller's next flush (its commit at the latest).
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
@@ -180,14 +183,22 @@ def emit(session: Session, *, org_id: str, event_type: str, data: dict,
     webhooks = [w for w in webhooks if event_type in (w.events or [])]
     if not webhooks:
         return []
-    already = set(session.scalars(select(WebhookDelivery.webhook_id).where(
-        WebhookDelivery.event_id == event_id, WebhookDelivery.webhook_id.in_([w.id for w in webhooks]))))
+    if already is None:
+        already = delivered_events(session, [event_id]).get(event_id, set())
     deliveries = [WebhookDelivery(id=new_id(), webhook_id=w.id, event_id=event_id, event_type=event_type,
                                   payload=payload, state="pending", attempts=0, next_attempt_at=now, created_at=now)
                   for w in webhooks if w.id not in already]
     session.add_all(deliveries)
-    session.flush()
     return deliveries
+
+
+def delivered_events(session: Session, event_ids: list[str]) -> dict[str, set[str]]:
+    """{event id: ids of the webhooks that have it queued or sent already}, for the events that have any."""
+    found: dict[str, set[str]] = {}
+    for event_id, webhook_id in session.execute(select(WebhookDelivery.event_id, WebhookDelivery.webhook_id)
+                                                .where(WebhookDelivery.event_id.in_(event_ids))):
+        found.setdefault(event_id, set()).add(webhook_id)
+    return found
 
 
 def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:

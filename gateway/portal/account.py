@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-
 from flask import g, jsonify, redirect, request, url_for
 
 from gateway.auth import cookies, login
 from gateway.auth.web import audit_context
 from gateway.portal import bp, sessions
-from gateway.portal.web import page, safe_next
+from gateway.portal.mfa import ask_for_code
+from gateway.portal.web import new_form_token, page, safe_next, start_session
 from gateway.web import adapters, settings
 
 SIGNED_OUT_MESSAGES = {
@@ -21,11 +20,6 @@ SIGNED_OUT_MESSAGES = {
     "password_reset": "Your new password is set, and every earlier session was signed out. Sign in with it now.",
     "code_expired": "Signing in took too long. Please enter your email address and password again.",
 }
-
-
-def new_form_token() -> str:
-    """The random value a pre-sign-in form echoes back (double submit with the form cookie)."""
-    return secrets.token_urlsafe(32)
 
 
 def _sign_in_page(*, error: str | None = None, email: str = "", status: int = 200):
@@ -66,32 +60,11 @@ def sign_in_submit():
         return _sign_in_page(error=f"Too many failed attempts. Try again in {minutes} minutes.", email=email,
                              status=429)
     except login.MfaRequired as pending:  # the password was right; the code comes next (gateway.portal.mfa)
-        from gateway.portal import mfa
-
-        return mfa.ask_for_code(pending.user_id, safe_next(request.form.get("next")))
+        return ask_for_code(pending.user_id, safe_next(request.form.get("next")))
     except login.LoginFailed:
         return _sign_in_page(error="That email address and password do not match an active account.",
                              email=email, status=401)
     return start_session(claims, safe_next(request.form.get("next")))
-
-
-def start_session(claims: dict, destination: str | None):
-    """A new portal session for a user who has just proved who they are; redirects to `destination`."""
-    s, db, ctx = settings(), adapters().db, audit_context()
-    with db.transaction() as session:
-        # A session this browser already had ends: signing in always starts a new token (no fixation).
-        previous = sessions.resume(session, cookies.session_cookie_value(), idle_timeout=s.portal_idle_timeout,
-                                   touch=False).session
-        if previous is not None:
-            sessions.end(session, previous, reason="signed_out", audit_ctx=ctx)
-        _row, token = sessions.start(session, user_id=claims["subject"], org_id=claims["org_id"],
-                                     lifetime=s.portal_session_lifetime, audit_ctx=ctx,
-                                     epoch=claims.get("epoch"),
-                                     client=sessions.client_label(request.headers.get("User-Agent")))
-    response = redirect(destination or url_for("portal.home"), code=303)
-    cookies.set_cookie(response, cookies.session_cookie_name(), token, max_age=s.portal_session_lifetime)
-    cookies.clear_cookie(response, cookies.form_cookie_name())
-    return response
 
 
 @bp.route("/signed-out")

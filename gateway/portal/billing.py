@@ -19,7 +19,7 @@ from gateway.intake.release_models import PAYMENT_METHODS, dollars
 from gateway.intake.release_schemas import DisputeSchema, PaymentCreateSchema
 from gateway.intake.views import visible_request
 from gateway.portal import bp
-from gateway.portal.requests import render_detail, shown_request
+from gateway.portal.detail import render_detail, shown_request
 from gateway.storage.store import content_disposition
 from gateway.web import adapters, clock, db_session, settings
 

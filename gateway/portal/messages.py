@@ -2,7 +2,8 @@
 
 The same service as `/v1/requests/{id}/messages` (gateway.messages.service),
 inside the same tenant guard: a requester's page never holds an internal note.
-Showing the thread is audited as a read of it, like the API.
+The thread is shown on the request's page (`detail.message_context`), and
+showing it is audited as a read of it, like the API.
 """
 
 from __future__ import annotations
@@ -16,33 +17,15 @@ from gateway.intake.views import visible_request
 from gateway.messages import service
 from gateway.messages.views import MessageCreateSchema
 from gateway.portal import bp
-from gateway.web import adapters, db_session
+from gateway.portal.detail import render_detail, shown_request
+from gateway.web import adapters
 
-THREAD_PAGE = 200
 FIELD = "message"
 TOO_LONG = f"Write your message in at most {service.MAX_BODY:,} characters, without control characters."
 
 
-def message_context(req) -> dict:
-    """What `_messages.html` shows: the whole thread the viewer may see (none before submission) and the form."""
-    form = g.get("message_form") or {}
-    context = {"thread": None, "message_errors": form.get("errors", []), "message_body": form.get("body", "")}
-    if req.submitted_at is None:
-        return context
-    session, thread, cursor = db_session(), [], None
-    while True:
-        page, cursor = service.list_messages(session, g.principal, req, limit=THREAD_PAGE, cursor=cursor)
-        thread.extend(page)
-        if cursor is None:
-            break
-    service.audit_read(adapters().db, g.principal, req.id, audit_context())
-    context["thread"] = thread
-    return context
-
-
 def _refused(request_id: str, message: str, body: str):
-    from gateway.portal.requests import render_detail, shown_request  # that page includes this thread
-
+    # The request's page includes this thread: the refusal is shown there, the text kept.
     g.message_form = {"errors": [FieldError("INVALID_FIELD", FIELD, message)], "body": body}
     return render_detail(shown_request(request_id), status=422)
 

@@ -20,8 +20,8 @@ from markupsafe import Markup
 from gateway.auth import cookies, login, mfa
 from gateway.auth.mfa_views import EnrolmentRequired
 from gateway.auth.web import audit_context
-from gateway.portal import account, bp
-from gateway.portal.web import PUBLIC_ENDPOINTS, is_xhr, page, safe_next
+from gateway.portal import bp
+from gateway.portal.web import PUBLIC_ENDPOINTS, is_xhr, new_form_token, page, safe_next, start_session
 from gateway.web import adapters, clock, settings
 
 CHALLENGE_SECONDS = 300
@@ -60,7 +60,7 @@ def ask_for_code(user_id: str, next_path: str | None):
 
 
 def _code_page(*, recovery: bool, error: str | None = None, status: int = 200):
-    token = account.new_form_token()
+    token = new_form_token()
     response = page("portal/sign_in_code.html", status, form_token=token, error=error, recovery=recovery,
                     next=safe_next(request.values.get("next")))
     cookies.set_cookie(response, cookies.form_cookie_name(), token, max_age=3600)
@@ -98,7 +98,7 @@ def sign_in_code_submit():
         what = "recovery code" if recovery else "code"
         return _code_page(recovery=recovery, status=401,
                           error=f"That {what} does not match, or was used before. Check it and try again.")
-    response = account.start_session(claims, safe_next(request.form.get("next")))
+    response = start_session(claims, safe_next(request.form.get("next")))
     cookies.clear_cookie(response, _challenge_cookie())
     return response
 

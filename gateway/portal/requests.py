@@ -1,7 +1,8 @@
 """Requester pages: the organization's requests, the request form, a request's page, uploads, submit.
 
 Each handler calls the intake service functions the API calls, inside the same
-tenant guard; a page showing a request is audited as a read of it.
+tenant guard.  A request's page itself (`detail.render_detail`, audited as a
+read of it) is shared with the staff, message and invoice forms.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gateway.intake.document_views import visible_document
 from gateway.intake.upload_web import receive_upload
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
-from gateway.portal.messages import message_context
+from gateway.portal.detail import render_detail, shown_request
 from gateway.portal.web import is_xhr, once_per_form
 from gateway.portal.web import page as _page
 from gateway.web import adapters, clock, db_session
@@ -84,52 +85,6 @@ def validate_form(request_id=None):
     result = assessment.assess(session, loaded, org=session.get(Organization, g.principal.org_id),
                                documents=docs, on=_today())
     return jsonify({"errors": [], "deficiencies": result.deficiencies, "valid": result.valid})
-
-
-def shown_request(request_id: str):
-    """A request the caller may see, its page view audited (a foreign or missing one is the 404 page)."""
-    req = visible_request(request_id)
-    service.audit_read(adapters().db, g.principal, "request.read", "request", req.id, audit_context())
-    return req
-
-
-TIMELINE_PAGE = 200
-
-
-def _whole_timeline(session, req) -> list:
-    """Every event of the request, oldest first (page after page: a long timeline is never cut short)."""
-    events, cursor = [], None
-    while True:
-        page, cursor = service.list_events(session, g.principal, req, limit=TIMELINE_PAGE, cursor=cursor)
-        events.extend(page)
-        if cursor is None:
-            return events
-
-
-def render_detail(req, *, status: int = 200, submit_errors=(), action_errors=()):
-    session = db_session()
-    resource = assessment.resource(session, req, on=_today(), viewer=g.principal)
-    events = _whole_timeline(session, req)
-    facility = get_facility(session, req.facility)
-    last_return = next((e for e in reversed(events) if e.type == "status_changed"
-                        and e.status in ("returned", "denied") and e.detail.get("reasons")), None)
-    staff = g.principal.has_role("facility_staff")
-    context = {"req": req, "r": resource, "events": events, "facility": facility, "last_return": last_return,
-               "submit_errors": list(submit_errors), "action_errors": list(action_errors),
-               "editable": req.status in service.EDITABLE and g.principal.is_requester,
-               "cancellable": req.status in service.CANCELLABLE and g.principal.is_requester,
-               "releases": [d for d in resource["documents"] if d.kind == "release"],
-               "upload_kinds": documents.STAFF_KINDS if staff else documents.REQUESTER_KINDS,
-               "can_upload": (req.status in service.EDITABLE and g.principal.is_requester)
-               or (staff and req.status in documents.RELEASE_UPLOADABLE),
-               "can_withdraw": staff and req.status != "fulfilled",
-               "created": request.args.get("created") == "1", "today": _today(), "labels": forms.CHOICE_LABELS}
-    if staff:
-        from gateway.portal.staff import staff_context
-
-        context.update(staff_context(req))
-    context.update(message_context(req))
-    return _page("portal/request_detail.html", status, **context)
 
 
 @bp.route("/requests/<request_id>")

@@ -1,5 +1,6 @@
-"""Records staff on a request's page: what a clerk needs to decide, claim, assign, status changes with reasons,
-and viewing documents (the queue is `worklist.py`, the dashboard `dashboard.py`).
+"""Records staff's actions on a request's page: claim, assign, status changes with reasons, withdrawing releases,
+and viewing documents (what a clerk reads on that page is `detail.staff_context`, the queue is `worklist.py`,
+the dashboard `dashboard.py`).
 
 Each handler calls the routing service the API calls (`gateway.routing.staff`),
 so the workflow's rules live in one place; a refused action is shown on the
@@ -13,50 +14,29 @@ from itertools import chain
 from flask import current_app, g, redirect, request, url_for
 from marshmallow import ValidationError
 
-from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError, Forbidden, NotFound, Unprocessable, flatten_messages
-from gateway.intake import assessment, documents, lifecycle, service
+from gateway.intake import documents, service
+from gateway.intake.document_views import visible_document
 from gateway.intake.uploads import StorageDown
 from gateway.intake.views import visible_request
 from gateway.portal import bp
-from gateway.portal.requests import render_detail, shown_request, visible_document
-from gateway.portal.templating import REASON_LABELS, status_label
-from gateway.portal.web import CONTENT_SECURITY_POLICY
+from gateway.portal.detail import render_detail, shown_request
 from gateway.routing import staff
 from gateway.routing.views import TransitionSchema
 from gateway.storage.store import StorageUnavailable, StoredObjectMissing, content_disposition
-from gateway.web import adapters, clock, db_session
+from gateway.web import adapters
 
-QUEUE_LABELS = {"facility": "Facility", "legal-review": "Legal review", "sensitive-review": "Sensitive review"}
 # A stored document shown in the browser is untrusted content.  Images are sandboxed (no script, no
 # origin).  Chrome refuses to render a PDF under `sandbox`, so a PDF is not; uploads already refuse PDFs
 # with scripts or other active content.  Either may be framed by the portal's own request page (the
-# authorization beside the checks) and by no other site.
+# authorization beside the checks, `detail.FRAMING_CSP`) and by no other site.
 VIEWER_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 PDF_VIEWER_CSP = "frame-ancestors 'self'"
-# The staff request page frames that viewer, and nothing else: the portal's policy plus our own frames.
-FRAMING_CSP = CONTENT_SECURITY_POLICY + "; frame-src 'self'"
-# The document the rules rest on, shown beside the checks, by legal basis.
-PRIMARY_KINDS = {"authorization": "authorization", "subpoena": "subpoena", "court_order": "court_order"}
-ORG_KIND_LABELS = {"law_firm": "Law firm", "insurer": "Insurer", "provider": "Healthcare provider"}
-CLOCK_LABELS = {"legal_process": "The legal process's return date",
-                "hipaa_access": "HIPAA's 30-day clock for a patient's own request",
-                "facility_target": "The facility's turnaround target"}
-ASSIGNABLE = ("routed", "in_progress", "on_hold", "awaiting_payment")
-# What a browser shows in a frame; a TIFF it would only download, so that one is offered as a download.
-FRAMEABLE_TYPES = ("application/pdf", "image/png", "image/jpeg")
 # Where on the form a refusal points (the error summary links to that field).
 _ERROR_FIELDS = {"REASONS_REQUIRED": "reasons", "INVALID_TRANSITION": "to"}
 # The note's own messages (too long, control characters) are plain already; the lists' are not.
 _FIELD_MESSAGES = {"to": "Choose the status to move the request to.", "reasons": "Choose reasons from the list."}
-
-
-def queue_label(queue: str | None) -> str:
-    """A routing queue in words (`facility.tufts-mc` is the facility's own queue)."""
-    if not queue:
-        return ""
-    return QUEUE_LABELS.get(queue, QUEUE_LABELS["facility"] if queue.startswith("facility.") else queue)
 
 
 def _refused(request_id: str, error: Unprocessable | Conflict | Forbidden, *, field: str | None = None):
@@ -158,67 +138,3 @@ def view_document(request_id, document_id):
     g.portal_csp = PDF_VIEWER_CSP if document.content_type == "application/pdf" else VIEWER_CSP
     g.portal_frame_options = "SAMEORIGIN"  # the request page frames it (its CSP names 'self' only)
     return response
-
-
-def staff_context(req) -> dict:
-    """What the staff partials need on the request page: the moves allowed now, reasons, claim state and
-    colleagues (`_staff_actions.html`), and the request as a clerk reads it (`_staff_summary.html`)."""
-    session = db_session()
-    in_review = req.routing_queue in staff.REVIEW_QUEUES
-    # `routed` passes a reviewed request on; in the facility queue it unclaims one being worked.
-    moves = [to for to in staff.TRANSITIONS.get(req.status, ()) if to != "routed" or in_review
-             or req.status == "in_progress"]
-    payment_due = lifecycle.invoice_due(session, req)
-    if payment_due:  # the payment releases the records (see the invoice); no transition does
-        moves = [to for to in moves if to != "fulfilled"]
-    labels = {"routed": "Pass on to the next queue (review done)" if in_review else "Unclaim (back to the queue)",
-              "in_progress": "In progress"}
-    posted = request.method == "POST" and request.endpoint == "portal.transition_request"
-    values = {"to": request.form.get("to", ""), "reasons": request.form.getlist("reasons"),
-              "note": request.form.get("note", "")} if posted else {"to": "", "reasons": [], "note": ""}
-    assigned_to_me = bool(req.assigned_to) and req.assigned_to == g.principal.audit_actor
-    colleagues = [(u.id, u.email) for u in staff.assignable_colleagues(session, req.facility)
-                  if f"user:{u.id}" != req.assigned_to]
-    return {"staff_actions": {
-        "transitions": [(to, labels.get(to) or status_label(to)) for to in moves],
-        "reasons": [(code, REASON_LABELS.get(code, code)) for code in staff.REASONS],
-        "needs_reasons": staff.NEEDS_REASONS,
-        "claimable": req.status == "routed",
-        "unclaimable": assigned_to_me and req.status == "in_progress" and not in_review,
-        "assigned_to_me": assigned_to_me,
-        "assigned": bool(req.assigned_to),
-        "assignee": staff.assignee_email(session, req.assigned_to),
-        "colleagues": colleagues if req.status in ASSIGNABLE else [],
-        "assign_value": request.form.get("user_id", "") if request.endpoint == "portal.assign_request" else "",
-        "in_review": in_review,
-        "payment_due": payment_due,
-        "queue": queue_label(req.routing_queue),
-        "values": values,
-    }, "staff_view": staff_view(session, req)}
-
-
-def staff_view(session, req) -> dict:
-    """The request as a clerk reads it: who asks, the clock behind the due date, today's checks, the document."""
-    org = session.get(Organization, req.org_id)
-    # The clock recorded at submission; requests submitted before it was recorded have it recomputed.
-    if req.due_basis:
-        due_clock = (CLOCK_LABELS.get(req.due_basis, req.due_basis), req.due_rule or "")
-    else:
-        deadline = assessment.due_clock(session, req, timezone=clock().timezone)
-        due_clock = (CLOCK_LABELS.get(deadline.basis, deadline.basis), deadline.rule) if deadline else None
-    today = clock().today()
-    live = assessment.assess_request(session, req, on=today)
-    kind = PRIMARY_KINDS.get(req.pathway, "authorization")
-    shown = [d for d in req.documents if d.kind == kind and d.scan_status == "clean"]
-    document = shown[-1] if shown else None  # the latest upload of that kind
-    frameable = document is not None and document.content_type in FRAMEABLE_TYPES
-    if frameable:
-        g.portal_csp = FRAMING_CSP
-    return {
-        "org_name": org.name if org else "", "org_kind": ORG_KIND_LABELS.get(org.kind, org.kind) if org else "",
-        "due_clock": due_clock,
-        "checks_today": live.deficiencies, "today": today,
-        "document": document, "document_kind": kind, "other_documents": shown[:-1],
-        "document_is_pdf": bool(document and document.content_type == "application/pdf"),
-        "document_frameable": frameable,
-    }

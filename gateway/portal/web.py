@@ -4,6 +4,9 @@ Every portal route needs a live session except the few on PUBLIC_ENDPOINTS;
 the guard runs before any portal view, so a page added later is closed by
 default (a test walks the portal's URL map).  The API's bearer hook skips
 `/portal` routes: the two kinds of credential never mix.
+
+Signing in (gateway.portal.account) and its code step (gateway.portal.mfa) both
+end in `start_session`, and their forms carry a `new_form_token`: both live here.
 """
 
 from __future__ import annotations
@@ -175,6 +178,11 @@ def _same_origin() -> bool:
     return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
 
 
+def new_form_token() -> str:
+    """The random value a pre-sign-in form echoes back (double submit with the form cookie)."""
+    return secrets.token_urlsafe(32)
+
+
 def _check_form_cookie() -> None:
     """Sign-in has no session yet: its form echoes a random value also set as a cookie (double submit)."""
     cookie = request.cookies.get(cookies.form_cookie_name())
@@ -182,6 +190,25 @@ def _check_form_cookie() -> None:
     if not _same_origin() or not cookie or not presented or not secrets.compare_digest(cookie.encode(),
                                                                                        presented.encode()):
         raise CsrfRejected("The sign-in form expired. Please try again.")
+
+
+def start_session(claims: dict, destination: str | None):
+    """A new portal session for a user who has just proved who they are; redirects to `destination`."""
+    s, db, ctx = settings(), adapters().db, audit_context()
+    with db.transaction() as session:
+        # A session this browser already had ends: signing in always starts a new token (no fixation).
+        previous = sessions.resume(session, cookies.session_cookie_value(), idle_timeout=s.portal_idle_timeout,
+                                   touch=False).session
+        if previous is not None:
+            sessions.end(session, previous, reason="signed_out", audit_ctx=ctx)
+        _row, token = sessions.start(session, user_id=claims["subject"], org_id=claims["org_id"],
+                                     lifetime=s.portal_session_lifetime, audit_ctx=ctx,
+                                     epoch=claims.get("epoch"),
+                                     client=sessions.client_label(request.headers.get("User-Agent")))
+    response = redirect(destination or url_for("portal.home"), code=303)
+    cookies.set_cookie(response, cookies.session_cookie_name(), token, max_age=s.portal_session_lifetime)
+    cookies.clear_cookie(response, cookies.form_cookie_name())
+    return response
 
 
 def signed_out_response(reason: str | None):

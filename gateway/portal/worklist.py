@@ -20,7 +20,7 @@ from gateway.facilities.service import list_facilities
 from gateway.intake import service
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
-from gateway.portal.staff import ASSIGNABLE, QUEUE_LABELS, queue_label
+from gateway.portal.detail import ASSIGNABLE, QUEUE_LABELS, queue_label
 from gateway.portal.web import page
 from gateway.routing import queue as queues
 from gateway.routing import staff

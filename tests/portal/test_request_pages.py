@@ -355,9 +355,9 @@ def test_signing_in_again_replaces_the_browsers_session(app, db, firm):
 def test_a_long_timeline_is_shown_whole(browser, db, monkeypatch):
     from gateway.intake.lifecycle import add_event
     from gateway.intake.models import RecordsRequest
-    from gateway.portal import requests as portal_requests
+    from gateway.portal import detail
 
-    monkeypatch.setattr(portal_requests, "TIMELINE_PAGE", 3)  # several pages without writing hundreds of rows
+    monkeypatch.setattr(detail, "TIMELINE_PAGE", 3)  # several pages without writing hundreds of rows
     request_id = create(browser)
     with db.transaction() as session:
         req = session.get(RecordsRequest, request_id)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, exc, text
+from sqlalchemy import DateTime, MetaData, create_engine, event, exc, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -167,6 +167,15 @@ def commit_then(session: Session, read: Callable[..., T], *args) -> T:
     """
     session.commit()
     return read(session, *args)
+
+
+def grouped(session: Session, key, value, keys) -> dict:
+    """{k: the set of `value` over the rows whose `key` column is k}, for those of `keys` that have rows: one
+    query where a loop would ask once per key (which webhooks, which users already have an event)."""
+    found: dict = {}
+    for k, v in session.execute(select(key, value).where(key.in_(list(keys)))):
+        found.setdefault(k, set()).add(v)
+    return found
 
 
 class Database:

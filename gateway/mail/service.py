@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from gateway.auth.models import User
 from gateway.auth.principal import REQUESTER_ROLES
-from gateway.db import Database, new_id, utcnow
+from gateway.db import Database, grouped, new_id, utcnow
 from gateway.mail.compose import compose
 from gateway.mail.mailer import ConnectionLost, Mailer, MailRefused, MailSession, MailUnavailable
 from gateway.mail.models import MailNotification
@@ -106,11 +106,7 @@ def queue_for_event(session: Session, *, event_id: str, event_type: str, org_id:
 
 def mailed_events(session: Session, event_ids: list[str]) -> dict[str, set[str]]:
     """{event id: ids of the users it has been queued for already}, for the events that have any."""
-    found: dict[str, set[str]] = {}
-    for event_id, user_id in session.execute(select(MailNotification.event_id, MailNotification.user_id)
-                                             .where(MailNotification.event_id.in_(event_ids))):
-        found.setdefault(event_id, set()).add(user_id)
-    return found
+    return grouped(session, MailNotification.event_id, MailNotification.user_id, event_ids)
 
 
 def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from gateway.auth.principal import Principal
 from gateway.auth.rights import ensure_manages_credentials
 from gateway.crypto import seal, unseal
-from gateway.db import Database, new_id, utcnow
+from gateway.db import Database, grouped, new_id, utcnow
 from gateway.errors import FieldError, Forbidden, Unprocessable
 from gateway.settings import Settings
 from gateway.webhooks import access  # noqa: F401  (registers the tenant rules)
@@ -194,11 +194,7 @@ def emit(session: Session, *, org_id: str, event_type: str, data: dict,
 
 def delivered_events(session: Session, event_ids: list[str]) -> dict[str, set[str]]:
     """{event id: ids of the webhooks that have it queued or sent already}, for the events that have any."""
-    found: dict[str, set[str]] = {}
-    for event_id, webhook_id in session.execute(select(WebhookDelivery.event_id, WebhookDelivery.webhook_id)
-                                                .where(WebhookDelivery.event_id.in_(event_ids))):
-        found.setdefault(event_id, set()).add(webhook_id)
-    return found
+    return grouped(session, WebhookDelivery.event_id, WebhookDelivery.webhook_id, event_ids)
 
 
 def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:

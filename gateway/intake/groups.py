@@ -96,8 +96,7 @@ class GroupDocumentUpload(DocumentUpload):
         ingested, principal = self.ingested, self.principal
         with self.db.write_transaction() as session:
             # Lock the group's requests in a fixed order (deadlock-free), then judge them as they are now.
-            for req in group_requests(session, principal, self.request_id):
-                lifecycle.lock_in(session, req.id)
+            lifecycle.lock_many(session, (req.id for req in group_requests(session, principal, self.request_id)))
             session.expire_all()
             targets = _open_targets(session, principal, self.request_id, kind)
             verdict, filename, now = ingested.verdict, sanitise_filename(self.filename or ""), utcnow()

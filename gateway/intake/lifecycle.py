@@ -137,16 +137,12 @@ def locked_for_system(db: Database, request_id: str) -> Iterator[tuple[Session, 
         yield session, _locked_row(session, select(RecordsRequest).where(RecordsRequest.id == request_id))
 
 
-def lock_in(session: Session, request_id: str) -> RecordsRequest | None:
-    """Lock one more request inside an open write transaction (a revocation holds several)."""
-    return _locked_row(session, select(RecordsRequest).where(RecordsRequest.id == request_id))
-
-
 def lock_many(session: Session, request_ids) -> dict[str, RecordsRequest]:
-    """Lock several requests inside an open write transaction, in one statement; {id: request} of those found.
+    """Lock several requests inside an open write transaction (a revocation, a group upload, a relay pass),
+    in one statement; {id: request} of those found, in id order.
 
-    In id order (PostgreSQL locks the rows as the sorted scan returns them), as every caller that holds more
-    than one request does, so two such transactions cannot deadlock."""
+    Always in id order (PostgreSQL locks the rows as the sorted scan returns them), so two transactions that
+    each hold several requests cannot deadlock."""
     query = (select(RecordsRequest).where(RecordsRequest.id.in_(sorted(set(request_ids))))
              .order_by(RecordsRequest.id).with_for_update(of=RecordsRequest, key_share=True))
     return {req.id: req for req in session.scalars(query)}

@@ -41,8 +41,7 @@ def record_revocation(db: Database, *, principal: Principal, patient: dict, reci
         candidate_ids = sorted(session.scalars(select(RecordsRequest.id).where(
             RecordsRequest.status.in_(lifecycle.HOLDABLE),
             RecordsRequest.patient["date_of_birth"].as_string() == dob)))
-        locked = [req for req in (lifecycle.lock_in(session, request_id) for request_id in candidate_ids)
-                  if req is not None]
+        locked = list(lifecycle.lock_many(session, candidate_ids).values())  # in id order
         revocation = Revocation(
             patient_first_name=patient["first_name"], patient_last_name=patient["last_name"],
             patient_date_of_birth=patient["date_of_birth"], recipient=recipient, effective_on=effective_on,

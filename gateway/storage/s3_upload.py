@@ -57,6 +57,7 @@ class UploadTarget(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+
 MAX_PARTS = 10_000
 # Per-part transit checksum of multipart uploads (see the module docstring for why not SHA-256).
 PART_CHECKSUM = "CRC32"

@@ -12,6 +12,10 @@ the service stops answering.  Here:
   a body still streaming must keep a minimum pace (BODY_GRACE, BODY_MIN_RATE),
   so a client trickling a large body holds a thread for seconds, not days.
 
+It also spreads kept-alive connections over the processes (ACCEPT_HEAD_START):
+a connection stays where it was accepted, and stock gthread let the first
+process to wake take every one.
+
 Used by infra/gunicorn.conf.py (`worker_class`); nothing in the application
 imports this module.  It leans on gthread internals (TConn, the poller, the
 parser's unreader) of the locked gunicorn version; tests/test_serving.py runs
@@ -52,6 +56,14 @@ BODY_MIN_RATE = 4096
 # integration, a load balancer's pooled connections) could otherwise load one process while another idles;
 # reconnecting every few hundred requests spreads them again.  A client reopens as HTTP/1.1 allows.
 KEEPALIVE_REQUESTS = 200
+
+# A process holding connections lets the others take a new one first: every process's selector wakes for the same
+# pending connection, and one that already holds n waits n × ACCEPT_HEAD_START (at most ACCEPT_HEAD_START_MAX)
+# before it accepts, so the process holding fewest usually wins.  Without it the first process to wake took
+# them all: eight kept-alive integrations landed eight on one process and none on the other, which then idled
+# while the first queued on one core.  A lone process never waits (nothing to spread over).
+ACCEPT_HEAD_START = 0.003
+ACCEPT_HEAD_START_MAX = 0.025
 
 # The blank line after the last field (leading empty lines, which RFC 9112 lets a server skip, never end a head).
 _HEAD_END = re.compile(rb"[^\r\n]\r?\n\r?\n")
@@ -145,6 +157,35 @@ class GatewayThreadWorker(ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.awaiting_heads: dict = {}  # conn -> deadline, in deadline order (one timeout for all)
+        self.accept_held_until: float | None = None  # accepting paused for the others' head start until then
+
+    def accept(self, listener):
+        """gthread's, after giving processes that hold fewer connections a head start (ACCEPT_HEAD_START)."""
+        head_start = min(ACCEPT_HEAD_START_MAX, ACCEPT_HEAD_START * self.nr_conns) if self.cfg.workers > 1 else 0
+        if not head_start:
+            super().accept(listener)
+            return
+        self.accept_held_until = time.monotonic() + head_start
+        self.set_accept_enabled(False)
+
+    def set_accept_enabled(self, enabled):
+        """gthread's main loop turns accepting back on every turn; not before the head start is over."""
+        if enabled and self.accept_held_until is not None:
+            return
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout):
+        """Wake when a head start ends (not at the loop's one-second heartbeat) and take the connection if no
+        other process has: one accept per listener, which finds nothing once another process took it."""
+        if self.accept_held_until is None:
+            super().wait_for_and_dispatch_events(timeout)
+            return
+        super().wait_for_and_dispatch_events(max(0.0, min(timeout, self.accept_held_until - time.monotonic())))
+        if self.accept_held_until is not None and time.monotonic() >= self.accept_held_until:
+            self.accept_held_until = None
+            self.set_accept_enabled(self.nr_conns < self.worker_connections)
+            for listener in self.sockets if self._accepting else ():
+                ThreadWorker.accept(self, listener)
 
     def init_process(self):
         """In the worker process: gunicorn's own error pages become problem+json, then gthread's start."""

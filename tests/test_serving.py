@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import urllib.request
+from collections import Counter
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.factories import make_tenant
 pytestmark = pytest.mark.one_database
 
 HEAD_TRICKLERS, SMALL_BODY_TRICKLERS, LARGE_BODY_TRICKLERS = 20, 20, 10
+CONNECTIONS_TO_SPREAD = 8
 
 
 class Trickler:
@@ -178,3 +180,27 @@ def test_a_kept_alive_connection_is_closed_after_its_quota_of_requests(start_gat
         connection.close()
     # The 201st request went on a new connection (http.client reopens after "Connection: close").
     assert len(local_ports - {None}) == 2
+
+
+def test_kept_alive_connections_spread_evenly_over_the_processes(start_gateway):
+    """A connection stays with the process that accepted it, so eight integrations on kept-alive connections
+    must land four and four: a process holding more waits a little before it accepts (ACCEPT_HEAD_START), and
+    the other, woken by the same connection, takes it."""
+    import http.client
+
+    gateway = start_gateway(workers=2)
+    connections = []
+    try:
+        for _ in range(CONNECTIONS_TO_SPREAD):
+            connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            connections.append(connection)
+        held = Counter(gateway.serving_pid(c.sock.getsockname()[1]) for c in connections)
+    finally:
+        for connection in connections:
+            connection.close()
+    assert None not in held
+    assert sorted(held.values()) == [CONNECTIONS_TO_SPREAD // 2] * 2, held

@@ -110,6 +110,13 @@ def post_fork(server, worker):
         os.nice(_WEB_NICE)
 
 
+def post_worker_init(worker):
+    """The app is loaded: its start-up objects leave the garbage collector's full passes (gateway/startup_heap.py)."""
+    from gateway.startup_heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def child_exit(server, worker):
     """A worker is gone (recycled, killed): its live gauges stop counting; its counters stay summed."""
     from prometheus_client import multiprocess

@@ -39,6 +39,7 @@ def outbox_relay(ctx, once, metrics_port, as_json):
     from gateway.routing.dispatch import RqDispatcher
     from gateway.routing.housekeeping import Housekeeping
     from gateway.sqlite_turns import give_this_process_priority
+    from gateway.startup_heap import freeze_startup_heap
 
     give_this_process_priority()  # on SQLite, routing writes before intake does (gateway.sqlite_turns)
     dispatcher = RqDispatcher(build_redis(ctx.settings), job_timeout=ctx.settings.job_timeout)
@@ -52,6 +53,7 @@ def outbox_relay(ctx, once, metrics_port, as_json):
         signal.signal(signum, lambda *_: stop.set())
     checkpointer = Checkpointer.from_settings(ctx.settings, ctx.db, build_checkpoint_store(ctx.settings))
     housekeeping = Housekeeping(ctx.settings, ctx.db, dispatcher, checkpointer=checkpointer)
+    freeze_startup_heap()
     relay.run(ctx.db, dispatcher, stop=stop, batch=ctx.settings.outbox_batch_size,
               idle=ctx.settings.outbox_poll_interval, lease=ctx.settings.outbox_lease, on_idle=housekeeping.tick,
               notifications_apart=True)

@@ -147,6 +147,7 @@ class GatewayForkWorker(_SweepsWhenIdle, Worker):
 def run_worker(settings: Settings, queue_names: list[str], *, burst: bool = False, fork: bool = False) -> bool:
     """Work the named queues until stopped, on a runtime built from `settings` before the first job."""
     from gateway.runtime import Runtime, install
+    from gateway.startup_heap import freeze_startup_heap
 
     install(Runtime.from_settings(settings))  # builds clients; opens no connection (the scheduler forks next)
     connection = connect(settings)
@@ -154,6 +155,7 @@ def run_worker(settings: Settings, queue_names: list[str], *, burst: bool = Fals
     worker_class = GatewayForkWorker if fork else GatewayWorker
     worker = worker_class(queues, connection=connection, serializer=JSONSerializer, queue_class=GatewayQueue,
                           maintenance_interval=settings.worker_maintenance_interval)
+    freeze_startup_heap()  # after the runtime is built, and before a fork worker's work horses share its pages
     log.info("worker starting", extra={"model": "fork" if fork else "in-process", "queues": len(queue_names)})
     return worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
 

@@ -7,15 +7,16 @@ error messages because they can carry PHI.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, create_engine, event, exc, select, text
+from sqlalchemy import DateTime, Integer, MetaData, bindparam, create_engine, event, exc, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -176,6 +177,30 @@ def grouped(session: Session, key, value, keys) -> dict:
     for k, v in session.execute(select(key, value).where(key.in_(list(keys)))):
         found.setdefault(k, set()).add(v)
     return found
+
+
+def lease_due(session: Session, table, state: str, *, now: datetime, limit: int, lease: timedelta) -> list:
+    """Ids of up to `limit` rows of `table` whose `state` column is 'pending' and whose `next_attempt_at` is
+    due by `now`, oldest first, pushed to `now + lease` so that no other relay takes them meanwhile (webhook
+    deliveries, e-mails, reset e-mails).  Commit before handing the ids on: on PostgreSQL rows another relay
+    holds are skipped (SKIP LOCKED), on SQLite the write lock serialises relays, and either way the UPDATE
+    re-checks "still due", so one id is handed out once per lease."""
+    return list(session.scalars(_lease_statement(table, state),
+                                {"now": now, "limit": limit, "until": now + lease}))
+
+
+@functools.lru_cache(maxsize=16)
+def _lease_statement(table, state: str):
+    """Built once per table, with the moment and the limit as parameters: the relay leases every second, and
+    building the statement and running it through the ORM's bulk-update machinery each time was most of an
+    idle relay's CPU (with gateway.outbox's claim)."""
+    now = bindparam("now", type_=table.c.next_attempt_at.type)
+    due = (table.c[state] == "pending") & (table.c.next_attempt_at <= now)
+    ids = (select(table.c.id).where(due).order_by(table.c.next_attempt_at, table.c.id)
+           .limit(bindparam("limit", type_=Integer())).with_for_update(skip_locked=True).scalar_subquery())
+    return (update(table).where(table.c.id.in_(ids), due)
+            .values(next_attempt_at=bindparam("until", type_=table.c.next_attempt_at.type))
+            .returning(table.c.id))
 
 
 class Database:

@@ -21,11 +21,12 @@ routing reads them, and neither imports the other for it.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, or_, select, text, update
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, bindparam, or_, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gateway.db import Base, Database, UTCDateTime, utcnow
@@ -133,31 +134,39 @@ def wake_relays(session: Session) -> None:
     session.info[_NOTIFIED] = transaction
 
 
-def _due(now: datetime):
-    return or_(
-        (OutboxMessage.state == "pending") & (OutboxMessage.next_attempt_at <= now),
-        (OutboxMessage.state == "claimed") & (OutboxMessage.claim_expires_at <= now),
-    )
-
-
 def claim(db: Database, *, relay: str, limit: int, now: datetime | None = None,
           lease: timedelta = LEASE, kinds: tuple[str, ...] | None = None) -> list[Claimed]:
     """Take up to `limit` due rows (of `kinds`, default all) for this relay, oldest first."""
     now = now or utcnow()
     token = f"{relay}:{uuid.uuid4().hex[:12]}"[:80]  # this call's claims, told apart from any other's
-    due = _due(now) if kinds is None else _due(now) & OutboxMessage.kind.in_(kinds)
     with db.transaction() as session:
-        due_ids = (select(OutboxMessage.id).where(due).order_by(OutboxMessage.id).limit(limit)
-                   .with_for_update(skip_locked=True).scalar_subquery())
-        # The claimed rows come back with the UPDATE (RETURNING): one statement, not a second read.
-        rows = session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(due_ids), due)
-            .values(state="claimed", claimed_by=token, claim_expires_at=now + lease)
-            .returning(OutboxMessage.id, OutboxMessage.request_id, OutboxMessage.kind, OutboxMessage.queue,
-                       OutboxMessage.at_front, OutboxMessage.payload),
-            execution_options={"synchronize_session": False}).all()
+        rows = session.execute(_claim_statement(None if kinds is None else tuple(kinds)),
+                               {"now": now, "limit": limit, "token": token, "expires": now + lease}).all()
         return [Claimed(r.id, r.request_id, r.kind, r.queue, r.at_front, f"{r.queue}#{r.id}", r.payload)
                 for r in sorted(rows, key=lambda row: row.id)]
+
+
+@functools.lru_cache(maxsize=8)
+def _claim_statement(kinds: tuple[str, ...] | None):
+    """The claim, built once per `kinds`: due rows, oldest first, taken with their lease in one UPDATE that
+    hands them back (RETURNING), skipping rows another relay has locked (PostgreSQL; SQLite has one writer).
+
+    Built on the table, not the mapped class, with the moment, the limit and the claim as parameters: the
+    relay claims up to twenty times a second even when idle, and building the expression and running it
+    through the ORM's bulk-update machinery each time cost 3 ms of CPU a claim (60 ms a second idle)."""
+    table = OutboxMessage.__table__
+    now = bindparam("now", type_=table.c.next_attempt_at.type)
+    due = or_((table.c.state == "pending") & (table.c.next_attempt_at <= now),
+              (table.c.state == "claimed") & (table.c.claim_expires_at <= now))
+    if kinds is not None:
+        due = due & table.c.kind.in_(kinds)
+    due_ids = (select(table.c.id).where(due).order_by(table.c.id).limit(bindparam("limit", type_=Integer()))
+               .with_for_update(skip_locked=True).scalar_subquery())
+    return (update(table).where(table.c.id.in_(due_ids), due)
+            .values(state="claimed", claimed_by=bindparam("token", type_=table.c.claimed_by.type),
+                    claim_expires_at=bindparam("expires", type_=table.c.claim_expires_at.type))
+            .returning(table.c.id, table.c.request_id, table.c.kind, table.c.queue, table.c.at_front,
+                       table.c.payload))
 
 
 def mark_all_sent(session: Session, sent: dict[int, str | None], *, now: datetime | None = None) -> None:

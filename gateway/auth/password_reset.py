@@ -35,7 +35,7 @@ from gateway.auth.accounts import set_password_and_end_credentials
 from gateway.auth.models import PasswordReset, User
 from gateway.auth.passwords import WeakPassword, hash_password
 from gateway.auth.service import find_user_by_email
-from gateway.db import Database, new_id, utcnow
+from gateway.db import Database, lease_due, new_id, utcnow
 from gateway.errors import BadRequest, FieldError, Unprocessable
 from gateway.mail.mailer import Mailer, MailRefused, MailUnavailable
 
@@ -148,18 +148,7 @@ def compose(*, reset_id: str, token: str, to: str, sender: str, portal_url: str,
 
 def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) -> list[str]:
     """Ids of reset e-mails due by `now`, pushed to `now + lease` (commit before enqueueing, as gateway.mail)."""
-    due = (select(PasswordReset.id)
-           .where(PasswordReset.mail_state == "pending", PasswordReset.next_attempt_at <= now)
-           .order_by(PasswordReset.next_attempt_at, PasswordReset.id).limit(limit)
-           .with_for_update(skip_locked=True))
-    rows = session.execute(
-        update(PasswordReset)
-        .where(PasswordReset.id.in_(due), PasswordReset.mail_state == "pending",
-               PasswordReset.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease)
-        .returning(PasswordReset.id)
-        .execution_options(synchronize_session=False))
-    return [row[0] for row in rows]
+    return lease_due(session, PasswordReset.__table__, "mail_state", now=now, limit=limit, lease=lease)
 
 
 def send(db: Database, reset_id: str, *, mailer: Mailer, settings, now: datetime) -> str:

@@ -23,12 +23,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.auth.models import User
 from gateway.auth.principal import REQUESTER_ROLES
-from gateway.db import Database, grouped, new_id, utcnow
+from gateway.db import Database, grouped, lease_due, new_id, utcnow
 from gateway.mail.compose import compose
 from gateway.mail.mailer import ConnectionLost, Mailer, MailRefused, MailSession, MailUnavailable
 from gateway.mail.models import MailNotification
@@ -115,19 +115,7 @@ def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) 
     Commit before enqueueing the ids (the same claim as webhook deliveries: SKIP LOCKED on PostgreSQL,
     the write lock on SQLite, and the UPDATE re-checks "still due").
     """
-    due = (select(MailNotification.id)
-           .where(MailNotification.state == "pending", MailNotification.next_attempt_at <= now)
-           .order_by(MailNotification.next_attempt_at, MailNotification.id)
-           .limit(limit)
-           .with_for_update(skip_locked=True))
-    rows = session.execute(
-        update(MailNotification)
-        .where(MailNotification.id.in_(due), MailNotification.state == "pending",
-               MailNotification.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease)
-        .returning(MailNotification.id)
-        .execution_options(synchronize_session=False))
-    return [row[0] for row in rows]
+    return lease_due(session, MailNotification.__table__, "state", now=now, limit=limit, lease=lease)
 
 
 def retry_delay(attempts: int) -> timedelta:

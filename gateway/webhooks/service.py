@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from gateway.auth.principal import Principal
 from gateway.auth.rights import ensure_manages_credentials
 from gateway.crypto import seal, unseal
-from gateway.db import Database, grouped, new_id, utcnow
+from gateway.db import Database, grouped, lease_due, new_id, utcnow
 from gateway.errors import FieldError, Forbidden, Unprocessable
 from gateway.settings import Settings
 from gateway.webhooks import access  # noqa: F401  (registers the tenant rules)
@@ -205,19 +205,7 @@ def claim_due(session: Session, *, now: datetime, limit: int, lease: timedelta) 
     relays.  Either way the UPDATE re-checks "still due", so one id is handed
     out once per lease.
     """
-    due = (select(WebhookDelivery.id)
-           .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
-           .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-           .limit(limit)
-           .with_for_update(skip_locked=True))
-    rows = session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(due), WebhookDelivery.state == "pending",
-               WebhookDelivery.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease)
-        .returning(WebhookDelivery.id)
-        .execution_options(synchronize_session=False))
-    return [row[0] for row in rows]
+    return lease_due(session, WebhookDelivery.__table__, "state", now=now, limit=limit, lease=lease)
 
 
 def canonical_body(payload: dict) -> bytes:

@@ -169,17 +169,22 @@ def _claim_statement(kinds: tuple[str, ...] | None):
                        table.c.payload))
 
 
+# Built once, on the table: the relay marks every pass's rows while SQLite's other writers wait, and the ORM's
+# bulk update (a fresh expression, the session's autoflush) cost more than the statement.
+_MARK_SENT = (update(OutboxMessage.__table__)
+              .where(OutboxMessage.__table__.c.id == bindparam("message_id", type_=Integer()))
+              .values(state="sent", sent_at=bindparam("now", type_=OutboxMessage.__table__.c.sent_at.type),
+                      job_id=bindparam("job", type_=OutboxMessage.__table__.c.job_id.type),
+                      claimed_by=None, claim_expires_at=None))
+
+
 def mark_all_sent(session: Session, sent: dict[int, str | None], *, now: datetime | None = None) -> None:
     """Record successful publishes ({row id: job id}), in the caller's transaction with what the publish
-    changed: one statement per distinct job id (notify rows have none, so a batch of them is one)."""
+    changed: one statement, run once per row (executemany)."""
     now = now or utcnow()
-    by_job: dict[str | None, list[int]] = {}
-    for message_id, job_id in sent.items():
-        by_job.setdefault(job_id, []).append(message_id)
-    for job_id, ids in by_job.items():
-        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-                        .values(state="sent", sent_at=now, job_id=job_id, claimed_by=None, claim_expires_at=None),
-                        execution_options={"synchronize_session": False})
+    if sent:
+        session.execute(_MARK_SENT, [{"message_id": message_id, "job": job_id, "now": now}
+                                     for message_id, job_id in sent.items()])
 
 
 def release(db: Database, ids: list[int], *, error: str, now: datetime | None = None,

@@ -23,6 +23,7 @@ enqueue and mark route rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -217,20 +218,26 @@ def request_label(session, request_id: str):
     """How e-mails name a request: its reference and its facility's name (no patient data).
 
     One query for the three columns: loading the request row would bring its patient sections along."""
-    from sqlalchemy import select
-
-    from gateway.facilities.models import Facility
-    from gateway.intake.models import RecordsRequest
     from gateway.mail.service import RequestLabel
 
-    row = session.execute(
-        select(RecordsRequest.reference, RecordsRequest.facility, Facility.name)
-        .outerjoin(Facility, Facility.code == RecordsRequest.facility)
-        .where(RecordsRequest.id == request_id)).one_or_none()
+    row = session.execute(_label_statement(), {"request_id": request_id}).one_or_none()
     if row is None:
         return None
     reference, code, name = row
     return RequestLabel(reference=reference, facility=name or code)
+
+
+@functools.lru_cache(maxsize=1)
+def _label_statement():
+    """Built once, on first use: the fan-out asks for every request it mails about."""
+    from sqlalchemy import bindparam, select
+
+    from gateway.facilities.models import Facility
+    from gateway.intake.models import RecordsRequest
+
+    return (select(RecordsRequest.reference, RecordsRequest.facility, Facility.name)
+            .outerjoin(Facility, Facility.code == RecordsRequest.facility)
+            .where(RecordsRequest.id == bindparam("request_id")))
 
 
 class Waker:

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway import outbox
 from gateway.audit.service import record
@@ -142,8 +142,11 @@ def lock_many(session: Session, request_ids) -> dict[str, RecordsRequest]:
     in one statement; {id: request} of those found, in id order.
 
     Always in id order (PostgreSQL locks the rows as the sorted scan returns them), so two transactions that
-    each hold several requests cannot deadlock."""
+    each hold several requests cannot deadlock.  Their documents are read only if a caller asks for them:
+    none of the callers needs them for every request, and the relay, which locks a pass's requests while
+    SQLite's other writers wait, needs none."""
     query = (select(RecordsRequest).where(RecordsRequest.id.in_(sorted(set(request_ids))))
+             .options(lazyload(RecordsRequest.documents))
              .order_by(RecordsRequest.id).with_for_update(of=RecordsRequest, key_share=True))
     return {req.id: req for req in session.scalars(query)}
 

@@ -169,8 +169,8 @@ def _claim_statement(kinds: tuple[str, ...] | None):
                        table.c.payload))
 
 
-# Built once, on the table: the relay marks every pass's rows while SQLite's other writers wait, and the ORM's
-# bulk update (a fresh expression, the session's autoflush) cost more than the statement.
+# Built once, on the table: the relay marks every pass's rows while SQLite's other writers wait, and building a
+# fresh expression and running it through the ORM's bulk-update machinery cost more than the statement.
 _MARK_SENT = (update(OutboxMessage.__table__)
               .where(OutboxMessage.__table__.c.id == bindparam("message_id", type_=Integer()))
               .values(state="sent", sent_at=bindparam("now", type_=OutboxMessage.__table__.c.sent_at.type),

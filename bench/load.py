@@ -1,7 +1,7 @@
 """Closed-loop full-submission load against a gunicorn-served gateway, beside a bare one-INSERT Flask floor.
 
     .venv/bin/python -m bench.load [--threads 8] [--duration 60] [--database sqlite|postgresql]
-                                   [--web-workers 2] [--rq-workers 1] [--drain 30] [--profile DIR]
+                                   [--web-workers 2] [--rq-workers 1] [--drain 30] [--profile DIR [--gil]]
 
 The bench starts its own stack (bench/_stack.py: clamd, moto S3/KMS, Redis db 15
 or a throwaway redis-server, a migrated SQLite file or a fresh PostgreSQL
@@ -31,7 +31,8 @@ floor's.  CPU seconds of every process are printed per full submission: on a
 2-core machine the client threads share the cores with everything else.
 
 --profile DIR records the gunicorn workers with py-spy during the load (pip
-install py-spy into .venv) and prints the heaviest frames of our code.
+install py-spy into .venv) and prints the heaviest frames of our code; with
+--gil only the samples holding the GIL, so the shares are of CPU, not waits.
 
 Nothing is asserted; the targets (≥ 25 full submissions/s at p99 ≤ 500 ms,
 submit → handed over p99 ≤ 2 s) are printed beside the figures.
@@ -304,8 +305,9 @@ class CpuMeter:
 class Profiler:
     """py-spy record of several processes (raw collapsed stacks) while the block runs."""
 
-    def __init__(self, pids: list[int], out_dir: Path | None):
+    def __init__(self, pids: list[int], out_dir: Path | None, *, gil: bool = False):
         self.pids, self.out_dir, self.processes, self.outputs = pids, out_dir, [], []
+        self.gil = gil  # only samples holding the GIL: where the CPU goes, not where threads wait
 
     def __enter__(self) -> Profiler:
         binary = py_spy_binary() if self.out_dir else None
@@ -318,7 +320,8 @@ class Profiler:
                 self.outputs.append(out)
                 self.processes.append(subprocess.Popen(
                     [binary, "record", "--pid", str(pid), "--rate", str(PROFILE_RATE), "--format", "raw",
-                     "--nonblocking", "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                     "--nonblocking", *(["--gil"] if self.gil else []), "--output", str(out)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(1.0)
         return self
 
@@ -359,7 +362,8 @@ class Profiler:
                         inclusive[label] += n
         if not total:
             return ["  (no profile samples)"]
-        lines = [f"  py-spy, gunicorn workers, busy samples only ({total / PROFILE_RATE:.1f} s), inclusive:"]
+        samples = "samples holding the GIL" if self.gil else "busy samples only"
+        lines = [f"  py-spy, gunicorn workers, {samples} ({total / PROFILE_RATE:.1f} s), inclusive:"]
         lines += [f"    {n * 100 / total:5.1f}%  {label}" for label, n in inclusive.most_common(top)]
         return lines
 
@@ -457,6 +461,7 @@ def main() -> None:
     parser.add_argument("--rq-workers", type=int, default=1, help="`gateway worker` processes, default 1")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for hand-overs after the load")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy profiles of the workers")
+    parser.add_argument("--gil", action="store_true", help="profile only samples holding the GIL (CPU, not waits)")
     args = parser.parse_args()
     floor_duration = args.floor_duration or max(5.0, args.duration / 3)
 
@@ -541,7 +546,7 @@ def run_gateway(stack: BenchStack, args) -> GatewayRun:
         time.sleep(2.0)  # workers and relay up
         print(f"gateway: create + upload (1-page PDF) + submit per loop, {args.duration:.0f} s after "
               f"{WARMUP_SECONDS:.0f} s of warm-up", flush=True)
-        with Profiler(gateway.worker_pids(), args.profile) as profiler, CpuMeter(pids) as cpu:
+        with Profiler(gateway.worker_pids(), args.profile, gil=args.gil) as profiler, CpuMeter(pids) as cpu:
             run_clients(args.threads, args.duration, lambda t, i, r: full_submission(clients[t], i, form, samples, r),
                         samples)
         stopped_at = datetime.now(UTC)

@@ -16,9 +16,10 @@ fulfilled (gateway.intake.access), each with a download URL valid 5 minutes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import object_session
 
 from gateway.audit.service import record, record_now
@@ -32,6 +33,7 @@ from gateway.fhir.models import FhirTask
 from gateway.fhir.outcome import CODE_SYSTEM, issue, outcome
 from gateway.intake import access, documents, service, submission
 from gateway.intake.models import RecordsRequest
+from gateway.pagination import keyset_page
 
 AUTHORIZATION = "authorization"
 # The request's status as a Task's (docs/fhir.md); `returned` and `awaiting_payment` wait on the requester.
@@ -144,9 +146,23 @@ def _audit_downloads(db: Database, principal: Principal, document_ids: list[str]
                    object_type="document", object_id=document_id, **audit_ctx)
 
 
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a Task search: its Tasks, how many match in all, and the cursor of the next page."""
+
+    tasks: list[dict]
+    total: int
+    next_cursor: str | None
+
+
+# Most recently updated first; the id breaks ties, so a page boundary never skips or repeats a Task.
+SEARCH_ORDER = (RecordsRequest.updated_at, RecordsRequest.id)
+
+
 def search_tasks(db: Database, *, store, principal: Principal, status: str | None, identifier: str | None,
-                 updated: list[tuple[str, datetime]], count: int, audit_ctx: dict) -> list[dict]:
-    """The caller's Tasks, most recently updated first, filtered as the search asked; the search is audited."""
+                 updated: list[tuple[str, datetime]], count: int, cursor: str | None, audit_ctx: dict) -> TaskPage:
+    """The caller's Tasks, most recently updated first, filtered as the search asked, `count` at a time from
+    `cursor` (the previous page's `next_cursor`); the search is audited."""
     query = (visible_select(principal, RecordsRequest)
              .join(FhirTask, FhirTask.request_id == RecordsRequest.id)
              .where(FhirTask.org_id == principal.org_id))
@@ -166,17 +182,19 @@ def search_tasks(db: Database, *, store, principal: Principal, status: str | Non
                    "le": lambda c, v: c <= v}
     if updated:
         query = query.where(and_(*(comparisons[op](RecordsRequest.updated_at, when) for op, when in updated)))
-    query = query.order_by(RecordsRequest.updated_at.desc(), RecordsRequest.id).limit(count)
     found, downloads = [], []
     with db.transaction() as session:
-        for req in session.scalars(query).all():
+        # A bad cursor is refused (400) before anything is read or audited.
+        requests, next_cursor = keyset_page(session, query, columns=SEARCH_ORDER, limit=count, cursor=cursor)
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        for req in requests:
             task, handed_out = render(store, principal, req, session.get(FhirTask, req.id))
             found.append(task)
             downloads += handed_out
     record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="fhir.task.search",
                object_type="request", object_id=None, **audit_ctx)
     _audit_downloads(db, principal, downloads, audit_ctx)
-    return found
+    return TaskPage(found, total, next_cursor)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import ValidationError
@@ -32,6 +33,8 @@ PUBLIC_RULES = frozenset({f"{PREFIX}/metadata", f"{PREFIX}/.well-known/smart-con
 # A Task carries its authorization PDF as base64 (4/3 of its size): the body is capped accordingly.
 MAX_TASK_BODY = 32 * 1024 * 1024
 MAX_COUNT = 100
+# A search page's position, opaque to the client, which only follows the Bundle's `next` link.
+PAGE_CURSOR = "_cursor"
 
 
 def install(app) -> None:
@@ -209,10 +212,11 @@ def read_disclosure(event_id):
 
 @blp.route(f"{PREFIX}/Task", methods=["GET"])
 def search_tasks():
-    """`_lastUpdated` (gt/ge/lt/le), `identifier` ([system|]value), `status`, `_count` → a searchset Bundle."""
+    """`_lastUpdated` (gt/ge/lt/le), `identifier` ([system|]value), `status`, `_count` → a searchset Bundle
+    whose `total` counts every match and whose `next` link (while more remain) fetches the following page."""
     _needs("Task", "s")
     errors = []
-    allowed = {"_lastUpdated", "identifier", "status", "_count", "_format"}
+    allowed = {"_lastUpdated", "identifier", "status", "_count", "_format", PAGE_CURSOR}
     errors += [FieldError("INVALID_FIELD", name[:40], "unsupported search parameter") for name in request.args
                if name not in allowed]
     updated = []
@@ -233,13 +237,21 @@ def search_tasks():
         raise BadRequest("The search has unsupported or invalid parameters; see the issues.", errors=errors,
                          code="FHIR_SEARCH_INVALID")
     a = adapters()
-    found = tasks.search_tasks(a.db, store=a.store, principal=current_principal(), status=status,
-                               identifier=request.args.get("identifier"), updated=updated, count=int(count),
-                               audit_ctx=audit_context())
-    return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": len(found),
-                          "link": [{"relation": "self", "url": request.url}],
+    page = tasks.search_tasks(a.db, store=a.store, principal=current_principal(), status=status,
+                              identifier=request.args.get("identifier"), updated=updated, count=int(count),
+                              cursor=request.args.get(PAGE_CURSOR) or None, audit_ctx=audit_context())
+    links = [{"relation": "self", "url": request.url}]
+    if page.next_cursor:
+        links.append({"relation": "next", "url": _page_url(page.next_cursor)})
+    return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links,
                           "entry": [{"fullUrl": f"{_base_url()}{PREFIX}/Task/{t['id']}", "resource": t,
-                                     "search": {"mode": "match"}} for t in found]})
+                                     "search": {"mode": "match"}} for t in page.tasks]})
+
+
+def _page_url(cursor: str) -> str:
+    """This search's URL with the same parameters, resuming at `cursor`."""
+    kept = [(name, value) for name, value in request.args.items(multi=True) if name != PAGE_CURSOR]
+    return f"{_base_url()}{request.path}?{urlencode([*kept, (PAGE_CURSOR, cursor)])}"
 
 
 def _instant(text: str) -> datetime | None:

@@ -112,3 +112,22 @@ def with_authorization(task: dict, org_name: str, pdf: bytes | None = None, **co
         {"type": kind, "valueReference": {"reference": "#authorization"}},
     ]
     return task
+
+
+def signed_in_payer(client, settings, db, tmp_path) -> dict:
+    """A new insurer with a registered FHIR client and a token for Tasks and Consents."""
+    from gateway.auth.models import Organization
+    from tests.factories import bearer, make_tenant
+
+    tenant = make_tenant(db, "insurer")
+    registered = register(settings, tmp_path, tenant.org_id)
+    form = registered.form("http://localhost/oauth/token", scope="system/Task.crs system/Consent.rs")
+    token = client.post("/oauth/token", data=form).get_json()["access_token"]
+    with db.transaction() as session:
+        name = session.get(Organization, tenant.org_id).name
+    return {"tenant": tenant, "headers": bearer(token), "org_name": name, "client_id": registered.client_id}
+
+
+def post_task(client, payer: dict, task: dict):
+    """POST a Task as `payer` (application/fhir+json)."""
+    return client.post("/fhir/r4/Task", headers=payer["headers"], json=task, content_type="application/fhir+json")

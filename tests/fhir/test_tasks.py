@@ -12,11 +12,17 @@ from fhir.resources.R4B.task import Task
 from sqlalchemy import select
 
 from gateway.audit.models import AuditEvent
-from gateway.auth.models import Organization
 from gateway.intake.models import RecordsRequest
 from tests import samples
 from tests.factories import bearer, make_tenant
-from tests.fhir.helpers import STATEMENT_POLICY, published_example, register, with_authorization
+from tests.fhir.helpers import (
+    STATEMENT_POLICY,
+    post_task,
+    published_example,
+    register,
+    signed_in_payer,
+    with_authorization,
+)
 
 # One database (tests/conftest.py): FHIR translation onto service functions the API tests run on both databases.
 pytestmark = pytest.mark.one_database
@@ -27,17 +33,11 @@ FHIR = "application/fhir+json"
 
 @pytest.fixture
 def payer(client, settings, db, tmp_path):
-    tenant = make_tenant(db, "insurer")
-    registered = register(settings, tmp_path, tenant.org_id)
-    form = registered.form(TOKEN_URL, scope="system/Task.crs system/Consent.rs")
-    token = client.post("/oauth/token", data=form).get_json()["access_token"]
-    with db.transaction() as session:
-        name = session.get(Organization, tenant.org_id).name
-    return {"tenant": tenant, "headers": bearer(token), "org_name": name, "client_id": registered.client_id}
+    return signed_in_payer(client, settings, db, tmp_path)
 
 
 def _post(client, payer, task):
-    return client.post("/fhir/r4/Task", headers=payer["headers"], json=task, content_type=FHIR)
+    return post_task(client, payer, task)
 
 
 def _codes(task: Task) -> set[str]:

@@ -42,8 +42,10 @@ ASSERTION_MAX_SECONDS = 300
 CLOCK_SKEW_SECONDS = 30
 TOKEN_SECONDS = 300
 TOKEN_PREFIX = "fhirat_"
-# SMART v2 scopes this server grants: Tasks created, read and searched; the documents and consents they carry.
-SCOPES = ("system/Task.crs", "system/DocumentReference.rs", "system/Consent.rs", "system/AuditEvent.rs")
+# SMART v2 scopes this server grants: Tasks created, read and searched; Tasks updated (only to cancel one: its
+# own scope, so a client can ask for the others without it); the documents and consents they carry.
+SCOPES = ("system/Task.crs", "system/Task.u", "system/DocumentReference.rs", "system/Consent.rs",
+          "system/AuditEvent.rs")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 MAX_ASSERTION_CHARS = 8192
 

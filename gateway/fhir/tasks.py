@@ -31,7 +31,7 @@ from gateway.errors import GatewayError, NotFound
 from gateway.fhir import translate
 from gateway.fhir.models import FhirTask
 from gateway.fhir.outcome import CODE_SYSTEM, issue, outcome
-from gateway.intake import access, documents, service, submission
+from gateway.intake import access, documents, lifecycle, service, submission
 from gateway.intake.models import RecordsRequest
 from gateway.pagination import keyset_page
 
@@ -104,6 +104,29 @@ def read_task(db: Database, *, store, principal: Principal, task_id: str, audit_
                object_type="request", object_id=task["id"], **audit_ctx)
     _audit_downloads(db, principal, downloads, audit_ctx)
     return task
+
+
+def cancel_task(db: Database, *, store, principal: Principal, task_id: str, reason: str | None,
+                if_match: str | None, audit_ctx: dict) -> dict:
+    """The payer withdraws one of its Tasks (`status` → `cancelled`): the request is cancelled through the one
+    lifecycle, under its lock, as the JSON API's cancel does; returns the Task as it now is.
+
+    404 for anyone else's Task; 409 INVALID_TRANSITION once the records team has started (or the Task was
+    rejected at intake); 412 when `if_match` names an older version.  A Task already cancelled is answered
+    as it is: the update asks for what is already so."""
+    with db.transaction() as session:
+        req = get_visible(session, principal, RecordsRequest, task_id, db=db, audit_context=audit_ctx)
+        fhir_task = session.scalars(visible_select(principal, FhirTask).where(FhirTask.request_id == req.id)
+                                    ).one_or_none()
+        if fhir_task is None:
+            raise NotFound()
+        rejected, cancelled = fhir_task.rejected_at is not None, req.status == "cancelled"
+    if rejected:
+        raise lifecycle.InvalidTransition("This Task was rejected at intake; a rejected Task cannot be cancelled.")
+    if not cancelled:
+        service.cancel_request(db, principal=principal, request_id=task_id, reason=reason, if_match=if_match,
+                               audit_ctx=audit_ctx)
+    return read_task(db, store=store, principal=principal, task_id=task_id, audit_ctx=audit_ctx)
 
 
 def read_consent(db: Database, *, principal: Principal, consent_id: str, audit_ctx: dict) -> dict:

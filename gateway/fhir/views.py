@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from gateway.audit.service import AuditUnavailable, record_now
 from gateway.auth.web import _CREDENTIAL_PARAMS as CREDENTIAL_PARAMS
 from gateway.auth.web import audit_context, audit_denied, current_principal
-from gateway.errors import BadRequest, FieldError, Forbidden, Unauthenticated, Unprocessable
+from gateway.errors import BadRequest, FieldError, Forbidden, Unauthenticated, Unprocessable, UnsupportedMediaType
 from gateway.fhir import smart, tasks
 from gateway.fhir.outcome import FHIR_JSON, PREFIX, convert_problems, fhir_response
 from gateway.web import adapters, clock, settings
@@ -35,6 +35,8 @@ MAX_TASK_BODY = 32 * 1024 * 1024
 MAX_COUNT = 100
 # A search page's position, opaque to the client, which only follows the Bundle's `next` link.
 PAGE_CURSOR = "_cursor"
+JSON_PATCH = "application/json-patch+json"
+MAX_REASON = 500  # as the JSON API's cancel reason
 
 
 def install(app) -> None:
@@ -101,7 +103,8 @@ def capability_statement():
                       "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
                                      "extension": [{"url": "token", "valueUri": _base_url() + "/oauth/token"}]}]},
                   "resource": [{"type": "Task", "supportedProfile": list(tasks.translate.PROFILES.values()),
-                                "interaction": [{"code": "create"}, {"code": "read"}, {"code": "search-type"}],
+                                "interaction": [{"code": "create"}, {"code": "read"}, {"code": "patch"},
+                                                {"code": "search-type"}],
                                 "searchParam": [{"name": "_lastUpdated", "type": "date"},
                                                 {"name": "identifier", "type": "token"},
                                                 {"name": "status", "type": "token"}]},
@@ -192,6 +195,55 @@ def read_task(task_id):
     a = adapters()
     return fhir_response(tasks.read_task(a.db, store=a.store, principal=current_principal(), task_id=task_id,
                                          audit_ctx=audit_context()))
+
+
+@blp.route(f"{PREFIX}/Task/<task_id>", methods=["PATCH"])
+def update_task(task_id):
+    """Cancel a Task: a JSON Patch (RFC 6902) replacing `status` with `cancelled`, and optionally
+    `statusReason` (its `text` is recorded as the reason); `If-Match: W/"<versionId>"` guards it."""
+    _needs("Task", "u")
+    if request.mimetype not in (JSON_PATCH, "application/json"):
+        raise UnsupportedMediaType(f"Send the update as a JSON Patch ({JSON_PATCH}).",
+                                   code="UNSUPPORTED_MEDIA_TYPE")
+    reason = _cancellation(request.get_json(silent=True))
+    a = adapters()
+    task = tasks.cancel_task(a.db, store=a.store, principal=current_principal(), task_id=task_id, reason=reason,
+                             if_match=request.headers.get("If-Match"), audit_ctx=audit_context())
+    return fhir_response(task, 200, {"ETag": f'W/"{task["meta"]["versionId"]}"'})
+
+
+def _cancellation(patch) -> str | None:
+    """The reason a cancelling JSON Patch gives (None for none); anything else it asks is refused (422), never
+    partly applied: this server changes a Task's status to `cancelled` and nothing else."""
+    if not isinstance(patch, list) or not patch or not all(isinstance(op, dict) for op in patch):
+        raise BadRequest("The body must be a JSON Patch: a non-empty array of operations.",
+                         code="FHIR_PATCH_INVALID")
+    errors, status, reason = [], None, None
+    for n, op in enumerate(patch[:20]):
+        where = f"[{n}]"
+        if op.get("op") not in ("replace", "add") or op.get("path") not in ("/status", "/statusReason"):
+            errors.append(FieldError("FHIR_PATCH_UNSUPPORTED", where, "only replacing /status (with cancelled) "
+                                                                     "and /statusReason is supported"))
+        elif op["path"] == "/status":
+            status = op.get("value")
+            if status != "cancelled":
+                errors.append(FieldError("FHIR_PATCH_UNSUPPORTED", f"{where}.value",
+                                         "a Task's status can only be changed to cancelled"))
+        else:
+            text = op.get("value", {}).get("text") if isinstance(op.get("value"), dict) else None
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_REASON:
+                errors.append(FieldError("INVALID_FIELD", f"{where}.value.text",
+                                         f"a CodeableConcept with text of 1 to {MAX_REASON} characters"))
+            else:
+                reason = text.strip()
+    if len(patch) > 20:
+        errors.append(FieldError("FHIR_PATCH_UNSUPPORTED", "[20]", "at most 20 operations"))
+    if status is None and not errors:
+        errors.append(FieldError("FHIR_PATCH_UNSUPPORTED", "", "the patch must set /status to cancelled"))
+    if errors:
+        raise Unprocessable("This server only cancels Tasks; see the issues.", code="FHIR_PATCH_UNSUPPORTED",
+                            errors=errors)
+    return reason
 
 
 @blp.route(f"{PREFIX}/Consent/<consent_id>", methods=["GET"])

@@ -114,14 +114,14 @@ def with_authorization(task: dict, org_name: str, pdf: bytes | None = None, **co
     return task
 
 
-def signed_in_payer(client, settings, db, tmp_path) -> dict:
-    """A new insurer with a registered FHIR client and a token for Tasks and Consents."""
+def signed_in_payer(client, settings, db, tmp_path, scope: str = "system/Task.crs system/Consent.rs") -> dict:
+    """A new insurer with a registered FHIR client and a token for `scope` (Tasks and Consents)."""
     from gateway.auth.models import Organization
     from tests.factories import bearer, make_tenant
 
     tenant = make_tenant(db, "insurer")
     registered = register(settings, tmp_path, tenant.org_id)
-    form = registered.form("http://localhost/oauth/token", scope="system/Task.crs system/Consent.rs")
+    form = registered.form("http://localhost/oauth/token", scope=scope)
     token = client.post("/oauth/token", data=form).get_json()["access_token"]
     with db.transaction() as session:
         name = session.get(Organization, tenant.org_id).name

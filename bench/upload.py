@@ -10,7 +10,9 @@ three ways in the same run, against the same services:
   seconds from the first byte sent to the 201;
 - clamd: the same bytes straight to clamd INSTREAM in 64 KiB frames;
 - S3: the same bytes to the same moto endpoint with boto3 upload_file
-  (8 MiB parts, threads on).
+  (8 MiB parts, threads on), on a client configured as the gateway's
+  (gateway.adapters.build_store: over plain HTTP to loopback, part bodies
+  unsigned, as over HTTPS to S3).
 
 The gateway streams each chunk to clamd and to S3 at once, so its floor is
 the slower raw leg; the ratio gateway / floor is printed beside the 1.2
@@ -53,6 +55,7 @@ from pathlib import Path
 from boto3.s3.transfer import TransferConfig
 
 from bench._stack import BUCKET, KMS_ALIAS, BenchStack
+from gateway.adapters import build_store
 from gateway.scanning import ClamdScanner
 from tests.factories import request_body
 from tests.samples import write_large_pdf
@@ -396,6 +399,7 @@ def measure_size(stack: BenchStack, size_mb: int, rounds: int, workdir: Path, pr
         if not warm.ok:
             print(f"  warm-up upload failed: {warm.detail}")
         pids = {"worker": worker, "clamd": stack.clamd.pid, "moto": stack.moto.pid, "client": os.getpid()}
+        raw_client = build_store(stack.settings).client  # the gateway's client configuration
         # Growth is counted from the warmed worker's RSS before the first measured upload, not from
         # just before each one: glibc keeps what a previous upload freed, which would hide it.
         warm_rss = proc_status_bytes(worker, "VmRSS")
@@ -418,7 +422,7 @@ def measure_size(stack: BenchStack, size_mb: int, rounds: int, workdir: Path, pr
                   f"({raw_clamd.detail}; verdict {raw_clamd.extra['verdict_wait']:.2f} s after the last frame)")
             print(f"          {clamd_cpu.line(raw_clamd.seconds)}")
             with CpuMeter(pids) as s3_cpu:
-                raw_s3 = s3_leg(stack.s3, path)
+                raw_s3 = s3_leg(raw_client, path)
             print(f"  round {round_number} S3       {raw_s3.seconds:7.2f} s  {mib / raw_s3.seconds:7.1f} MiB/s")
             print(f"          {s3_cpu.line(raw_s3.seconds)}", flush=True)
             stack.empty_bucket()

@@ -6,9 +6,11 @@ SHA-256 of each document lives (the ``sha256`` object tag) and why.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -34,6 +36,26 @@ MiB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3 rejects smaller parts, except the last one
 READ_CHUNK_SIZE = 64 * 1024
+
+
+def _loopback_payload_signing(endpoint_url: str | None) -> dict[str, bool]:
+    """Part bodies unsigned over plain HTTP to this machine (a local emulator), as over HTTPS to S3.
+
+    Over HTTPS botocore sends an upload's parts with an unsigned, streamed payload and a CRC32 trailer (TLS and
+    the checksum carry them), and never hashes the body for the signature.  Over plain HTTP it would SHA-256
+    every byte of every part once more, on the CPUs clamd's scan needs: on moto that was 500 MiB hashed per
+    500 MiB upload, which production never does.  Only for loopback, where no network lies between the two;
+    a plain-HTTP endpoint elsewhere keeps signed payloads.
+    """
+    parts = urlsplit(endpoint_url or "")
+    if parts.scheme != "http":
+        return {}
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return {"payload_signing_enabled": False} if loopback else {}
 
 
 class S3DocumentStore:
@@ -84,7 +106,7 @@ class S3DocumentStore:
             max_pool_connections=max(10, max_parts_in_flight + 4),
             # Local emulators (moto, MinIO) answer on an IP or localhost where
             # virtual-hosted bucket names cannot resolve; real S3 keeps "auto".
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            s3={"addressing_style": "path" if endpoint_url else "auto", **_loopback_payload_signing(endpoint_url)},
         )
         # A private session: no shared default session across threads, and
         # explicit keys (when given) win over whatever the environment holds.

@@ -154,6 +154,36 @@ def test_large_upload_goes_multipart_round_trips_and_memory_stays_bounded(s3_buc
     assert actual.hexdigest() == expected.hexdigest()
 
 
+def test_parts_to_a_loopback_endpoint_go_unsigned_as_over_https(s3_bucket):
+    """Over plain HTTP botocore would SHA-256 every part for the signature, which HTTPS to S3 never does: to
+    moto on loopback the parts carry UNSIGNED-PAYLOAD and their CRC32, and still round-trip."""
+    store = s3_bucket.store(part_size=MIN_PART_SIZE)
+    sent = []
+    store.client.meta.events.register(
+        "before-send.s3.UploadPart",
+        lambda request, **_: sent.append((request.headers.get("X-Amz-Content-SHA256"),
+                                          request.headers.get("x-amz-checksum-crc32"))))
+    key, data = new_key(), PDF * (MIN_PART_SIZE // len(PDF) + 1)
+    staged = store.begin_upload(key, content_type="application/pdf")
+    staged.write(data)
+    staged.complete(sha256_hex=hashlib.sha256(data).hexdigest())
+    assert len(sent) == 2
+    assert all(signed == b"UNSIGNED-PAYLOAD" and crc for signed, crc in sent), sent
+    store.promote(key)
+    assert b"".join(store.open(key)) == data
+
+
+@pytest.mark.parametrize(("endpoint", "unsigned"), [
+    ("http://127.0.0.1:5005", True), ("http://localhost:9000", True), ("http://[::1]:9000", True),
+    ("http://minio:9000", False), ("http://10.0.0.5:9000", False), ("https://127.0.0.1:9000", False),
+    ("https://s3.us-east-1.amazonaws.com", False), (None, False),
+])
+def test_only_plain_http_to_loopback_leaves_parts_unsigned(endpoint, unsigned):
+    from gateway.storage.s3 import _loopback_payload_signing
+
+    assert _loopback_payload_signing(endpoint) == ({"payload_signing_enabled": False} if unsigned else {})
+
+
 def test_complete_rejects_a_digest_that_does_not_match(s3_bucket, document_store):
     key = new_key()
     staged = document_store.begin_upload(key, content_type="application/pdf")

@@ -31,7 +31,7 @@ MAX_JSON_BODY = jsonbody.MAX_JSON_BODY
 LARGE_BODY_ENDPOINTS = {"batches.create_batch": jsonbody.MAX_BATCH_BODY, "fhir.create_task": 32 * 1024 * 1024,
                         "portal.import_csv": jsonbody.MAX_CSV_FORM_BODY}
 STREAMING_ENDPOINTS = frozenset({"documents.upload_document", "requests.create_request", "portal.upload_document",
-                                 "request_groups.upload_group_document"})
+                                 "request_groups.upload_group_document", "portal.upload_group_document"})
 # A client's X-Request-ID is echoed only when it cannot smuggle anything into logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -15,6 +15,7 @@ from gateway.errors import FieldError, flatten_messages
 from gateway.intake.schemas import (
     AUTHORITIES,
     DELIVERY_METHODS,
+    MAX_GROUP_FACILITIES,
     PATHWAYS,
     PURPOSES,
     RECORD_TYPES,
@@ -188,9 +189,35 @@ def values_from_body(body: Mapping | None) -> dict:
     return values
 
 
+ALSO = "also_facilities"  # the create form's "send the same request to these facilities too"
+
+
+def other_facilities(form, *, known: set[str]) -> tuple[list[str], list[FieldError]]:
+    """The facilities ticked besides the chosen one (in form order, each once), or an error for a code that
+    is not a facility (a tampered form): nothing is created then."""
+    chosen = (form.get("facility") or "").strip()
+    also: list[str] = []
+    for ticked in form.getlist(ALSO):
+        code = ticked.strip()
+        if code and code != chosen and code not in also:
+            also.append(code)
+    if any(code not in known for code in also):
+        return [], [FieldError("INVALID_FIELD", ALSO, "Other facilities: choose facilities from the list.")]
+    if 1 + len(also) > MAX_GROUP_FACILITIES:
+        return [], [FieldError("INVALID_FIELD", ALSO, f"Other facilities: at most {MAX_GROUP_FACILITIES} in all.")]
+    return also, []
+
+
+def group_body(loaded: dict, also: list[str]) -> dict:
+    """A validated one-facility create body as the body of a group: its facility first, then `also`."""
+    common = {name: value for name, value in loaded.items() if name != "facility"}
+    return {**common, "facilities": [loaded["facility"], *also]}
+
+
 def values_from_form(form) -> dict:
     """Flat values exactly as typed, to show a refused form again."""
     values = {path: form.get(path, "") for path in (*TEXT, *DATES, "facility", "patient.other_names")}
+    values[ALSO] = form.getlist(ALSO)
     values.update({path: form.get(path) == "on" for path in FLAGS})
     values.update({path: form.getlist(path) for path in LISTS})
     return values

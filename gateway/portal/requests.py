@@ -13,7 +13,7 @@ from gateway.auth.models import Organization
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError
 from gateway.facilities.service import get_facility, list_facilities
-from gateway.intake import assessment, documents, service, submission
+from gateway.intake import assessment, documents, groups, service, submission
 from gateway.intake.document_views import visible_document
 from gateway.intake.upload_web import receive_upload
 from gateway.intake.views import visible_request
@@ -61,12 +61,20 @@ def new_request():
 @requires(*REQUESTERS)
 @once_per_form()
 def create_request():
-    """Create the draft (the same create as POST /v1/requests), then on to its documents."""
-    body = forms.body_from_form(request.form, practice_required=_practice_required(request.form.get("facility")))
+    """Create the draft (the same create as POST /v1/requests), then on to its documents; with other facilities
+    ticked too, one draft per facility, filed together (a request group), then on to the group's page."""
+    also, unknown = forms.other_facilities(request.form, known={f.code for f in _facilities()})
+    primary = request.form.get("facility")
+    body = forms.body_from_form(request.form, practice_required=any(
+        _practice_required(code) for code in (primary, *also)))
     loaded, errors = forms.load(body)
-    if errors:
+    if errors or unknown:
         return _page("portal/request_form.html", 422,
-                     **_form_context(values=forms.values_from_form(request.form), errors=errors))
+                     **_form_context(values=forms.values_from_form(request.form), errors=[*errors, *unknown]))
+    if also:
+        group_id, _ids = groups.create_group(adapters().db, principal=g.principal, audit_ctx=audit_context(),
+                                             body=forms.group_body(loaded, also))
+        return redirect(url_for("portal.request_group", group_id=group_id, created=1) + "#documents", code=303)
     request_id = service.create_request(adapters().db, principal=g.principal, body=loaded, audit_ctx=audit_context())
     return redirect(url_for("portal.request_detail", request_id=request_id, created=1) + "#documents", code=303)
 

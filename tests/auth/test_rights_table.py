@@ -139,7 +139,8 @@ PORTAL_REFUSED = {
     "portal.users", "portal.create_user", "portal.deactivate_user", "portal.reactivate_user",
     "portal.change_user_role",
     "portal.imports", "portal.import_template", "portal.import_csv", "portal.import_detail", "portal.import_submit",
-    "portal.request_group", "portal.request_search", "portal.request_export",
+    "portal.request_group", "portal.upload_group_document", "portal.submit_group", "portal.request_search",
+    "portal.request_export",
 }
 # The auditor's own pages (the accounting of disclosures), refused to operators; auditors land there.
 AUDITOR_PAGES = {("GET", "portal.disclosures_page"): 200, ("POST", "portal.disclosures_search"): 422,
@@ -185,6 +186,7 @@ FHIR_RIGHTS = {
     ("POST", "/fhir/r4/Task"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Task"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Task/<task_id>"): FHIR_TOKEN,
+    ("PATCH", "/fhir/r4/Task/<task_id>"): FHIR_TOKEN,
     ("GET", "/fhir/r4/Consent/<consent_id>"): FHIR_TOKEN,
     ("GET", "/fhir/r4/AuditEvent/<event_id>"): FHIR_TOKEN,
 }

@@ -46,10 +46,15 @@ def sign_in(page, email: str) -> None:
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
-def fill_request(page, facility: str, *, signed_on: date, expires_on: date) -> None:
-    """The new-request steps as a paralegal goes through them, by label and button."""
+def fill_request(page, facility: str, *, signed_on: date, expires_on: date, also=(),
+                 discloser: str | None = None) -> None:
+    """The new-request steps as a paralegal goes through them, by label and button (`also`: other facilities
+    ticked to receive the same request; `discloser`: who the authorization says may release, by default the
+    facility's name)."""
     page.goto("/portal/requests/new")
-    page.get_by_text(FACILITY_BUTTONS[facility]).click()
+    page.locator("#f-facility").get_by_text(FACILITY_BUTTONS[facility]).click()  # the radio, not "also send to"
+    for other in also:
+        page.get_by_label(f"Also send to {FACILITY_BUTTONS[other]}").check()
     if facility == "community-practices":
         page.get_by_label("Practice name").fill("Riverside Family Practice")
         page.get_by_label("Practice address").fill("10 River Rd, Lowell")
@@ -68,15 +73,16 @@ def fill_request(page, facility: str, *, signed_on: date, expires_on: date) -> N
     page.get_by_label("Recipient’s name").fill("Smith & Jones LLP")
     page.get_by_label("Recipient’s address").fill("1 Main St, Boston")
     page.locator("#step-delivery").get_by_role("button", name="Next").click()
-    fill_authorization(page, facility, signed_on=signed_on, expires_on=expires_on)
+    fill_authorization(page, facility, signed_on=signed_on, expires_on=expires_on, discloser=discloser)
 
 
-def fill_authorization(page, facility: str, *, signed_on: date, expires_on: date) -> None:
+def fill_authorization(page, facility: str, *, signed_on: date, expires_on: date,
+                       discloser: str | None = None) -> None:
     page.get_by_label("Signed by").select_option("patient")
     page.get_by_label("Signer’s name").fill("Ana Silva")
     page.get_by_label("Date signed").fill(str(signed_on))
     page.get_by_label("Expiration date").fill(str(expires_on))
-    page.get_by_label("Who may release the records").fill(FACILITY_NAMES[facility])
+    page.get_by_label("Who may release the records").fill(discloser or FACILITY_NAMES[facility])
     page.get_by_label("Who may receive them").fill("Smith & Jones LLP")
     page.get_by_label("Information to be released").fill("All visit notes and lab results 2025-2026")
     page.get_by_label("Purpose stated").fill("Litigation")

@@ -165,13 +165,24 @@
     show(current, false);
     var timer = null;
     requestForm.addEventListener("change", function () { clearTimeout(timer); timer = setTimeout(check, 250); });
-    // Picking "another location" asks for the practice's name and address.
+    // Picking "another location" (as the facility, or among the others ticked) asks for the practice's name and
+    // address; the chosen facility is not offered again among the others.
     function togglePractice() {
       var chosen = requestForm.querySelector('input[name="facility"]:checked');
+      var needed = Array.prototype.some.call(
+        requestForm.querySelectorAll('input[name="facility"]:checked, input[name="also_facilities"]:checked'),
+        function (box) { return box.getAttribute("data-requires-practice") === "true" && !box.disabled; });
       var practice = document.getElementById("practice-fields");
-      if (practice) practice.hidden = !(chosen && chosen.getAttribute("data-requires-practice") === "true");
+      if (practice) practice.hidden = !needed;
+      requestForm.querySelectorAll('input[name="also_facilities"]').forEach(function (box) {
+        var same = chosen && box.value === chosen.value;
+        box.disabled = same;
+        if (same) box.checked = false;
+      });
     }
-    requestForm.querySelectorAll('input[name="facility"]').forEach(function (r) { r.addEventListener("change", togglePractice); });
+    requestForm.querySelectorAll('input[name="facility"], input[name="also_facilities"]').forEach(function (r) {
+      r.addEventListener("change", togglePractice);
+    });
     togglePractice();
   }
 
@@ -238,7 +249,9 @@
           bar.setAttribute("value", "100"); anyStored = true;
           item.setAttribute("data-result", "clean");
           state.className = "upload-result ok";
-          state.textContent = "Scanned: no viruses found. Stored as " + (json.pages ? json.pages + "-page " : "") + "document.";
+          state.textContent = json.items ?  // a request group's upload: one document, added to each open request
+            "Scanned: no viruses found. Added to " + json.items.length + (json.items.length === 1 ? " request." : " requests.") :
+            "Scanned: no viruses found. Stored as " + (json.pages ? json.pages + "-page " : "") + "document.";
         } else {
           item.setAttribute("data-result", (json && json.code) || "error");
           state.className = "upload-result bad";

@@ -90,14 +90,21 @@ def create_task(db: Database, *, store, scanner, clock, principal: Principal, ta
     return request_id
 
 
+def _visible_task(session, principal: Principal, task_id: str, *, db: Database,
+                  audit_ctx: dict) -> tuple[RecordsRequest, FhirTask]:
+    """The request and Task record of one of the caller's Tasks; 404 for anything else (the tenant guard)."""
+    req = get_visible(session, principal, RecordsRequest, task_id, db=db, audit_context=audit_ctx)
+    fhir_task = session.scalars(visible_select(principal, FhirTask).where(FhirTask.request_id == req.id)
+                                ).one_or_none()
+    if fhir_task is None:
+        raise NotFound()
+    return req, fhir_task
+
+
 def read_task(db: Database, *, store, principal: Principal, task_id: str, audit_ctx: dict) -> dict:
     """A Task of the caller's organization as FHIR JSON (404 otherwise); the read is audited first."""
     with db.transaction() as session:
-        req = get_visible(session, principal, RecordsRequest, task_id, db=db, audit_context=audit_ctx)
-        fhir_task = session.scalars(visible_select(principal, FhirTask).where(FhirTask.request_id == req.id)
-                                    ).one_or_none()
-        if fhir_task is None:
-            raise NotFound()
+        req, fhir_task = _visible_task(session, principal, task_id, db=db, audit_ctx=audit_ctx)
         task, downloads = render(store, principal, req, fhir_task)
     # Audited after the read transaction ends (SQLite's writer would wait on it) and before anything leaves.
     record_now(db, actor=principal.audit_actor, org_id=principal.org_id, action="fhir.task.read",
@@ -115,11 +122,7 @@ def cancel_task(db: Database, *, store, principal: Principal, task_id: str, reas
     rejected at intake); 412 when `if_match` names an older version.  A Task already cancelled is answered
     as it is: the update asks for what is already so."""
     with db.transaction() as session:
-        req = get_visible(session, principal, RecordsRequest, task_id, db=db, audit_context=audit_ctx)
-        fhir_task = session.scalars(visible_select(principal, FhirTask).where(FhirTask.request_id == req.id)
-                                    ).one_or_none()
-        if fhir_task is None:
-            raise NotFound()
+        req, fhir_task = _visible_task(session, principal, task_id, db=db, audit_ctx=audit_ctx)
         rejected, cancelled = fhir_task.rejected_at is not None, req.status == "cancelled"
     if rejected:
         raise lifecycle.InvalidTransition("This Task was rejected at intake; a rejected Task cannot be cancelled.")

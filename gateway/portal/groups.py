@@ -7,7 +7,7 @@ tenant guard: another organization's group is a 404.
 
 from __future__ import annotations
 
-from flask import g, jsonify, redirect, request, url_for
+from flask import g, redirect, request, url_for
 
 from gateway.auth.web import audit_context, requires
 from gateway.errors import Conflict, FieldError
@@ -17,7 +17,7 @@ from gateway.intake.documents import REQUESTER_EDITABLE, REQUESTER_KINDS
 from gateway.intake.schemas import GroupDocumentsSchema
 from gateway.intake.upload_web import receive_upload
 from gateway.portal import bp
-from gateway.portal.web import is_xhr, page
+from gateway.portal.web import page, upload_answer
 from gateway.web import adapters, clock, db_session
 
 REQUESTERS = ("requester", "requester_admin")
@@ -55,12 +55,7 @@ def upload_group_document(group_id):
     """One file for every draft or returned request of the group: scanned and stored once (as
     `POST /v1/request-groups/{id}/documents`)."""
     received = receive_upload(group_id, upload_class=groups.GroupDocumentUpload, present=_present_group_documents)
-    if not isinstance(received, tuple):
-        return received  # the same Idempotency-Key again: the first answer
-    _documents, body = received
-    if is_xhr():
-        return jsonify(body), 201
-    return redirect(url_for("portal.request_group", group_id=group_id) + "#documents", code=303)
+    return upload_answer(received, url_for("portal.request_group", group_id=group_id))
 
 
 @bp.route("/request-groups/<group_id>/submit", methods=["POST"])

@@ -19,7 +19,7 @@ from gateway.intake.upload_web import receive_upload
 from gateway.intake.views import visible_request
 from gateway.portal import bp, forms
 from gateway.portal.detail import render_detail, shown_request
-from gateway.portal.web import is_xhr, once_per_form
+from gateway.portal.web import once_per_form, upload_answer
 from gateway.portal.web import page as _page
 from gateway.web import adapters, clock, db_session
 
@@ -138,13 +138,7 @@ def update_request(request_id):
 @requires("requester", "requester_admin", "facility_staff")
 def upload_document(request_id):
     """One file from the upload widget (or the plain form): streamed, scanned, stored only if clean."""
-    received = receive_upload(request_id)
-    if not isinstance(received, tuple):
-        return received  # the same Idempotency-Key again: the first answer
-    _document, body = received
-    if is_xhr():
-        return jsonify(body), 201
-    return redirect(url_for("portal.request_detail", request_id=request_id) + "#documents", code=303)
+    return upload_answer(receive_upload(request_id), url_for("portal.request_detail", request_id=request_id))
 
 
 @bp.route("/requests/<request_id>/submit", methods=["POST"])

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, g, redirect, render_template, request, url_for
+from flask import current_app, g, jsonify, redirect, render_template, request, url_for
 
 from gateway import idempotency
 from gateway.audit.service import record_now
@@ -112,6 +112,17 @@ def once_per_form(repeat_endpoint: str | None = None):
 def is_xhr() -> bool:
     """Requests made by the portal's own scripts (answered with JSON, not pages)."""
     return request.headers.get(XHR_HEADER) == "portal"
+
+
+def upload_answer(received, back: str):
+    """The answer to a portal upload (`receive_upload`'s result): the first answer again for a repeated
+    Idempotency-Key, JSON to the uploader's script, else back to the page's documents."""
+    if not isinstance(received, tuple):
+        return received
+    _stored, body = received
+    if is_xhr():
+        return jsonify(body), 201
+    return redirect(back + "#documents", code=303)
 
 
 @bp.before_request

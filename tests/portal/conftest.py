@@ -1,5 +1,6 @@
 """Browser fixtures: Debian's Chromium driven by Playwright against the gateway served by gunicorn,
-with an outbox relay running beside it as in production (so submitted requests become `routed`)."""
+with an outbox relay running beside it as in production (so submitted requests become `routed`); and
+`browser`, Flask's test client signed in to the portal as the module's `firm`'s requester."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # to refresh the pictures the README shows, on purpose.
 SCREENSHOTS = Path(os.environ.get("GATEWAY_SCREENSHOTS_DIR")
                    or Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "portal-screenshots")
+
+
+@pytest.fixture
+def browser(app, firm):
+    """The portal through Flask's test client, signed in as the requester of the module's `firm` fixture."""
+    from tests.portal.helpers import portal_client, portal_sign_in
+
+    client = portal_client(app)
+    client.csrf = portal_sign_in(client, firm.requester_email)
+    return client
 
 
 @pytest.fixture(scope="session")

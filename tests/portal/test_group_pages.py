@@ -27,13 +27,6 @@ def firm(db):
     return make_tenant(db)
 
 
-@pytest.fixture
-def browser(app, firm):
-    client = portal_client(app)
-    client.csrf = portal_sign_in(client, firm.requester_email)
-    return client
-
-
 def create_group(browser, also, **changes) -> str:
     data = {**form_for("tufts-mc", **changes), "also_facilities": also, "csrf_token": browser.csrf}
     response = browser.post("/portal/requests/new", data=data)

@@ -29,13 +29,6 @@ def firm(db):
     return make_tenant(db)
 
 
-@pytest.fixture
-def browser(app, firm):
-    client = portal_client(app)
-    client.csrf = portal_sign_in(client, firm.requester_email)
-    return client
-
-
 def form_for(facility: str = "tufts-mc", **changes) -> dict:
     """The request form as a browser posts it, from the factories' passing body."""
     body = request_body(facility)

@@ -189,6 +189,19 @@ def lease_due(session: Session, table, state: str, *, now: datetime, limit: int,
                                 {"now": now, "limit": limit, "until": now + lease}))
 
 
+def picked_once(table, picked):
+    """`table.id IN (the ids `picked` chooses)`, chosen once: `picked` selects ids with a LIMIT and FOR UPDATE
+    SKIP LOCKED (a claim or a lease).
+
+    Written straight into the UPDATE as `id IN (subquery)`, PostgreSQL may run the subquery as the inner side
+    of a nested loop, again for each row it scans; each run skips the rows this UPDATE has changed meanwhile
+    and picks the next, so a claim of 100 could take every due row at once (after an outage: the whole
+    backlog in one transaction, its lease running out before the last row was handed on).  As a MATERIALIZED
+    CTE the choice is made once.  SQLite runs an uncorrelated IN subquery once either way."""
+    chosen = picked.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    return table.c.id.in_(select(chosen.c.id))
+
+
 @functools.lru_cache(maxsize=16)
 def _lease_statement(table, state: str):
     """Built once per table, with the moment and the limit as parameters: the relay leases every second, and
@@ -197,8 +210,8 @@ def _lease_statement(table, state: str):
     now = bindparam("now", type_=table.c.next_attempt_at.type)
     due = (table.c[state] == "pending") & (table.c.next_attempt_at <= now)
     ids = (select(table.c.id).where(due).order_by(table.c.next_attempt_at, table.c.id)
-           .limit(bindparam("limit", type_=Integer())).with_for_update(skip_locked=True).scalar_subquery())
-    return (update(table).where(table.c.id.in_(ids), due)
+           .limit(bindparam("limit", type_=Integer())).with_for_update(skip_locked=True))
+    return (update(table).where(picked_once(table, ids), due)
             .values(next_attempt_at=bindparam("until", type_=table.c.next_attempt_at.type))
             .returning(table.c.id))
 

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, bindparam, or_, select, text, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gateway.db import Base, Database, UTCDateTime, utcnow
+from gateway.db import Base, Database, UTCDateTime, picked_once, utcnow
 
 LEASE = timedelta(seconds=60)
 ROUTE, NOTIFY = "route", "notify"
@@ -161,8 +161,8 @@ def _claim_statement(kinds: tuple[str, ...] | None):
     if kinds is not None:
         due = due & table.c.kind.in_(kinds)
     due_ids = (select(table.c.id).where(due).order_by(table.c.id).limit(bindparam("limit", type_=Integer()))
-               .with_for_update(skip_locked=True).scalar_subquery())
-    return (update(table).where(table.c.id.in_(due_ids), due)
+               .with_for_update(skip_locked=True))
+    return (update(table).where(picked_once(table, due_ids), due)
             .values(state="claimed", claimed_by=bindparam("token", type_=table.c.claimed_by.type),
                     claim_expires_at=bindparam("expires", type_=table.c.claim_expires_at.type))
             .returning(table.c.id, table.c.request_id, table.c.kind, table.c.queue, table.c.at_front,

@@ -18,6 +18,10 @@ log = logging.getLogger("gateway.routing.housekeeping")
 
 SWEEP_EVERY = 3600.0
 WEBHOOKS_EVERY = 1.0
+# Webhook deliveries, e-mails and reset e-mails claimed per kind and tick.  A claim that comes back full means
+# more are due: the next tick (the relay's next loop, a tenth of a second on) claims again instead of a second
+# later.  Once a second, 100 was a ceiling: at a busy hour's ~100 e-mails a second the backlog grew without end.
+CLAIM_LIMIT = 100
 DELIVERY_LEASE = timedelta(minutes=5)
 MAIL_JOB_SIZE = 20
 STALE_WORK_JOB = "gateway.intake.jobs.close_stale_work"
@@ -49,9 +53,11 @@ class Housekeeping:
                 log.error("audit checkpoint step failed", extra={"exception_type": type(error).__name__})
         try:
             if now >= self._next_webhooks:
-                self._next_webhooks = now + WEBHOOKS_EVERY
-                self._webhook_deliveries()
-                self._mail_deliveries()
+                self._next_webhooks = now + WEBHOOKS_EVERY  # kept if a claim fails: no tight retry loop
+                full = self._webhook_deliveries()
+                full = self._mail_deliveries() or full
+                if full:
+                    self._next_webhooks = now
             if now >= self._next_sweep:
                 self._next_sweep = now + SWEEP_EVERY
                 self.dispatcher.enqueue(MAINTENANCE, "gateway.intake.jobs.sweep_orphans", [],
@@ -68,39 +74,44 @@ class Housekeeping:
         except Exception as error:
             log.error("looking for lost route jobs failed", extra={"exception_type": type(error).__name__})
 
-    def _webhook_deliveries(self) -> None:
+    def _webhook_deliveries(self) -> bool:
+        """Hand due webhook deliveries to the workers; True when the claim was full (more are due)."""
         from gateway.db import utcnow
         from gateway.webhooks.service import claim_due
 
         with self.db.transaction() as session:
-            due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
+            due = claim_due(session, now=utcnow(), limit=CLAIM_LIMIT, lease=DELIVERY_LEASE)
         for delivery_id in due:
             self.dispatcher.enqueue(MAINTENANCE, "gateway.webhooks.jobs.deliver_job", [delivery_id],
                                     job_id=f"webhook-{delivery_id}-{int(time.time())}")
+        return len(due) >= CLAIM_LIMIT
 
-    def _mail_deliveries(self) -> None:
+    def _mail_deliveries(self) -> bool:
+        """Hand due e-mails (and reset e-mails) to the workers; True when a claim was full (more are due)."""
         from gateway.db import utcnow
         from gateway.mail.service import claim_due
 
         with self.db.transaction() as session:
-            due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
+            due = claim_due(session, now=utcnow(), limit=CLAIM_LIMIT, lease=DELIVERY_LEASE)
         # A job per MAIL_JOB_SIZE e-mails: a job per e-mail cost the worker more than the sending, and one job
         # for a large batch would keep a worker from hand-overs (route queues come first only between jobs).
         for start in range(0, len(due), MAIL_JOB_SIZE):
             part = due[start:start + MAIL_JOB_SIZE]
             self.dispatcher.enqueue(MAINTENANCE, "gateway.mail.jobs.send_all_job", [part],
                                     job_id=f"mail-{part[0]}-{len(part)}-{int(time.time())}")
-        self._reset_mails()
+        resets_full = self._reset_mails()
+        return len(due) >= CLAIM_LIMIT or resets_full
 
-    def _reset_mails(self) -> None:
+    def _reset_mails(self) -> bool:
         from gateway.auth.password_reset import claim_due
         from gateway.db import utcnow
 
         with self.db.transaction() as session:
-            due = claim_due(session, now=utcnow(), limit=100, lease=DELIVERY_LEASE)
+            due = claim_due(session, now=utcnow(), limit=CLAIM_LIMIT, lease=DELIVERY_LEASE)
         for reset_id in due:
             self.dispatcher.enqueue(MAINTENANCE, "gateway.auth.password_reset.send_job", [reset_id],
                                     job_id=f"reset-mail-{reset_id}-{int(time.time())}")
+        return len(due) >= CLAIM_LIMIT
 
     def _stale_work(self) -> None:
         """Once per day of the facilities' calendar: the sweep closing stale drafts and unanswered returns."""

@@ -140,14 +140,14 @@ def claim(db: Database, *, relay: str, limit: int, now: datetime | None = None,
     now = now or utcnow()
     token = f"{relay}:{uuid.uuid4().hex[:12]}"[:80]  # this call's claims, told apart from any other's
     with db.transaction() as session:
-        rows = session.execute(_claim_statement(None if kinds is None else tuple(kinds)),
+        rows = session.execute(_claim_statement(None if kinds is None else tuple(kinds), not db.is_sqlite),
                                {"now": now, "limit": limit, "token": token, "expires": now + lease}).all()
         return [Claimed(r.id, r.request_id, r.kind, r.queue, r.at_front, f"{r.queue}#{r.id}", r.payload)
                 for r in sorted(rows, key=lambda row: row.id)]
 
 
 @functools.lru_cache(maxsize=8)
-def _claim_statement(kinds: tuple[str, ...] | None):
+def _claim_statement(kinds: tuple[str, ...] | None, postgresql: bool):
     """The claim, built once per `kinds`: due rows, oldest first, taken with their lease in one UPDATE that
     hands them back (RETURNING), skipping rows another relay has locked (PostgreSQL; SQLite has one writer).
 
@@ -162,7 +162,7 @@ def _claim_statement(kinds: tuple[str, ...] | None):
         due = due & table.c.kind.in_(kinds)
     due_ids = (select(table.c.id).where(due).order_by(table.c.id).limit(bindparam("limit", type_=Integer()))
                .with_for_update(skip_locked=True))
-    return (update(table).where(picked_once(table, due_ids), due)
+    return (update(table).where(picked_once(table, due_ids, postgresql=postgresql), due)
             .values(state="claimed", claimed_by=bindparam("token", type_=table.c.claimed_by.type),
                     claim_expires_at=bindparam("expires", type_=table.c.claim_expires_at.type))
             .returning(table.c.id, table.c.request_id, table.c.kind, table.c.queue, table.c.at_front,

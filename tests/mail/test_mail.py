@@ -275,24 +275,31 @@ def test_a_refused_recipient_in_a_batch_does_not_stop_the_others(client, db, set
     assert inbox.to(firm.admin_email) == [] and len(inbox.to(firm.requester_email)) == 1
 
 
+def _mail_due(client, db, settings, firm) -> tuple[set[str], list, object]:
+    """A submitted request's notification e-mails, due; and a dispatcher recording what housekeeping enqueues
+    (into the list returned beside it) instead of sending it to RQ."""
+    request_id = submitted(client, firm, "tufts-mc")
+    publish(db, settings)
+    ours = {row.id for row in rows_for(db, request_id)}
+    assert len(ours) >= 2
+    jobs: list = []
+
+    class RecordingDispatcher:
+        def enqueue(self, queue, function, args, **options):
+            jobs.append((function, args))
+
+    return ours, jobs, RecordingDispatcher()
+
+
 def test_housekeeping_hands_claimed_mail_to_workers_in_small_jobs(client, db, settings, mail_settings, firm,
                                                                  monkeypatch):
     """A worker takes route jobs first only between jobs: one job for a large batch of e-mails would keep it
     from hand-overs for as long as the batch takes."""
     from gateway.routing import housekeeping
 
-    request_id = submitted(client, firm, "tufts-mc")
-    publish(db, settings)
-    ours = {row.id for row in rows_for(db, request_id)}
-    assert len(ours) >= 2
-    jobs = []
-
-    class RecordingDispatcher:
-        def enqueue(self, queue, function, args, **options):
-            jobs.append((function, args))
-
+    ours, jobs, dispatcher = _mail_due(client, db, settings, firm)
     monkeypatch.setattr(housekeeping, "MAIL_JOB_SIZE", 1)
-    Housekeeping(mail_settings, db, RecordingDispatcher()).tick()
+    Housekeeping(mail_settings, db, dispatcher).tick()
     mail_jobs = [args[0] for function, args in jobs if function == "gateway.mail.jobs.send_all_job"]
     assert all(len(ids) == 1 for ids in mail_jobs)
     assert ours <= {notification_id for ids in mail_jobs for notification_id in ids}
@@ -305,21 +312,13 @@ def test_a_full_claim_comes_back_at_the_next_tick_not_a_second_later(client, db,
     comes back full is tried again at the next tick; the clock here never moves."""
     from gateway.routing import housekeeping
 
-    request_id = submitted(client, firm, "tufts-mc")
-    publish(db, settings)
-    ours = {row.id for row in rows_for(db, request_id)}
-    assert len(ours) >= 2
-    jobs = []
-
-    class RecordingDispatcher:
-        def enqueue(self, queue, function, args, **options):
-            jobs.append((function, args))
+    ours, jobs, dispatcher = _mail_due(client, db, settings, firm)
 
     def mail_ids() -> set[str]:
         return {i for function, args in jobs if function == "gateway.mail.jobs.send_all_job" for i in args[0]}
 
     monkeypatch.setattr(housekeeping, "CLAIM_LIMIT", 1)
-    keeper = Housekeeping(mail_settings, db, RecordingDispatcher(), clock=lambda: 1000.0)
+    keeper = Housekeeping(mail_settings, db, dispatcher, clock=lambda: 1000.0)
     for _ in range(1000):  # every e-mail due in the shared database, one a tick, without the clock moving
         before = len(mail_ids())
         keeper.tick()

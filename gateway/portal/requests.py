@@ -63,10 +63,10 @@ def new_request():
 def create_request():
     """Create the draft (the same create as POST /v1/requests), then on to its documents; with other facilities
     ticked too, one draft per facility, filed together (a request group), then on to the group's page."""
-    also, unknown = forms.other_facilities(request.form, known={f.code for f in _facilities()})
-    primary = request.form.get("facility")
-    body = forms.body_from_form(request.form, practice_required=any(
-        _practice_required(code) for code in (primary, *also)))
+    catalogue = {f.code: f for f in _facilities()}
+    also, unknown = forms.other_facilities(request.form, known=set(catalogue))
+    chosen = [catalogue.get(code) for code in (request.form.get("facility"), *also)]
+    body = forms.body_from_form(request.form, practice_required=any(f and f.requires_practice for f in chosen))
     loaded, errors = forms.load(body)
     if errors or unknown:
         return _page("portal/request_form.html", 422,
